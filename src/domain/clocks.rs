@@ -1,0 +1,108 @@
+//! Armed clocks: from a case's running clocks, the policy and the calendar, each clock's
+//! deadline, warning time and escalation time. Pure; the projector indexes the result and the
+//! watchdog acts on it.
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::calendar::{Calendar, CalendarError, Deadline};
+use super::event::{ClockRef, ExtensionSpan};
+use super::policy::{SlaPolicy, Target};
+use super::state::{RunningClock, State};
+
+/// One armed clock of one case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArmedClock {
+    pub clock: ClockRef,
+    pub started_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    /// When to warn; `None` when the policy never warns for this clock.
+    pub warn_at: Option<DateTime<Utc>>,
+    /// When to escalate if still running; `None` when the policy never escalates.
+    pub escalate_at: Option<DateTime<Utc>>,
+    /// True when the deadline rests on a year with no published calendar.
+    pub provisional: bool,
+}
+
+/// The armed clocks of a case: its running clocks whose kind the policy enables.
+pub fn armed_clocks(
+    state: &State,
+    policy: &SlaPolicy,
+    calendar: &Calendar,
+) -> Result<Vec<ArmedClock>, CalendarError> {
+    let Some(clocks) = state.clocks() else {
+        return Ok(Vec::new());
+    };
+    clocks
+        .iter()
+        .filter(|(clock, _)| policy.clock(clock.kind).enabled)
+        .map(|(clock, running)| arm(clock, running, policy, calendar))
+        .collect()
+}
+
+fn arm(
+    clock: &ClockRef,
+    running: &RunningClock,
+    policy: &SlaPolicy,
+    calendar: &Calendar,
+) -> Result<ArmedClock, CalendarError> {
+    let rule = policy.clock(clock.kind);
+    let mut deadline = match rule.target {
+        Target::Natural(d) => Deadline {
+            due_at: add_natural(running.started_at, d)?,
+            provisional: false,
+        },
+        Target::WorkingDays(n) => calendar.working_days_after(running.started_at, n)?,
+    };
+    for span in &running.extensions {
+        deadline = extend(deadline, *span, calendar)?;
+    }
+    let span = deadline.due_at - running.started_at;
+    let warn_at = rule
+        .warn_at_percent
+        .map(|p| running.started_at + span * i32::from(p) / 100);
+    let escalate_at = rule
+        .escalate_after
+        .map(|d| add_natural(deadline.due_at, d))
+        .transpose()?;
+    Ok(ArmedClock {
+        clock: clock.clone(),
+        started_at: running.started_at,
+        due_at: deadline.due_at,
+        warn_at,
+        escalate_at,
+        provisional: deadline.provisional,
+    })
+}
+
+/// Moves a deadline by an approved extension. Working days count from the deadline's own
+/// date, so "two more working days" on a deadline of 24:00 Tuesday ends at 24:00 Thursday.
+pub fn extend(
+    deadline: Deadline,
+    span: ExtensionSpan,
+    calendar: &Calendar,
+) -> Result<Deadline, CalendarError> {
+    match span {
+        ExtensionSpan::Hours(h) => Ok(Deadline {
+            due_at: add_natural(
+                deadline.due_at,
+                std::time::Duration::from_secs(u64::from(h) * 3600),
+            )?,
+            provisional: deadline.provisional,
+        }),
+        ExtensionSpan::WorkingDays(n) => {
+            // The last instant before the deadline lies on the last day the deadline counted.
+            let last_counted = deadline.due_at - ChronoDuration::nanoseconds(1);
+            let moved = calendar.working_days_after(last_counted, n)?;
+            Ok(Deadline {
+                due_at: moved.due_at,
+                provisional: deadline.provisional || moved.provisional,
+            })
+        }
+    }
+}
+
+fn add_natural(at: DateTime<Utc>, d: std::time::Duration) -> Result<DateTime<Utc>, CalendarError> {
+    let d = ChronoDuration::from_std(d).map_err(|_| CalendarError::OutOfRange)?;
+    at.checked_add_signed(d).ok_or(CalendarError::OutOfRange)
+}

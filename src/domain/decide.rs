@@ -1,0 +1,843 @@
+//! `decide`: given a case's state, a command and the time, the events it produces or why not.
+//!
+//! Pure: no clock, no I/O, no randomness. Event ids derive from the command id, so deciding
+//! the same command twice gives the same events.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::command::{Command, CommandBody};
+use super::event::{
+    Actor, AlertStage, ClockKind, ClockRef, Event, EventBody, ExtensionSpan, Role, SCHEMA_VERSION,
+};
+use super::state::{
+    evolve, Case, ExtensionStatus, Feedback, FeedbackStatus, PartStatus, State, Whistle,
+    WhistleStatus,
+};
+
+/// Longest title, in characters.
+pub const TITLE_CHARS_MAX: usize = 200;
+/// Longest free text (description, reply, note, reason), in characters.
+pub const TEXT_CHARS_MAX: usize = 5_000;
+/// Longest unit name (township, department), in characters.
+pub const UNIT_NAME_CHARS_MAX: usize = 64;
+/// Most departments one whistle may name in one command.
+pub const DEPARTMENTS_PER_COMMAND_MAX: usize = 30;
+/// Most departments one whistle may summon in all.
+pub const DEPARTMENTS_PER_WHISTLE_MAX: usize = 60;
+/// Most extensions one case may ask for; beyond that a supervisor should step in instead.
+pub const EXTENSIONS_PER_CASE_MAX: usize = 20;
+/// Longest extension in working days.
+pub const EXTENSION_WORKING_DAYS_MAX: u32 = 30;
+/// Longest extension in hours.
+pub const EXTENSION_HOURS_MAX: u32 = 720;
+/// Shortest anonymous follow-up code, in characters.
+pub const FOLLOW_UP_CODE_CHARS_MIN: usize = 16;
+
+/// Why a command was refused. Each message says what is wrong in plain words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// A field's value is not acceptable (HTTP 422).
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The actor may not do this (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The case does not exist, or is not of the kind the command is for (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The case is not in a state that allows this (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl Rejection {
+    fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Rejection::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// A short stable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Invalid { .. } => "invalid_field",
+            Rejection::Forbidden(_) => "forbidden",
+            Rejection::NotFound(_) => "not_found",
+            Rejection::Conflict(_) => "conflict",
+        }
+    }
+}
+
+type Decision = Result<Vec<EventBody>, Rejection>;
+
+/// Decides a command against the state of its case at time `now`.
+pub fn decide(state: &State, cmd: &Command, now: DateTime<Utc>) -> Result<Vec<Event>, Rejection> {
+    let bodies = match state {
+        State::Empty => decide_new(cmd)?,
+        _ if matches!(
+            cmd.body,
+            CommandBody::RaiseWhistle { .. } | CommandBody::SubmitFeedback { .. }
+        ) =>
+        {
+            return Err(Rejection::Conflict(format!(
+                "case {} already exists",
+                cmd.case_id
+            )));
+        }
+        State::Whistle(case) => match decide_common(case, cmd, now, whistle_clock_owner)? {
+            Some(bodies) => bodies,
+            None => decide_whistle(case, cmd)?,
+        },
+        State::Feedback(case) => match decide_common(case, cmd, now, feedback_clock_owner)? {
+            Some(bodies) => bodies,
+            None => decide_feedback(case, cmd)?,
+        },
+    };
+    let actor = event_actor(state, cmd);
+    Ok(bodies
+        .into_iter()
+        .enumerate()
+        .map(|(index, body)| Event {
+            event_id: event_id(cmd.command_id, index, now),
+            case_id: cmd.case_id,
+            schema_version: SCHEMA_VERSION,
+            actor: actor.clone(),
+            at: now,
+            body,
+        })
+        .collect())
+}
+
+/// The identity recorded on the events: never the anonymous submitter's.
+fn event_actor(state: &State, cmd: &Command) -> Actor {
+    let anonymous_submit = matches!(
+        cmd.body,
+        CommandBody::SubmitFeedback {
+            anonymous: true,
+            ..
+        }
+    );
+    let anonymous_case = matches!(state, State::Feedback(c) if c.kind.anonymous)
+        && cmd.actor.role == Role::Anonymous;
+    if anonymous_submit || anonymous_case {
+        Actor::anonymous()
+    } else {
+        cmd.actor.clone()
+    }
+}
+
+/// A UUIDv7 with the command's time and bits derived from (command id, index).
+pub fn event_id(command_id: Uuid, index: usize, now: DateTime<Utc>) -> Uuid {
+    let mut hasher = Sha256::new();
+    hasher.update(command_id.as_bytes());
+    hasher.update((index as u64).to_be_bytes());
+    let digest = hasher.finalize();
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// SHA-256 of an anonymous follow-up code, lower-case hex.
+pub fn follow_up_code_sha256(code: &str) -> String {
+    Sha256::digest(code.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// New cases
+
+fn decide_new(cmd: &Command) -> Decision {
+    match &cmd.body {
+        CommandBody::RaiseWhistle {
+            title,
+            description,
+            departments,
+            category,
+            location,
+            urgency,
+        } => {
+            require_role(&cmd.actor, Role::Township, "raise a whistle")?;
+            Ok(vec![EventBody::WhistleRaised {
+                township: cmd.actor.unit.clone(),
+                title: text("title", title, TITLE_CHARS_MAX)?,
+                description: text("description", description, TEXT_CHARS_MAX)?,
+                departments: unit_names("departments", departments)?,
+                category: optional_text("category", category.as_deref(), UNIT_NAME_CHARS_MAX)?,
+                location: optional_text("location", location.as_deref(), TITLE_CHARS_MAX)?,
+                urgency: *urgency,
+            }])
+        }
+        CommandBody::SubmitFeedback {
+            topic,
+            body,
+            anonymous,
+        } => {
+            require_role(&cmd.actor, Role::Township, "submit feedback")?;
+            let follow_up_code_sha256 = match (anonymous, cmd.follow_up_code.as_deref()) {
+                (true, Some(code)) if code.chars().count() >= FOLLOW_UP_CODE_CHARS_MIN => {
+                    Some(follow_up_code_sha256(code))
+                }
+                (true, _) => {
+                    return Err(Rejection::invalid(
+                        "follow_up_code",
+                        format!("anonymous feedback needs a follow-up code of at least {FOLLOW_UP_CODE_CHARS_MIN} characters"),
+                    ))
+                }
+                (false, _) => None,
+            };
+            Ok(vec![EventBody::FeedbackSubmitted {
+                topic: *topic,
+                body: text("body", body, TEXT_CHARS_MAX)?,
+                anonymous: *anonymous,
+                follow_up_code_sha256,
+            }])
+        }
+        _ => Err(Rejection::NotFound(format!(
+            "case {} does not exist",
+            cmd.case_id
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extensions, SLA alerts and alert acknowledgements: the same for both kinds of case
+
+/// Decides the commands both kinds share; `None` when the command is not one of them.
+fn decide_common<K>(
+    case: &Case<K>,
+    cmd: &Command,
+    now: DateTime<Utc>,
+    clock_owner: fn(&ClockRef) -> (Role, Option<&str>),
+) -> Result<Option<Vec<EventBody>>, Rejection> {
+    let bodies = match &cmd.body {
+        CommandBody::RequestExtension {
+            clock,
+            span,
+            reason,
+        } => request_extension(case, cmd, clock, *span, reason, clock_owner)?,
+        CommandBody::ApproveExtension { number } => {
+            require_role(&cmd.actor, Role::Supervisor, "approve an extension")?;
+            pending_extension(case, *number)?;
+            vec![EventBody::ExtensionApproved { number: *number }]
+        }
+        CommandBody::RefuseExtension { number, reason } => {
+            require_role(&cmd.actor, Role::Supervisor, "refuse an extension")?;
+            pending_extension(case, *number)?;
+            let reason = optional_text("reason", reason.as_deref(), TEXT_CHARS_MAX)?;
+            vec![EventBody::ExtensionRefused {
+                number: *number,
+                reason,
+            }]
+        }
+        CommandBody::RecordSlaWarning {
+            clock,
+            due_at,
+            warn_at,
+        } => sla_alert(
+            case,
+            cmd,
+            clock,
+            AlertStage::Warning,
+            *due_at,
+            *warn_at,
+            now,
+        )?
+        .map(|()| EventBody::SlaWarned {
+            clock: clock.clone(),
+            due_at: *due_at,
+            warn_at: *warn_at,
+        })
+        .into_iter()
+        .collect(),
+        CommandBody::RecordSlaBreach { clock, due_at } => {
+            sla_alert(case, cmd, clock, AlertStage::Breach, *due_at, *due_at, now)?
+                .map(|()| EventBody::SlaBreached {
+                    clock: clock.clone(),
+                    due_at: *due_at,
+                })
+                .into_iter()
+                .collect()
+        }
+        CommandBody::RecordSlaEscalation {
+            clock,
+            due_at,
+            level,
+        } => {
+            if *level < 2 {
+                return Err(Rejection::invalid(
+                    "level",
+                    "an escalation goes to level 2 or above",
+                ));
+            }
+            sla_alert(
+                case,
+                cmd,
+                clock,
+                AlertStage::Escalation,
+                *due_at,
+                *due_at,
+                now,
+            )?
+            .map(|()| EventBody::SlaEscalated {
+                clock: clock.clone(),
+                due_at: *due_at,
+                level: *level,
+            })
+            .into_iter()
+            .collect()
+        }
+        CommandBody::AcknowledgeAlert { alert_id } => {
+            require_role(&cmd.actor, Role::Supervisor, "acknowledge an alert")?;
+            let alert = case
+                .alerts
+                .iter()
+                .find(|a| a.alert_id == *alert_id)
+                .ok_or_else(|| Rejection::NotFound(format!("no alert {alert_id} on this case")))?;
+            if let Some(by) = &alert.acknowledged_by {
+                return Err(Rejection::Conflict(format!(
+                    "alert {alert_id} was already acknowledged by {}",
+                    by.unit
+                )));
+            }
+            vec![EventBody::AlertAcknowledged {
+                alert_id: *alert_id,
+            }]
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(bodies))
+}
+
+fn request_extension<K>(
+    case: &Case<K>,
+    cmd: &Command,
+    clock: &ClockRef,
+    span: ExtensionSpan,
+    reason: &str,
+    clock_owner: fn(&ClockRef) -> (Role, Option<&str>),
+) -> Decision {
+    let (role, unit) = clock_owner(clock);
+    let owns = cmd.actor.role == role && unit.is_none_or(|u| u == cmd.actor.unit);
+    if !owns {
+        return Err(Rejection::Forbidden(format!(
+            "only the {} that owes clock {clock} may ask to extend it",
+            unit.unwrap_or(role.as_str())
+        )));
+    }
+    if !case.clocks.contains_key(clock) {
+        return Err(Rejection::Conflict(format!(
+            "clock {clock} is not running on this case"
+        )));
+    }
+    match span {
+        ExtensionSpan::WorkingDays(n) if (1..=EXTENSION_WORKING_DAYS_MAX).contains(&n) => {}
+        ExtensionSpan::Hours(n) if (1..=EXTENSION_HOURS_MAX).contains(&n) => {}
+        ExtensionSpan::WorkingDays(_) => {
+            return Err(Rejection::invalid(
+                "working_days",
+                format!("an extension is 1 to {EXTENSION_WORKING_DAYS_MAX} working days"),
+            ))
+        }
+        ExtensionSpan::Hours(_) => {
+            return Err(Rejection::invalid(
+                "hours",
+                format!("an extension is 1 to {EXTENSION_HOURS_MAX} hours"),
+            ))
+        }
+    }
+    if case
+        .extensions
+        .iter()
+        .any(|e| &e.clock == clock && e.status == ExtensionStatus::Pending)
+    {
+        return Err(Rejection::Conflict(format!(
+            "an extension of clock {clock} is already waiting for a supervisor"
+        )));
+    }
+    if case.extensions.len() >= EXTENSIONS_PER_CASE_MAX {
+        return Err(Rejection::Conflict(format!(
+            "this case already has {EXTENSIONS_PER_CASE_MAX} extension requests"
+        )));
+    }
+    Ok(vec![EventBody::ExtensionRequested {
+        number: case.extensions.len() as u32 + 1,
+        clock: clock.clone(),
+        span,
+        reason: text("reason", reason, TEXT_CHARS_MAX)?,
+    }])
+}
+
+fn pending_extension<K>(case: &Case<K>, number: u32) -> Result<(), Rejection> {
+    let ext = case
+        .extensions
+        .iter()
+        .find(|e| e.number == number)
+        .ok_or_else(|| {
+            Rejection::NotFound(format!("no extension request {number} on this case"))
+        })?;
+    if ext.status != ExtensionStatus::Pending {
+        return Err(Rejection::Conflict(format!(
+            "extension request {number} was already decided"
+        )));
+    }
+    if !case.clocks.contains_key(&ext.clock) {
+        return Err(Rejection::Conflict(format!(
+            "clock {} has stopped; there is nothing to extend",
+            ext.clock
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an SLA alert; `None` when it is already recorded (a repeat is not an error).
+fn sla_alert<K>(
+    case: &Case<K>,
+    cmd: &Command,
+    clock: &ClockRef,
+    stage: AlertStage,
+    due_at: DateTime<Utc>,
+    fires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<()>, Rejection> {
+    require_role(&cmd.actor, Role::System, "record an SLA alert")?;
+    let running = case
+        .clocks
+        .get(clock)
+        .ok_or_else(|| Rejection::Conflict(format!("clock {clock} is not running on this case")))?;
+    if now < fires_at {
+        return Err(Rejection::Conflict(format!(
+            "the {} for clock {clock} is not due until {}",
+            stage.as_str(),
+            fires_at.to_rfc3339()
+        )));
+    }
+    let superseded =
+        stage == AlertStage::Warning && running.has_alerted(AlertStage::Breach, due_at);
+    if running.has_alerted(stage, due_at) || superseded {
+        return Ok(None);
+    }
+    Ok(Some(()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whistles (吹哨报到)
+
+/// Who owes a whistle clock: the department for its own clocks, a coordinator for disputes.
+fn whistle_clock_owner(clock: &ClockRef) -> (Role, Option<&str>) {
+    match clock.kind {
+        ClockKind::Dispute => (Role::Coordinator, None),
+        _ => (Role::Department, clock.department.as_deref()),
+    }
+}
+
+fn decide_whistle(case: &Case<Whistle>, cmd: &Command) -> Decision {
+    let whistle = &case.kind;
+    match &cmd.body {
+        CommandBody::AcknowledgeSummons => {
+            let department = summoned_department(whistle, &cmd.actor, "report in")?;
+            Ok(vec![EventBody::DepartmentAcknowledged { department }])
+        }
+        CommandBody::DeclineSummons { reason } => {
+            let department = summoned_department(whistle, &cmd.actor, "decline")?;
+            Ok(vec![EventBody::DepartmentDeclined {
+                department,
+                reason: text("reason", reason, TEXT_CHARS_MAX)?,
+            }])
+        }
+        CommandBody::AssignDepartments { departments } => {
+            require_role(&cmd.actor, Role::Coordinator, "assign departments")?;
+            require_open(whistle)?;
+            let departments = unit_names("departments", departments)?;
+            let settles: Vec<String> = whistle.open_disputes().map(str::to_owned).collect();
+            if settles.is_empty() {
+                return Err(Rejection::Conflict(
+                    "no responsibility dispute is open on this whistle".into(),
+                ));
+            }
+            require_room(whistle, &departments)?;
+            then_maybe_resolved(
+                case,
+                cmd,
+                EventBody::DepartmentsAssigned {
+                    departments,
+                    settles,
+                },
+            )
+        }
+        CommandBody::AddDepartments { departments } => {
+            require_township(whistle, &cmd.actor, "summon more departments")?;
+            require_open(whistle)?;
+            let departments = unit_names("departments", departments)?;
+            if let Some(d) = departments.iter().find(|d| is_involved(whistle, d)) {
+                return Err(Rejection::Conflict(format!(
+                    "department {d} is already summoned on this whistle"
+                )));
+            }
+            require_room(whistle, &departments)?;
+            Ok(vec![EventBody::DepartmentsAdded { departments }])
+        }
+        CommandBody::NoteProgress { note } => {
+            let department = working_department(whistle, &cmd.actor, "note progress")?;
+            Ok(vec![EventBody::ProgressNoted {
+                department,
+                note: text("note", note, TEXT_CHARS_MAX)?,
+            }])
+        }
+        CommandBody::ReportHandled { summary } => {
+            let department = working_department(whistle, &cmd.actor, "report its part handled")?;
+            let summary = text("summary", summary, TEXT_CHARS_MAX)?;
+            then_maybe_resolved(
+                case,
+                cmd,
+                EventBody::DepartmentHandled {
+                    department,
+                    summary,
+                },
+            )
+        }
+        CommandBody::ConfirmWhistle { satisfaction } => {
+            require_township(whistle, &cmd.actor, "confirm it")?;
+            require_resolved(whistle, "confirmed")?;
+            Ok(vec![EventBody::WhistleConfirmed {
+                satisfaction: *satisfaction,
+            }])
+        }
+        CommandBody::ReopenWhistle { reason } => {
+            require_township(whistle, &cmd.actor, "reopen it")?;
+            require_resolved(whistle, "reopened")?;
+            Ok(vec![EventBody::WhistleReopened {
+                reason: text("reason", reason, TEXT_CHARS_MAX)?,
+            }])
+        }
+        CommandBody::WithdrawWhistle { reason } => {
+            require_township(whistle, &cmd.actor, "withdraw it")?;
+            if matches!(
+                whistle.status,
+                WhistleStatus::Confirmed | WhistleStatus::Withdrawn
+            ) {
+                return Err(Rejection::Conflict(format!(
+                    "this whistle is already {}",
+                    status_zh(whistle.status)
+                )));
+            }
+            let reason = optional_text("reason", reason.as_deref(), TEXT_CHARS_MAX)?;
+            Ok(vec![EventBody::WhistleWithdrawn { reason }])
+        }
+        _ => Err(Rejection::NotFound(format!(
+            "case {} is a whistle, not feedback",
+            case.case_id
+        ))),
+    }
+}
+
+/// Emits `first`, and `WhistleResolved` after it when it leaves every part handled.
+fn then_maybe_resolved(case: &Case<Whistle>, cmd: &Command, first: EventBody) -> Decision {
+    let probe = Event {
+        event_id: Uuid::nil(),
+        case_id: case.case_id,
+        schema_version: SCHEMA_VERSION,
+        actor: cmd.actor.clone(),
+        at: case.updated_at,
+        body: first,
+    };
+    let after = evolve(State::Whistle(case.clone()), &probe);
+    let resolved = matches!(&after, State::Whistle(c) if c.kind.all_handled());
+    let mut bodies = vec![probe.body];
+    if resolved {
+        bodies.push(EventBody::WhistleResolved {});
+    }
+    Ok(bodies)
+}
+
+fn status_zh(status: WhistleStatus) -> &'static str {
+    match status {
+        WhistleStatus::Open => "open",
+        WhistleStatus::Resolved => "resolved",
+        WhistleStatus::Confirmed => "confirmed",
+        WhistleStatus::Withdrawn => "withdrawn",
+    }
+}
+
+fn require_open(whistle: &Whistle) -> Result<(), Rejection> {
+    if whistle.status != WhistleStatus::Open {
+        return Err(Rejection::Conflict(format!(
+            "this whistle is {}, not open",
+            status_zh(whistle.status)
+        )));
+    }
+    Ok(())
+}
+
+fn require_resolved(whistle: &Whistle, verb: &str) -> Result<(), Rejection> {
+    if whistle.status != WhistleStatus::Resolved {
+        return Err(Rejection::Conflict(format!(
+            "only a resolved whistle can be {verb}; this one is {}",
+            status_zh(whistle.status)
+        )));
+    }
+    Ok(())
+}
+
+fn require_township(whistle: &Whistle, actor: &Actor, what: &str) -> Result<(), Rejection> {
+    if actor.role != Role::Township || actor.unit != whistle.township {
+        return Err(Rejection::Forbidden(format!(
+            "only {}, the township that raised this whistle, may {what}",
+            whistle.township
+        )));
+    }
+    Ok(())
+}
+
+/// A department counts as involved unless a coordinator released it.
+fn is_involved(whistle: &Whistle, department: &str) -> bool {
+    whistle
+        .departments
+        .get(department)
+        .is_some_and(|p| p.status != PartStatus::Released)
+}
+
+fn require_room(whistle: &Whistle, adding: &[String]) -> Result<(), Rejection> {
+    let new = adding
+        .iter()
+        .filter(|d| !whistle.departments.contains_key(*d))
+        .count();
+    if whistle.departments.len() + new > DEPARTMENTS_PER_WHISTLE_MAX {
+        return Err(Rejection::invalid(
+            "departments",
+            format!("a whistle may summon at most {DEPARTMENTS_PER_WHISTLE_MAX} departments"),
+        ));
+    }
+    Ok(())
+}
+
+/// The acting department, if it is summoned and has not yet answered.
+fn summoned_department(whistle: &Whistle, actor: &Actor, what: &str) -> Result<String, Rejection> {
+    let part = department_part(whistle, actor, what)?;
+    require_open(whistle)?;
+    match part {
+        PartStatus::Summoned => Ok(actor.unit.clone()),
+        PartStatus::Acknowledged | PartStatus::Handled => Err(Rejection::Conflict(format!(
+            "department {} has already reported in",
+            actor.unit
+        ))),
+        PartStatus::Declined | PartStatus::Released => Err(Rejection::Conflict(format!(
+            "department {} has declined this whistle",
+            actor.unit
+        ))),
+    }
+}
+
+/// The acting department, if it reported in and is working on its part.
+fn working_department(whistle: &Whistle, actor: &Actor, what: &str) -> Result<String, Rejection> {
+    let part = department_part(whistle, actor, what)?;
+    require_open(whistle)?;
+    match part {
+        PartStatus::Acknowledged => Ok(actor.unit.clone()),
+        PartStatus::Summoned => Err(Rejection::Conflict(format!(
+            "department {} must report in (报到) first",
+            actor.unit
+        ))),
+        PartStatus::Handled => Err(Rejection::Conflict(format!(
+            "department {} has already reported its part handled",
+            actor.unit
+        ))),
+        PartStatus::Declined | PartStatus::Released => Err(Rejection::Conflict(format!(
+            "department {} has declined this whistle",
+            actor.unit
+        ))),
+    }
+}
+
+fn department_part(whistle: &Whistle, actor: &Actor, what: &str) -> Result<PartStatus, Rejection> {
+    require_role(actor, Role::Department, what)?;
+    whistle
+        .departments
+        .get(&actor.unit)
+        .map(|p| p.status)
+        .ok_or_else(|| {
+            Rejection::Forbidden(format!(
+                "department {} is not summoned on this whistle",
+                actor.unit
+            ))
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feedback (基层意见直通车)
+
+/// Who owes a feedback clock: the burden-reduction office.
+fn feedback_clock_owner(_clock: &ClockRef) -> (Role, Option<&str>) {
+    (Role::Office, None)
+}
+
+fn decide_feedback(case: &Case<Feedback>, cmd: &Command) -> Decision {
+    let feedback = &case.kind;
+    match &cmd.body {
+        CommandBody::ReplyFeedback { body } => {
+            require_role(&cmd.actor, Role::Office, "reply to feedback")?;
+            require_feedback(feedback, FeedbackStatus::Open, "replied to")?;
+            Ok(vec![EventBody::FeedbackReplied {
+                body: text("body", body, TEXT_CHARS_MAX)?,
+            }])
+        }
+        CommandBody::ResolveFeedback { summary } => {
+            require_role(&cmd.actor, Role::Office, "resolve feedback")?;
+            require_feedback(feedback, FeedbackStatus::Open, "resolved")?;
+            Ok(vec![EventBody::FeedbackResolved {
+                summary: text("summary", summary, TEXT_CHARS_MAX)?,
+            }])
+        }
+        CommandBody::RateFeedback { satisfaction } => {
+            require_submitter(feedback, cmd, "rate it")?;
+            require_feedback(feedback, FeedbackStatus::Resolved, "rated")?;
+            Ok(vec![EventBody::FeedbackRated {
+                satisfaction: *satisfaction,
+            }])
+        }
+        CommandBody::ReopenFeedback { reason } => {
+            require_submitter(feedback, cmd, "reopen it")?;
+            require_feedback(feedback, FeedbackStatus::Resolved, "reopened")?;
+            Ok(vec![EventBody::FeedbackReopened {
+                reason: text("reason", reason, TEXT_CHARS_MAX)?,
+            }])
+        }
+        _ => Err(Rejection::NotFound(format!(
+            "case {} is feedback, not a whistle",
+            case.case_id
+        ))),
+    }
+}
+
+fn require_feedback(
+    feedback: &Feedback,
+    wanted: FeedbackStatus,
+    verb: &str,
+) -> Result<(), Rejection> {
+    if feedback.status == wanted {
+        return Ok(());
+    }
+    let now = match feedback.status {
+        FeedbackStatus::Open => "still open",
+        FeedbackStatus::Resolved => "already resolved",
+        FeedbackStatus::Rated => "closed with a rating",
+    };
+    Err(Rejection::Conflict(format!(
+        "this feedback cannot be {verb}: it is {now}"
+    )))
+}
+
+/// The submitter acts by identity, or, when anonymous, by the follow-up code.
+fn require_submitter(feedback: &Feedback, cmd: &Command, what: &str) -> Result<(), Rejection> {
+    let by_identity = feedback.submitter.as_ref() == Some(&cmd.actor);
+    let by_code = match (
+        &feedback.follow_up_code_sha256,
+        cmd.follow_up_code.as_deref(),
+    ) {
+        (Some(stored), Some(code)) => *stored == follow_up_code_sha256(code),
+        _ => false,
+    };
+    if by_identity || by_code {
+        Ok(())
+    } else {
+        Err(Rejection::Forbidden(format!(
+            "only the submitter of this feedback may {what}"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field checks
+
+fn require_role(actor: &Actor, role: Role, what: &str) -> Result<(), Rejection> {
+    if actor.role != role {
+        return Err(Rejection::Forbidden(format!(
+            "a {} may not {what}; only a {} may",
+            actor.role.as_str(),
+            role.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Trimmed, non-empty text of at most `chars_max` characters, with no control characters
+/// other than line breaks and tabs.
+fn text(field: &'static str, value: &str, chars_max: usize) -> Result<String, Rejection> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if value.chars().count() > chars_max {
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} is longer than {chars_max} characters"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} contains control characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Optional text: absent or blank is `None`.
+fn optional_text(
+    field: &'static str,
+    value: Option<&str>,
+    chars_max: usize,
+) -> Result<Option<String>, Rejection> {
+    match value {
+        Some(v) if !v.trim().is_empty() => text(field, v, chars_max).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A non-empty list of distinct, single-line unit names.
+fn unit_names(field: &'static str, names: &[String]) -> Result<Vec<String>, Rejection> {
+    if names.is_empty() {
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} must name at least one department"),
+        ));
+    }
+    if names.len() > DEPARTMENTS_PER_COMMAND_MAX {
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} may name at most {DEPARTMENTS_PER_COMMAND_MAX} departments"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = text(field, name, UNIT_NAME_CHARS_MAX)?;
+        if name.contains(['\n', '\r', '\t']) {
+            return Err(Rejection::invalid(
+                field,
+                format!("department name {name:?} must be one line"),
+            ));
+        }
+        if out.contains(&name) {
+            return Err(Rejection::invalid(
+                field,
+                format!("department {name} is named twice"),
+            ));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}

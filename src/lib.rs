@@ -1,0 +1,17 @@
+//! whistle: a case tracker for two processes that take burden off township officials.
+//!
+//! - 吹哨报到: a township "blows the whistle" on a problem it cannot solve alone; each summoned
+//!   department must report in within 24 hours and then handle its part.
+//! - 基层意见直通车: grassroots officials report where burden-reduction policy is not followed;
+//!   the burden-reduction office replies within 3 working days and resolves within 7.
+//!
+//! A tour of the modules, in the order data flows:
+//!
+//! - [`domain`]: pure decide/evolve over events, the SLA policy, the working-day calendar and
+//!   the event schemas. No clock, no I/O: `now` is an argument.
+//! - [`cli`]: the command-line interface's parsing and its offline commands.
+//!
+//! Every state change is an event; views and alerts are derived from the log of events.
+
+pub mod cli;
+pub mod domain;
