@@ -15,4 +15,3 @@ cargo clippy --all-targets --quiet -- -D warnings
 
 step "cargo test"
 cargo test --all-targets --quiet
-cargo test --doc --quiet

@@ -70,14 +70,49 @@ fn one_schema(envelope: &Value, variant: &Value, defs: &Map<String, Value>) -> O
     if let Some(description) = variant.get("description") {
         schema["description"] = description.clone();
     }
-    if !defs.is_empty() {
-        schema["$defs"] = Value::Object(defs.clone());
+    let used = reachable_defs(&schema, defs);
+    if !used.is_empty() {
+        schema["$defs"] = Value::Object(used);
     }
     Some(EventSchema {
         file_name: format!("{type_name}.v{SCHEMA_VERSION}.json"),
         type_name,
         schema,
     })
+}
+
+/// The definitions a schema refers to, directly or through other definitions.
+fn reachable_defs(schema: &Value, defs: &Map<String, Value>) -> Map<String, Value> {
+    let mut used = Map::new();
+    let mut pending = refs_in(schema);
+    while let Some(name) = pending.pop() {
+        if used.contains_key(&name) {
+            continue;
+        }
+        if let Some(def) = defs.get(&name) {
+            pending.extend(refs_in(def));
+            used.insert(name, def.clone());
+        }
+    }
+    used
+}
+
+fn refs_in(value: &Value) -> Vec<String> {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| match (k.as_str(), v) {
+                ("$ref", Value::String(r)) => r
+                    .strip_prefix("#/$defs/")
+                    .map(str::to_owned)
+                    .into_iter()
+                    .collect(),
+                _ => refs_in(v),
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(refs_in).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn object(value: &Value, key: &str) -> Map<String, Value> {
