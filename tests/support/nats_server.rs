@@ -1,0 +1,156 @@
+//! A real `nats-server` for tests: 127.0.0.1, a free port, a temp store, `sync_interval:
+//! always`. It can be stopped (SIGTERM), killed (SIGKILL) and restarted on the same port and
+//! store. Found as $WHISTLE_NATS_SERVER, on PATH, or where `scripts/test.sh` installs it.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to say it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct NatsServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: u32,
+}
+
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("WHISTLE_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/nats/bin/nats-server");
+    if local.exists() {
+        return local;
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("nats-server");
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    panic!("nats-server not found: ./scripts/test.sh installs it into .tools/nats, or set WHISTLE_NATS_SERVER");
+}
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
+    listener.local_addr().expect("bound address").port()
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let mut server = NatsServer {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+            starts: 0,
+        };
+        server.launch();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn config(&self) -> PathBuf {
+        let store = self.dir.path().join("store");
+        let text = format!(
+            "listen: 127.0.0.1:{port}\nserver_name: whistle-test-{port}\n\
+             jetstream {{\n  store_dir: \"{store}\"\n  # acknowledged writes reach the disk before the ack\n  sync_interval: always\n}}\n",
+            port = self.port,
+            store = store.display()
+        );
+        let path = self.dir.path().join("nats.conf");
+        std::fs::write(&path, text).expect("write nats config");
+        path
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("nats-{}.log", self.starts))
+    }
+
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        self.starts += 1;
+        let config = self.config();
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let listening = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if listening && log.contains("Server is ready") {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("nats-server exited with {status} while starting:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server not ready after {READY_TIMEOUT:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn signal(&mut self, signal: i32) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not yet reaped.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+            child.wait().expect("reap nats-server");
+        }
+    }
+
+    /// Graceful stop (SIGTERM), waiting for exit.
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Hard kill (SIGKILL): no chance to flush anything not yet synced.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Starts again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn start_again(&mut self) {
+        self.launch();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
