@@ -531,3 +531,70 @@ fn closed_cases_arm_nothing() {
     assert!(armed(&spec, &SlaPolicy::default()).is_empty());
     let _: DateTime<Utc> = spec.now;
 }
+
+#[test]
+fn next_alert_walks_warning_breach_escalation_for_the_current_deadline() {
+    use whistle::domain::clocks::next_alert;
+    use whistle::domain::event::AlertStage;
+    let ack = ClockRef::for_department(ClockKind::Ack, HOUSING);
+    let spec = Spec::starting(at("2026-03-02T09:00:00+08:00")).given(township(), raise(&[HOUSING]));
+    let running = |s: &Spec| match &s.state {
+        whistle::domain::State::Whistle(c) => c.clocks[&ack].clone(),
+        _ => unreachable!(),
+    };
+    let c = one(&armed(&spec, &SlaPolicy::default()), &ack);
+    assert_eq!(
+        next_alert(&c, &running(&spec)),
+        Some((AlertStage::Warning, at("2026-03-03T03:00:00+08:00")))
+    );
+    let due = c.due_at;
+    let spec = spec.after(Duration::hours(19)).given(
+        system(),
+        CommandBody::RecordSlaWarning {
+            clock: ack.clone(),
+            due_at: due,
+            warn_at: c.warn_at.unwrap(),
+        },
+    );
+    assert_eq!(
+        next_alert(&c, &running(&spec)),
+        Some((AlertStage::Breach, due))
+    );
+    let spec = spec.after(Duration::hours(6)).given(
+        system(),
+        CommandBody::RecordSlaBreach {
+            clock: ack.clone(),
+            due_at: due,
+        },
+    );
+    assert_eq!(
+        next_alert(&c, &running(&spec)),
+        Some((AlertStage::Escalation, due + Duration::hours(24)))
+    );
+    let spec = spec.after(Duration::hours(24)).given(
+        system(),
+        CommandBody::RecordSlaEscalation {
+            clock: ack.clone(),
+            due_at: due,
+            level: 2,
+        },
+    );
+    assert_eq!(next_alert(&c, &running(&spec)), None);
+    // An extension gives a new deadline, and the cycle starts again for it.
+    let spec = spec
+        .given(
+            department(HOUSING),
+            CommandBody::RequestExtension {
+                clock: ack.clone(),
+                span: ExtensionSpan::Hours(72),
+                reason: "r".into(),
+            },
+        )
+        .given(supervisor(), CommandBody::ApproveExtension { number: 1 });
+    let moved = one(&armed(&spec, &SlaPolicy::default()), &ack);
+    assert_eq!(moved.due_at, due + Duration::hours(72));
+    assert_eq!(
+        next_alert(&moved, &running(&spec)).map(|(s, _)| s),
+        Some(AlertStage::Warning)
+    );
+}

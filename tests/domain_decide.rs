@@ -1408,3 +1408,122 @@ fn deciding_the_same_command_twice_gives_the_same_events() {
     );
     let _ = Role::Admin;
 }
+
+// ----------------------------------------------------------------------------- calendar publication
+
+fn schedule_2027() -> whistle::domain::YearSchedule {
+    whistle::domain::YearSchedule::from_toml(
+        "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
+         holidays = [{ name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" }]\nworkdays = []",
+    )
+    .unwrap()
+}
+
+fn calendar_spec() -> Spec {
+    let mut spec = Spec::new();
+    spec.case_id = whistle::domain::event::CALENDAR_CASE_ID;
+    spec
+}
+
+#[test]
+fn an_admin_publishes_a_year_on_the_calendar_case() {
+    let admin = Actor::new(Role::Admin, "市政府办");
+    let mut spec = calendar_spec();
+    let events = spec.then_events(
+        admin.clone(),
+        CommandBody::PublishCalendar {
+            schedule: schedule_2027(),
+        },
+    );
+    assert!(matches!(
+        &events[0],
+        EventBody::CalendarPublished { year: 2027, .. }
+    ));
+    let spec = spec.given(
+        admin.clone(),
+        CommandBody::PublishCalendar {
+            schedule: schedule_2027(),
+        },
+    );
+    match &spec.state {
+        State::Calendar(c) => assert!(c.published.contains_key(&2027)),
+        other => panic!("{other:?}"),
+    }
+    // A correction is published the same way.
+    let mut spec = spec;
+    assert_eq!(
+        spec.then_events(
+            admin,
+            CommandBody::PublishCalendar {
+                schedule: schedule_2027()
+            }
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn publishing_a_calendar_is_refused_to_others_elsewhere_and_when_malformed() {
+    let r = calendar_spec().then_rejected(
+        supervisor(),
+        CommandBody::PublishCalendar {
+            schedule: schedule_2027(),
+        },
+    );
+    assert_rejection(&r, "forbidden", "only an admin may");
+    let r = Spec::new().then_rejected(
+        Actor::new(Role::Admin, "a"),
+        CommandBody::PublishCalendar {
+            schedule: schedule_2027(),
+        },
+    );
+    assert_rejection(&r, "invalid_field", "calendars are published on case");
+    let mut bad = schedule_2027();
+    bad.workdays
+        .push(chrono::NaiveDate::from_ymd_opt(2027, 1, 6).unwrap());
+    let r = calendar_spec().then_rejected(
+        Actor::new(Role::Admin, "a"),
+        CommandBody::PublishCalendar { schedule: bad },
+    );
+    assert_rejection(&r, "invalid_field", "not a weekend day");
+    let r = calendar_spec()
+        .given(
+            Actor::new(Role::Admin, "a"),
+            CommandBody::PublishCalendar {
+                schedule: schedule_2027(),
+            },
+        )
+        .then_rejected(department(HOUSING), ack());
+    assert_rejection(&r, "not_found", "is the calendar");
+}
+
+#[test]
+fn watchdog_command_ids_are_the_same_everywhere_and_differ_per_stage_and_deadline() {
+    use whistle::domain::decide::sla_command_id;
+    use whistle::domain::event::AlertStage;
+    let case = Uuid::from_u128(9);
+    let due = at("2026-03-03T09:00:00+08:00");
+    let a = sla_command_id(case, &ack_clock(HOUSING), AlertStage::Breach, due);
+    assert_eq!(
+        a,
+        sla_command_id(case, &ack_clock(HOUSING), AlertStage::Breach, due)
+    );
+    assert_ne!(
+        a,
+        sla_command_id(case, &ack_clock(HOUSING), AlertStage::Warning, due)
+    );
+    assert_ne!(
+        a,
+        sla_command_id(case, &ack_clock(URBAN), AlertStage::Breach, due)
+    );
+    assert_ne!(
+        a,
+        sla_command_id(
+            case,
+            &ack_clock(HOUSING),
+            AlertStage::Breach,
+            due + Duration::hours(1)
+        )
+    );
+}

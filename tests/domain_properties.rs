@@ -169,11 +169,7 @@ fn command(state: &State, op: u8, who: u8, p: u8) -> (Actor, CommandBody, Option
             };
         }
         _ => {
-            let alert_id = match state {
-                State::Whistle(c) => c.alerts.first().map(|a| a.alert_id),
-                State::Feedback(c) => c.alerts.first().map(|a| a.alert_id),
-                State::Empty => None,
-            };
+            let alert_id = state.alerts().first().map(|a| a.alert_id);
             CommandBody::AcknowledgeAlert {
                 alert_id: alert_id.unwrap_or_else(Uuid::nil),
             }

@@ -104,6 +104,16 @@ fn examples() -> Vec<EventBody> {
         EventBody::AlertAcknowledged {
             alert_id: Uuid::now_v7(),
         },
+        EventBody::CalendarPublished {
+            year: 2027,
+            notice: "国务院办公厅关于2027年部分节假日安排的通知".into(),
+            holidays: vec![HolidayRange {
+                name: "元旦".into(),
+                from: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
+                to: chrono::NaiveDate::from_ymd_opt(2027, 1, 3).unwrap(),
+            }],
+            workdays: vec![chrono::NaiveDate::from_ymd_opt(2027, 1, 9).unwrap()],
+        },
     ]
 }
 
@@ -161,7 +171,7 @@ fn every_event_type_has_an_example_and_a_schema() {
         .map(|b| b.type_name().to_owned())
         .collect();
     assert_eq!(schema_types, example_types);
-    assert_eq!(schema_types.len(), 23);
+    assert_eq!(schema_types.len(), 24);
 }
 
 #[test]

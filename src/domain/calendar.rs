@@ -38,7 +38,7 @@ pub enum CalendarError {
 }
 
 /// One holiday block from a notice, inclusive at both ends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HolidayRange {
     pub name: String,
@@ -67,7 +67,7 @@ impl YearSchedule {
         Ok(schedule)
     }
 
-    fn validate(&self) -> Result<(), CalendarError> {
+    pub fn validate(&self) -> Result<(), CalendarError> {
         let invalid = |message: String| CalendarError::Invalid {
             year: self.year,
             message,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{Calendar, CalendarError, Deadline};
-use super::event::{ClockRef, ExtensionSpan};
+use super::event::{AlertStage, ClockRef, ExtensionSpan};
 use super::policy::{SlaPolicy, Target};
 use super::state::{RunningClock, State};
 
@@ -73,6 +73,30 @@ fn arm(
         escalate_at,
         provisional: deadline.provisional,
     })
+}
+
+/// The next alert a clock owes and when: a warning (unless the breach is already recorded),
+/// then the breach at the deadline, then the escalation. `None` once all are recorded.
+pub fn next_alert(
+    armed: &ArmedClock,
+    running: &RunningClock,
+) -> Option<(AlertStage, DateTime<Utc>)> {
+    let due = armed.due_at;
+    let breached = running.has_alerted(AlertStage::Breach, due);
+    if let Some(warn_at) = armed.warn_at {
+        if !breached && !running.has_alerted(AlertStage::Warning, due) {
+            return Some((AlertStage::Warning, warn_at));
+        }
+    }
+    if !breached {
+        return Some((AlertStage::Breach, due));
+    }
+    match armed.escalate_at {
+        Some(at) if !running.has_alerted(AlertStage::Escalation, due) => {
+            Some((AlertStage::Escalation, at))
+        }
+        _ => None,
+    }
 }
 
 /// Moves a deadline by an approved extension. Working days count from the deadline's own

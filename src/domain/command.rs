@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::calendar::YearSchedule;
 use super::event::{Actor, ClockRef, ExtensionSpan, FeedbackTopic, Satisfaction, Urgency};
 
 /// A request to change one case.
@@ -102,6 +103,10 @@ pub enum CommandBody {
     },
     AcknowledgeAlert {
         alert_id: Uuid,
+    },
+    /// Publishes (or corrects) one year's official schedule, on the calendar case.
+    PublishCalendar {
+        schedule: YearSchedule,
     },
 }
 

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::command::{Command, CommandBody};
 use super::event::{
-    Actor, AlertStage, ClockKind, ClockRef, Event, EventBody, ExtensionSpan, Role, SCHEMA_VERSION,
+    Actor, AlertStage, ClockKind, ClockRef, Event, EventBody, ExtensionSpan, Role,
+    CALENDAR_CASE_ID, SCHEMA_VERSION,
 };
 use super::state::{
     evolve, Case, ExtensionStatus, Feedback, FeedbackStatus, PartStatus, State, Whistle,
@@ -79,6 +80,11 @@ type Decision = Result<Vec<EventBody>, Rejection>;
 /// Decides a command against the state of its case at time `now`.
 pub fn decide(state: &State, cmd: &Command, now: DateTime<Utc>) -> Result<Vec<Event>, Rejection> {
     let bodies = match state {
+        _ if matches!(cmd.body, CommandBody::PublishCalendar { .. })
+            || matches!(state, State::Calendar(_)) =>
+        {
+            decide_calendar(cmd)?
+        }
         State::Empty => decide_new(cmd)?,
         _ if matches!(
             cmd.body,
@@ -98,6 +104,7 @@ pub fn decide(state: &State, cmd: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
             Some(bodies) => bodies,
             None => decide_feedback(case, cmd)?,
         },
+        State::Calendar(_) => unreachable!("calendar cases are decided above"),
     };
     let actor = event_actor(state, cmd);
     Ok(bodies
@@ -150,6 +157,72 @@ pub fn follow_up_code_sha256(code: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The calendar case
+
+/// Years a published schedule may be for.
+pub const CALENDAR_YEARS: std::ops::RangeInclusive<i32> = 2000..=2100;
+
+fn decide_calendar(cmd: &Command) -> Decision {
+    let CommandBody::PublishCalendar { schedule } = &cmd.body else {
+        return Err(Rejection::NotFound(format!(
+            "case {} is the calendar, not a whistle or feedback",
+            cmd.case_id
+        )));
+    };
+    if cmd.case_id != CALENDAR_CASE_ID {
+        return Err(Rejection::invalid(
+            "case_id",
+            format!("calendars are published on case {CALENDAR_CASE_ID}"),
+        ));
+    }
+    if !matches!(cmd.actor.role, Role::Admin | Role::System) {
+        return Err(Rejection::Forbidden(format!(
+            "a {} may not publish a calendar; only an admin may",
+            cmd.actor.role.as_str()
+        )));
+    }
+    if !CALENDAR_YEARS.contains(&schedule.year) {
+        return Err(Rejection::invalid(
+            "year",
+            format!(
+                "a calendar year is between 2000 and 2100, not {}",
+                schedule.year
+            ),
+        ));
+    }
+    schedule
+        .validate()
+        .map_err(|e| Rejection::invalid("calendar", e.to_string()))?;
+    Ok(vec![EventBody::CalendarPublished {
+        year: schedule.year,
+        notice: schedule.notice.trim().to_owned(),
+        holidays: schedule.holidays.clone(),
+        workdays: schedule.workdays.clone(),
+    }])
+}
+
+/// The command id the watchdog uses for one alert stage of one clock deadline: the same in
+/// every instance, so racing watchdogs store the alert once.
+pub fn sla_command_id(
+    case_id: Uuid,
+    clock: &ClockRef,
+    stage: AlertStage,
+    due_at: DateTime<Utc>,
+) -> Uuid {
+    let mut hasher = Sha256::new();
+    hasher.update(b"whistle-sla\0");
+    hasher.update(case_id.as_bytes());
+    hasher.update(clock.to_string().as_bytes());
+    hasher.update([0]);
+    hasher.update(stage.as_str().as_bytes());
+    hasher.update(due_at.timestamp_millis().to_be_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 // ---------------------------------------------------------------------------------------------

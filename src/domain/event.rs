@@ -8,8 +8,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use super::calendar::HolidayRange;
+
 /// Schema version written into every event this code produces.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The case that holds calendar publications: a fixed id, so every instance agrees on it.
+pub const CALENDAR_CASE_ID: Uuid = Uuid::from_u128(0x0000_0000_0000_8000_8000_6361_6c65_6e64);
 
 /// What kind of party acts. A unit names the township, department or office.
 #[derive(
@@ -351,6 +356,14 @@ pub enum EventBody {
     },
     /// A supervisor acknowledged an alert (the alert id is the id of the SLA event).
     AlertAcknowledged { alert_id: Uuid },
+    /// A year's official working-day schedule was published (or corrected). Stored on the
+    /// calendar case; open deadlines that depend on that year are recomputed.
+    CalendarPublished {
+        year: i32,
+        notice: String,
+        holidays: Vec<HolidayRange>,
+        workdays: Vec<chrono::NaiveDate>,
+    },
 }
 
 impl EventBody {
@@ -379,6 +392,7 @@ impl EventBody {
             EventBody::SlaBreached { .. } => "sla_breached",
             EventBody::SlaEscalated { .. } => "sla_escalated",
             EventBody::AlertAcknowledged { .. } => "alert_acknowledged",
+            EventBody::CalendarPublished { .. } => "calendar_published",
         }
     }
 

@@ -22,6 +22,15 @@ pub enum State {
     Empty,
     Whistle(Case<Whistle>),
     Feedback(Case<Feedback>),
+    /// The calendar case: which years have been published, by which notice.
+    Calendar(CalendarCase),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CalendarCase {
+    pub version: u64,
+    /// Year → the notice of its latest publication.
+    pub published: BTreeMap<i32, String>,
 }
 
 /// What both kinds of case share: clocks, extensions, alerts, history counters.
@@ -199,15 +208,25 @@ impl State {
             State::Empty => 0,
             State::Whistle(c) => c.version,
             State::Feedback(c) => c.version,
+            State::Calendar(c) => c.version,
         }
     }
 
     /// The running clocks of the case, whatever its kind.
     pub fn clocks(&self) -> Option<&BTreeMap<ClockRef, RunningClock>> {
         match self {
-            State::Empty => None,
             State::Whistle(c) => Some(&c.clocks),
             State::Feedback(c) => Some(&c.clocks),
+            State::Empty | State::Calendar(_) => None,
+        }
+    }
+
+    /// The alerts raised on the case, whatever its kind.
+    pub fn alerts(&self) -> &[Alert] {
+        match self {
+            State::Whistle(c) => &c.alerts,
+            State::Feedback(c) => &c.alerts,
+            State::Empty | State::Calendar(_) => &[],
         }
     }
 
@@ -238,6 +257,13 @@ pub fn evolve(state: State, event: &Event) -> State {
             }
             touch(&mut case, event);
             State::Feedback(case)
+        }
+        State::Calendar(mut case) => {
+            if let EventBody::CalendarPublished { year, notice, .. } = &event.body {
+                case.published.insert(*year, notice.clone());
+            }
+            case.version += 1;
+            State::Calendar(case)
         }
     }
 }
@@ -318,6 +344,10 @@ fn birth(event: &Event) -> State {
             );
             State::Feedback(case)
         }
+        EventBody::CalendarPublished { year, notice, .. } => State::Calendar(CalendarCase {
+            version: 1,
+            published: BTreeMap::from([(*year, notice.clone())]),
+        }),
         // Anything else cannot open a case; the history is odd, and the case stays empty.
         _ => State::Empty,
     }
