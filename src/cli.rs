@@ -6,11 +6,7 @@ use clap::{Parser, Subcommand};
 use crate::domain::calendar::{Calendar, WORKING_DAYS_MAX};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "whistle",
-    version,
-    about = "吹哨报到 and 基层意见直通车: cases, SLA clocks and supervisor alerts"
-)]
+#[command(name = "whistle", version, about = "吹哨报到 and 基层意见直通车: cases, SLA clocks and supervisor alerts")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -47,20 +43,12 @@ pub enum CalendarCommand {
 fn parse_rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            format!("{text:?} is not an RFC 3339 instant like 2026-09-18T10:00:00+08:00 ({e})")
-        })
+        .map_err(|e| format!("{text:?} is not an RFC 3339 instant like 2026-09-18T10:00:00+08:00 ({e})"))
 }
 
 /// The line `calendar due` prints: the deadline, then ` provisional` when it is.
-pub fn calendar_due_line(
-    calendar: &Calendar,
-    from: DateTime<Utc>,
-    working_days: u32,
-) -> Result<String, String> {
-    let deadline = calendar
-        .working_days_after(from, working_days)
-        .map_err(|e| e.to_string())?;
+pub fn calendar_due_line(calendar: &Calendar, from: DateTime<Utc>, working_days: u32) -> Result<String, String> {
+    let deadline = calendar.working_days_after(from, working_days).map_err(|e| e.to_string())?;
     let mut line = deadline.to_beijing_rfc3339();
     if deadline.provisional {
         line.push_str(" provisional");

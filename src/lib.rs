@@ -13,6 +13,10 @@
 //!
 //! Every state change is an event; views and alerts are derived from the log of events.
 
+pub mod alerts;
 pub mod cli;
+pub mod clock;
 pub mod domain;
 pub mod log;
+pub mod projector;
+pub mod watchdog;

@@ -38,30 +38,18 @@ fn actor_for(op: u8, who: u8) -> Actor {
 }
 
 fn departments(mask: u8) -> Vec<String> {
-    (0..4)
-        .filter(|i| mask & (1 << i) != 0)
-        .map(|i| DEPARTMENTS[i].to_owned())
-        .collect()
+    (0..4).filter(|i| mask & (1 << i) != 0).map(|i| DEPARTMENTS[i].to_owned()).collect()
 }
 
 fn satisfaction(p: u8) -> Satisfaction {
-    [
-        Satisfaction::Satisfied,
-        Satisfaction::BasicallySatisfied,
-        Satisfaction::Unsatisfied,
-    ][usize::from(p % 3)]
+    [Satisfaction::Satisfied, Satisfaction::BasicallySatisfied, Satisfaction::Unsatisfied][usize::from(p % 3)]
 }
 
 /// Interprets one random step as a command. SLA steps aim at a running clock's real deadline.
 fn command(state: &State, op: u8, who: u8, p: u8) -> (Actor, CommandBody, Option<String>) {
-    let armed =
-        armed_clocks(state, &SlaPolicy::default(), &Calendar::official()).unwrap_or_default();
+    let armed = armed_clocks(state, &SlaPolicy::default(), &Calendar::official()).unwrap_or_default();
     let clock = armed.get(usize::from(p) % armed.len().max(1)).cloned();
-    let text = if p.is_multiple_of(11) {
-        " ".to_owned()
-    } else {
-        format!("说明{p}")
-    };
+    let text = if p.is_multiple_of(11) { " ".to_owned() } else { format!("说明{p}") };
     let body = match op % 24 {
         0 => CommandBody::RaiseWhistle {
             title: text.clone(),
@@ -69,11 +57,7 @@ fn command(state: &State, op: u8, who: u8, p: u8) -> (Actor, CommandBody, Option
             departments: departments(1 + p % 3),
             category: None,
             location: p.is_multiple_of(2).then(|| "村口".to_owned()),
-            urgency: if p.is_multiple_of(3) {
-                Urgency::Urgent
-            } else {
-                Urgency::Normal
-            },
+            urgency: if p.is_multiple_of(3) { Urgency::Urgent } else { Urgency::Normal },
         },
         1 => CommandBody::SubmitFeedback {
             topic: FeedbackTopic::ALL[usize::from(p) % 6],
@@ -81,37 +65,19 @@ fn command(state: &State, op: u8, who: u8, p: u8) -> (Actor, CommandBody, Option
             anonymous: p.is_multiple_of(2),
         },
         2..=4 => CommandBody::AcknowledgeSummons,
-        5 => CommandBody::DeclineSummons {
-            reason: text.clone(),
-        },
-        6 => CommandBody::AssignDepartments {
-            departments: departments(p),
-        },
-        7 => CommandBody::AddDepartments {
-            departments: departments(p),
-        },
+        5 => CommandBody::DeclineSummons { reason: text.clone() },
+        6 => CommandBody::AssignDepartments { departments: departments(p) },
+        7 => CommandBody::AddDepartments { departments: departments(p) },
         8 => CommandBody::NoteProgress { note: text.clone() },
-        9 | 10 => CommandBody::ReportHandled {
-            summary: text.clone(),
-        },
-        11 => CommandBody::ConfirmWhistle {
-            satisfaction: satisfaction(p),
-        },
-        12 => CommandBody::ReopenWhistle {
-            reason: text.clone(),
-        },
+        9 | 10 => CommandBody::ReportHandled { summary: text.clone() },
+        11 => CommandBody::ConfirmWhistle { satisfaction: satisfaction(p) },
+        12 => CommandBody::ReopenWhistle { reason: text.clone() },
         13 if p.is_multiple_of(8) => CommandBody::WithdrawWhistle { reason: None },
         13 => CommandBody::NoteProgress { note: text.clone() },
         14 => CommandBody::ReplyFeedback { body: text.clone() },
-        15 => CommandBody::ResolveFeedback {
-            summary: text.clone(),
-        },
-        16 => CommandBody::RateFeedback {
-            satisfaction: satisfaction(p),
-        },
-        17 => CommandBody::ReopenFeedback {
-            reason: text.clone(),
-        },
+        15 => CommandBody::ResolveFeedback { summary: text.clone() },
+        16 => CommandBody::RateFeedback { satisfaction: satisfaction(p) },
+        17 => CommandBody::ReopenFeedback { reason: text.clone() },
         18 if p.is_multiple_of(3) => match &clock {
             Some(c) => CommandBody::RequestExtension {
                 clock: c.clock.clone(),
@@ -124,64 +90,33 @@ fn command(state: &State, op: u8, who: u8, p: u8) -> (Actor, CommandBody, Option
             },
             None => CommandBody::AcknowledgeSummons,
         },
-        18 => CommandBody::ReportHandled {
-            summary: text.clone(),
-        },
-        19 => CommandBody::ApproveExtension {
-            number: u32::from(p % 3) + 1,
-        },
-        20 => CommandBody::RefuseExtension {
-            number: u32::from(p % 3) + 1,
-            reason: None,
-        },
+        18 => CommandBody::ReportHandled { summary: text.clone() },
+        19 => CommandBody::ApproveExtension { number: u32::from(p % 3) + 1 },
+        20 => CommandBody::RefuseExtension { number: u32::from(p % 3) + 1, reason: None },
         21 | 22 => {
             let Some(c) = clock else {
                 return (actor_for(2, who), CommandBody::AcknowledgeSummons, None);
             };
             let system = Actor::system();
             return match (p % 3, c.warn_at) {
-                (0, Some(warn_at)) => (
-                    system,
-                    CommandBody::RecordSlaWarning {
-                        clock: c.clock,
-                        due_at: c.due_at,
-                        warn_at,
-                    },
-                    None,
-                ),
-                (1, _) => (
-                    system,
-                    CommandBody::RecordSlaEscalation {
-                        clock: c.clock,
-                        due_at: c.due_at,
-                        level: 2,
-                    },
-                    None,
-                ),
-                _ => (
-                    system,
-                    CommandBody::RecordSlaBreach {
-                        clock: c.clock,
-                        due_at: c.due_at,
-                    },
-                    None,
-                ),
+                (0, Some(warn_at)) => {
+                    (system, CommandBody::RecordSlaWarning { clock: c.clock, due_at: c.due_at, warn_at }, None)
+                }
+                (1, _) => {
+                    (system, CommandBody::RecordSlaEscalation { clock: c.clock, due_at: c.due_at, level: 2 }, None)
+                }
+                _ => (system, CommandBody::RecordSlaBreach { clock: c.clock, due_at: c.due_at }, None),
             };
         }
         _ => {
             let alert_id = state.alerts().first().map(|a| a.alert_id);
-            CommandBody::AcknowledgeAlert {
-                alert_id: alert_id.unwrap_or_else(Uuid::nil),
-            }
+            CommandBody::AcknowledgeAlert { alert_id: alert_id.unwrap_or_else(Uuid::nil) }
         }
     };
     // The anonymous submitter acts with the code; sometimes a stranger tries without it.
     let anonymous = matches!(state, State::Feedback(c) if c.kind.anonymous);
     if anonymous
-        && matches!(
-            body,
-            CommandBody::RateFeedback { .. } | CommandBody::ReopenFeedback { .. }
-        )
+        && matches!(body, CommandBody::RateFeedback { .. } | CommandBody::ReopenFeedback { .. })
         && who.is_multiple_of(2)
     {
         return (Actor::anonymous(), body, Some(CODE.to_owned()));
@@ -190,8 +125,7 @@ fn command(state: &State, op: u8, who: u8, p: u8) -> (Actor, CommandBody, Option
 }
 
 fn check_invariants(state: &State) {
-    let armed = armed_clocks(state, &SlaPolicy::default(), &Calendar::official())
-        .expect("deadlines compute");
+    let armed = armed_clocks(state, &SlaPolicy::default(), &Calendar::official()).expect("deadlines compute");
     for c in &armed {
         assert!(c.due_at > c.started_at, "{c:?}");
         if let Some(w) = c.warn_at {
@@ -207,9 +141,7 @@ fn check_invariants(state: &State) {
             WhistleStatus::Open => {}
         }
         for (d, part) in &case.kind.departments {
-            let ack = case
-                .clocks
-                .contains_key(&ClockRef::for_department(ClockKind::Ack, d.clone()));
+            let ack = case.clocks.contains_key(&ClockRef::for_department(ClockKind::Ack, d.clone()));
             let open = case.kind.status == WhistleStatus::Open;
             assert_eq!(
                 ack,

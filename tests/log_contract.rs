@@ -26,16 +26,9 @@ fn commit(case_id: Uuid, n: u32) -> Commit {
         schema_version: SCHEMA_VERSION,
         actor: Actor::new(Role::Department, "住建局"),
         at: Utc.timestamp_opt(1_790_000_000 + i64::from(n), 0).unwrap(),
-        body: EventBody::ProgressNoted {
-            department: "住建局".into(),
-            note: n.to_string(),
-        },
+        body: EventBody::ProgressNoted { department: "住建局".into(), note: n.to_string() },
     };
-    Commit {
-        command_id: Uuid::now_v7(),
-        case_id,
-        events: vec![event.clone(), event],
-    }
+    Commit { command_id: Uuid::now_v7(), case_id, events: vec![event.clone(), event] }
 }
 
 fn note_of(record: &StoredRecord) -> u32 {
@@ -74,10 +67,7 @@ impl Harness for Embedded {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(dir.path().join("log")).unwrap();
-        Embedded {
-            dir,
-            log: Some(log),
-        }
+        Embedded { dir, log: Some(log) }
     }
     fn log(&self) -> &dyn EventLog {
         self.log.as_ref().unwrap()
@@ -106,9 +96,7 @@ struct Nats {
 impl Harness for Nats {
     async fn start() -> Self {
         let server = nats_server::NatsServer::start();
-        let log = NatsLog::connect(&NatsOptions::new(server.url()))
-            .await
-            .unwrap();
+        let log = NatsLog::connect(&NatsOptions::new(server.url())).await.unwrap();
         Nats { server, log }
     }
     fn log(&self) -> &dyn EventLog {
@@ -118,9 +106,7 @@ impl Harness for Nats {
         // SIGKILL: only what sync_interval: always put on disk survives.
         self.server.kill();
         self.server.start_again();
-        self.log = NatsLog::connect(&NatsOptions::new(self.server.url()))
-            .await
-            .unwrap();
+        self.log = NatsLog::connect(&NatsOptions::new(self.server.url())).await.unwrap();
     }
 }
 
@@ -141,10 +127,7 @@ async fn round_trip<H: Harness>() {
     assert_eq!(records.len(), 2);
     assert_eq!(records[0].decode().unwrap(), first);
     assert_eq!(records[1].decode().unwrap(), second);
-    assert_eq!(
-        records[1].msg_id.as_deref(),
-        Some(second.command_id.to_string().as_str())
-    );
+    assert_eq!(records[1].msg_id.as_deref(), Some(second.command_id.to_string().as_str()));
     assert_eq!(log.head().await.unwrap(), b.position);
     assert!(log.read_case(Uuid::now_v7()).await.unwrap().is_empty());
 }
@@ -155,29 +138,13 @@ async fn stale_expectations_conflict<H: Harness>() {
     let case = Uuid::now_v7();
     let a = log.append(&commit(case, 1), 0).await.unwrap();
     let again_new = log.append(&commit(case, 2), 0).await.unwrap_err();
-    assert_eq!(
-        again_new,
-        LogError::Conflict {
-            case_id: case,
-            expected: 0
-        }
-    );
-    let behind = log
-        .append(&commit(case, 3), a.position + 7)
-        .await
-        .unwrap_err();
+    assert_eq!(again_new, LogError::Conflict { case_id: case, expected: 0 });
+    let behind = log.append(&commit(case, 3), a.position + 7).await.unwrap_err();
     assert!(matches!(behind, LogError::Conflict { .. }), "{behind:?}");
     let other = Uuid::now_v7();
     let unknown = log.append(&commit(other, 1), a.position).await.unwrap_err();
-    assert!(
-        matches!(unknown, LogError::Conflict { .. }),
-        "a case that does not exist has last position 0"
-    );
-    assert_eq!(
-        log.read_case(case).await.unwrap().len(),
-        1,
-        "refused appends write nothing"
-    );
+    assert!(matches!(unknown, LogError::Conflict { .. }), "a case that does not exist has last position 0");
+    assert_eq!(log.read_case(case).await.unwrap().len(), 1, "refused appends write nothing");
 }
 
 async fn concurrent_writers_one_wins<H: Harness>() {
@@ -203,34 +170,16 @@ async fn retried_command_is_stored_once<H: Harness>() {
     let first = commit(case, 1);
     let a = log.append(&first, 0).await.unwrap();
     let again = log.append(&first, 0).await.unwrap();
-    assert_eq!(
-        again,
-        whistle::log::Appended {
-            position: a.position,
-            duplicate: true
-        }
-    );
+    assert_eq!(again, whistle::log::Appended { position: a.position, duplicate: true });
     // Another command lands, then the first is retried with its now-stale expectation.
     let b = log.append(&commit(case, 2), a.position).await.unwrap();
     let late = log.append(&first, 0).await.unwrap();
-    assert_eq!(
-        late,
-        whistle::log::Appended {
-            position: a.position,
-            duplicate: true
-        }
-    );
+    assert_eq!(late, whistle::log::Appended { position: a.position, duplicate: true });
     let mid = commit(case, 3);
     let c = log.append(&mid, b.position).await.unwrap();
-    assert_eq!(
-        log.append(&mid, b.position).await.unwrap().position,
-        c.position
-    );
+    assert_eq!(log.append(&mid, b.position).await.unwrap().position, c.position);
     let records = log.read_case(case).await.unwrap();
-    assert_eq!(
-        records.iter().map(note_of).collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
+    assert_eq!(records.iter().map(note_of).collect::<Vec<_>>(), vec![1, 2, 3]);
 }
 
 async fn subscription_follows_append_order_and_resumes<H: Harness>() {
@@ -241,38 +190,22 @@ async fn subscription_follows_append_order_and_resumes<H: Harness>() {
     let mut appended = Vec::new();
     for n in 0..50u32 {
         let case = cases[n as usize % 5];
-        let a = log
-            .append(&commit(case, n), last.get(&case).copied().unwrap_or(0))
-            .await
-            .unwrap();
+        let a = log.append(&commit(case, n), last.get(&case).copied().unwrap_or(0)).await.unwrap();
         last.insert(case, a.position);
         appended.push(a.position);
     }
     let all = collect(log, 1, 50).await;
     assert_eq!(all.iter().map(|r| r.position).collect::<Vec<_>>(), appended);
-    assert_eq!(
-        all.iter().map(note_of).collect::<Vec<_>>(),
-        (0..50).collect::<Vec<_>>()
-    );
+    assert_eq!(all.iter().map(note_of).collect::<Vec<_>>(), (0..50).collect::<Vec<_>>());
     let from = appended[31];
     let tail = collect(log, from, 19).await;
-    assert_eq!(
-        tail[0].position, from,
-        "resumes exactly at the position asked for"
-    );
-    assert_eq!(
-        tail.iter().map(note_of).collect::<Vec<_>>(),
-        (31..50).collect::<Vec<_>>()
-    );
+    assert_eq!(tail[0].position, from, "resumes exactly at the position asked for");
+    assert_eq!(tail.iter().map(note_of).collect::<Vec<_>>(), (31..50).collect::<Vec<_>>());
     // New records reach a live subscription.
     let mut live = log.subscribe(appended[49] + 1).await.unwrap();
     let case = cases[0];
     let fresh = log.append(&commit(case, 99), last[&case]).await.unwrap();
-    let got = tokio::time::timeout(RECEIVE_TIMEOUT, live.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let got = tokio::time::timeout(RECEIVE_TIMEOUT, live.next()).await.unwrap().unwrap().unwrap();
     assert_eq!((got.position, note_of(&got)), (fresh.position, 99));
 }
 
@@ -281,19 +214,11 @@ async fn acknowledged_appends_survive_a_restart<H: Harness>() {
     let case = Uuid::now_v7();
     let mut last = 0;
     for n in 0..30 {
-        last = h
-            .log()
-            .append(&commit(case, n), last)
-            .await
-            .unwrap()
-            .position;
+        last = h.log().append(&commit(case, n), last).await.unwrap().position;
     }
     h.restart().await;
     let records = h.log().read_case(case).await.unwrap();
-    assert_eq!(
-        records.iter().map(note_of).collect::<Vec<_>>(),
-        (0..30).collect::<Vec<_>>()
-    );
+    assert_eq!(records.iter().map(note_of).collect::<Vec<_>>(), (0..30).collect::<Vec<_>>());
     assert_eq!(h.log().head().await.unwrap(), last);
     let next = h.log().append(&commit(case, 30), last).await.unwrap();
     assert!(next.position > last, "appends go on after the restart");
@@ -306,29 +231,18 @@ async fn thousand_concurrent_appends_to_a_hundred_cases<H: Harness>() {
     let writers = cases.iter().map(|case| async move {
         let mut last = 0;
         for n in 0..10 {
-            last = log
-                .append(&commit(*case, n), last)
-                .await
-                .expect("append")
-                .position;
+            last = log.append(&commit(*case, n), last).await.expect("append").position;
         }
     });
     futures::future::join_all(writers).await;
     for case in &cases {
         let records = log.read_case(*case).await.unwrap();
-        assert_eq!(
-            records.iter().map(note_of).collect::<Vec<_>>(),
-            (0..10).collect::<Vec<_>>(),
-            "case {case}"
-        );
+        assert_eq!(records.iter().map(note_of).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>(), "case {case}");
         assert!(records.windows(2).all(|w| w[0].position < w[1].position));
     }
     assert_eq!(log.head().await.unwrap(), 1_000);
     let all = collect(log, 1, 1_000).await;
-    assert!(
-        all.windows(2).all(|w| w[1].position == w[0].position + 1),
-        "no gaps, no reordering"
-    );
+    assert!(all.windows(2).all(|w| w[1].position == w[0].position + 1), "no gaps, no reordering");
 }
 
 macro_rules! contract {
@@ -379,12 +293,7 @@ async fn nats_down_at_start_is_one_clear_error() {
         Ok(_) => panic!("connected to nothing"),
         Err(e) => e.to_string(),
     };
-    assert!(
-        err.starts_with(&format!(
-            "event log: cannot reach NATS at nats://127.0.0.1:{port}"
-        )),
-        "{err}"
-    );
+    assert!(err.starts_with(&format!("event log: cannot reach NATS at nats://127.0.0.1:{port}")), "{err}");
     assert_eq!(err.lines().count(), 1);
 }
 
@@ -405,25 +314,15 @@ async fn an_incompatible_stream_is_an_error_and_left_unchanged() {
         Ok(_) => panic!("accepted a stream whose events expire"),
         Err(e) => e.to_string(),
     };
-    assert!(
-        err.contains("max_age") && err.contains("left unchanged"),
-        "{err}"
-    );
+    assert!(err.contains("max_age") && err.contains("left unchanged"), "{err}");
     let mut stream = js.get_stream("WHISTLE").await.unwrap();
-    assert_eq!(
-        stream.info().await.unwrap().config.max_age,
-        Duration::from_secs(3600)
-    );
+    assert_eq!(stream.info().await.unwrap().config.max_age, Duration::from_secs(3600));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_and_subscriptions_go_on_across_a_server_restart() {
     let mut server = nats_server::NatsServer::start();
-    let log = Arc::new(
-        NatsLog::connect(&NatsOptions::new(server.url()))
-            .await
-            .unwrap(),
-    );
+    let log = Arc::new(NatsLog::connect(&NatsOptions::new(server.url())).await.unwrap());
     let case = Uuid::now_v7();
     let mut last = 0;
     for n in 0..5 {
@@ -431,11 +330,7 @@ async fn appends_and_subscriptions_go_on_across_a_server_restart() {
     }
     let mut live = log.subscribe(1).await.unwrap();
     for n in 0..5 {
-        let r = tokio::time::timeout(RECEIVE_TIMEOUT, live.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let r = tokio::time::timeout(RECEIVE_TIMEOUT, live.next()).await.unwrap().unwrap().unwrap();
         assert_eq!(note_of(&r), n);
     }
     server.restart();
@@ -445,9 +340,7 @@ async fn appends_and_subscriptions_go_on_across_a_server_restart() {
     }
     let mut seen = Vec::new();
     while seen.len() < 5 {
-        let r = tokio::time::timeout(RECEIVE_TIMEOUT, live.next())
-            .await
-            .expect("subscription resumes");
+        let r = tokio::time::timeout(RECEIVE_TIMEOUT, live.next()).await.expect("subscription resumes");
         if let Some(Ok(r)) = r {
             seen.push(note_of(&r));
         }
@@ -463,23 +356,10 @@ fn deploy_configs_are_valid_nats_server_configs() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "conf") {
             let text = std::fs::read_to_string(&path).unwrap();
-            assert!(
-                text.contains("sync_interval: always"),
-                "{} must sync every write",
-                path.display()
-            );
-            let out = std::process::Command::new(nats_server::binary())
-                .arg("-c")
-                .arg(&path)
-                .arg("-t")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(text.contains("sync_interval: always"), "{} must sync every write", path.display());
+            let out =
+                std::process::Command::new(nats_server::binary()).arg("-c").arg(&path).arg("-t").output().unwrap();
+            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
             checked += 1;
         }
     }

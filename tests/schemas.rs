@@ -16,9 +16,7 @@ fn schema_dir() -> PathBuf {
 }
 
 fn t() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-09-18T10:00:00+08:00")
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-09-18T10:00:00+08:00").unwrap().with_timezone(&Utc)
 }
 
 /// One example of every event type, with optional fields both present and absent somewhere.
@@ -34,32 +32,14 @@ fn examples() -> Vec<EventBody> {
             location: Some("村口".into()),
             urgency: Urgency::Urgent,
         },
-        EventBody::DepartmentAcknowledged {
-            department: "住建局".into(),
-        },
-        EventBody::DepartmentDeclined {
-            department: "住建局".into(),
-            reason: "r".into(),
-        },
-        EventBody::DepartmentsAssigned {
-            departments: vec!["城管局".into()],
-            settles: vec!["住建局".into()],
-        },
-        EventBody::DepartmentsAdded {
-            departments: vec!["交通局".into()],
-        },
-        EventBody::ProgressNoted {
-            department: "住建局".into(),
-            note: "n".into(),
-        },
-        EventBody::DepartmentHandled {
-            department: "住建局".into(),
-            summary: "s".into(),
-        },
+        EventBody::DepartmentAcknowledged { department: "住建局".into() },
+        EventBody::DepartmentDeclined { department: "住建局".into(), reason: "r".into() },
+        EventBody::DepartmentsAssigned { departments: vec!["城管局".into()], settles: vec!["住建局".into()] },
+        EventBody::DepartmentsAdded { departments: vec!["交通局".into()] },
+        EventBody::ProgressNoted { department: "住建局".into(), note: "n".into() },
+        EventBody::DepartmentHandled { department: "住建局".into(), summary: "s".into() },
         EventBody::WhistleResolved {},
-        EventBody::WhistleConfirmed {
-            satisfaction: Satisfaction::BasicallySatisfied,
-        },
+        EventBody::WhistleConfirmed { satisfaction: Satisfaction::BasicallySatisfied },
         EventBody::WhistleReopened { reason: "r".into() },
         EventBody::WhistleWithdrawn { reason: None },
         EventBody::FeedbackSubmitted {
@@ -69,12 +49,8 @@ fn examples() -> Vec<EventBody> {
             follow_up_code_sha256: Some("ab".repeat(32)),
         },
         EventBody::FeedbackReplied { body: "b".into() },
-        EventBody::FeedbackResolved {
-            summary: "s".into(),
-        },
-        EventBody::FeedbackRated {
-            satisfaction: Satisfaction::Unsatisfied,
-        },
+        EventBody::FeedbackResolved { summary: "s".into() },
+        EventBody::FeedbackRated { satisfaction: Satisfaction::Unsatisfied },
         EventBody::FeedbackReopened { reason: "r".into() },
         EventBody::ExtensionRequested {
             number: 1,
@@ -83,27 +59,11 @@ fn examples() -> Vec<EventBody> {
             reason: "r".into(),
         },
         EventBody::ExtensionApproved { number: 1 },
-        EventBody::ExtensionRefused {
-            number: 1,
-            reason: Some("r".into()),
-        },
-        EventBody::SlaWarned {
-            clock: clock.clone(),
-            due_at: t(),
-            warn_at: t(),
-        },
-        EventBody::SlaBreached {
-            clock: ClockRef::case_wide(ClockKind::FeedbackReply),
-            due_at: t(),
-        },
-        EventBody::SlaEscalated {
-            clock,
-            due_at: t(),
-            level: 2,
-        },
-        EventBody::AlertAcknowledged {
-            alert_id: Uuid::now_v7(),
-        },
+        EventBody::ExtensionRefused { number: 1, reason: Some("r".into()) },
+        EventBody::SlaWarned { clock: clock.clone(), due_at: t(), warn_at: t() },
+        EventBody::SlaBreached { clock: ClockRef::case_wide(ClockKind::FeedbackReply), due_at: t() },
+        EventBody::SlaEscalated { clock, due_at: t(), level: 2 },
+        EventBody::AlertAcknowledged { alert_id: Uuid::now_v7() },
         EventBody::CalendarPublished {
             year: 2027,
             notice: "国务院办公厅关于2027年部分节假日安排的通知".into(),
@@ -145,11 +105,7 @@ fn schema_files_equal_the_generated_schemas() {
             std::fs::write(&path, &text).unwrap();
         }
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(
-            on_disk, text,
-            "{} is stale; rerun with UPDATE_SCHEMAS=1 after a deliberate change",
-            s.file_name
-        );
+        assert_eq!(on_disk, text, "{} is stale; rerun with UPDATE_SCHEMAS=1 after a deliberate change", s.file_name);
     }
     let files: BTreeSet<String> = std::fs::read_dir(schema_dir())
         .unwrap()
@@ -157,19 +113,13 @@ fn schema_files_equal_the_generated_schemas() {
         .filter(|n| n.ends_with(".json"))
         .collect();
     let expected: BTreeSet<String> = generated.iter().map(|s| s.file_name.clone()).collect();
-    assert_eq!(
-        files, expected,
-        "schemas/ has files no event type generates, or lacks some"
-    );
+    assert_eq!(files, expected, "schemas/ has files no event type generates, or lacks some");
 }
 
 #[test]
 fn every_event_type_has_an_example_and_a_schema() {
     let schema_types: BTreeSet<String> = event_schemas().into_iter().map(|s| s.type_name).collect();
-    let example_types: BTreeSet<String> = examples()
-        .iter()
-        .map(|b| b.type_name().to_owned())
-        .collect();
+    let example_types: BTreeSet<String> = examples().iter().map(|b| b.type_name().to_owned()).collect();
     assert_eq!(schema_types, example_types);
     assert_eq!(schema_types.len(), 24);
 }
@@ -181,15 +131,8 @@ fn every_example_validates_against_its_schema_file() {
         let instance = serde_json::to_value(&e).unwrap();
         let schema = read_schema(&format!("{}.v{}.json", e.type_name(), e.schema_version));
         let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
-        let errors: Vec<String> = validator
-            .iter_errors(&instance)
-            .map(|err| err.to_string())
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{} fails its schema: {errors:?}\n{instance}",
-            e.type_name()
-        );
+        let errors: Vec<String> = validator.iter_errors(&instance).map(|err| err.to_string()).collect();
+        assert!(errors.is_empty(), "{} fails its schema: {errors:?}\n{instance}", e.type_name());
         let back: Event = serde_json::from_value(instance).unwrap();
         assert_eq!(back, e, "round trip");
     }
@@ -197,9 +140,7 @@ fn every_example_validates_against_its_schema_file() {
 
 #[test]
 fn schemas_reject_what_the_type_would_not_write() {
-    let e = event(EventBody::DepartmentAcknowledged {
-        department: "住建局".into(),
-    });
+    let e = event(EventBody::DepartmentAcknowledged { department: "住建局".into() });
     let schema = read_schema("department_acknowledged.v1.json");
     let validator = jsonschema::draft202012::new(&schema).unwrap();
     let mut extra = serde_json::to_value(&e).unwrap();
@@ -207,10 +148,7 @@ fn schemas_reject_what_the_type_would_not_write() {
     assert!(!validator.is_valid(&extra), "unknown fields are refused");
     let mut missing = serde_json::to_value(&e).unwrap();
     missing.as_object_mut().unwrap().remove("department");
-    assert!(
-        !validator.is_valid(&missing),
-        "required fields are required"
-    );
+    assert!(!validator.is_valid(&missing), "required fields are required");
     let mut wrong_type = serde_json::to_value(&e).unwrap();
     wrong_type["type"] = Value::from("whistle_raised");
     assert!(!validator.is_valid(&wrong_type), "the type string is fixed");

@@ -20,10 +20,7 @@ pub fn beijing() -> FixedOffset {
 pub const WORKING_DAYS_MAX: u32 = 3_660;
 
 /// The schedules shipped with this build: one file per year, each naming its notice.
-const OFFICIAL_SCHEDULES: [&str; 2] = [
-    include_str!("calendars/2025.toml"),
-    include_str!("calendars/2026.toml"),
-];
+const OFFICIAL_SCHEDULES: [&str; 2] = [include_str!("calendars/2025.toml"), include_str!("calendars/2026.toml")];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CalendarError {
@@ -61,61 +58,41 @@ pub struct YearSchedule {
 impl YearSchedule {
     /// Parses and checks a schedule file.
     pub fn from_toml(text: &str) -> Result<Self, CalendarError> {
-        let schedule: YearSchedule =
-            toml::from_str(text).map_err(|e| CalendarError::Syntax(e.to_string()))?;
+        let schedule: YearSchedule = toml::from_str(text).map_err(|e| CalendarError::Syntax(e.to_string()))?;
         schedule.validate()?;
         Ok(schedule)
     }
 
     pub fn validate(&self) -> Result<(), CalendarError> {
-        let invalid = |message: String| CalendarError::Invalid {
-            year: self.year,
-            message,
-        };
+        let invalid = |message: String| CalendarError::Invalid { year: self.year, message };
         if self.notice.trim().is_empty() {
             return Err(invalid("the notice it comes from must be named".into()));
         }
         let holidays = self.holiday_dates();
         for range in &self.holidays {
             if range.from > range.to {
-                return Err(invalid(format!(
-                    "holiday {} ends before it starts",
-                    range.name
-                )));
+                return Err(invalid(format!("holiday {} ends before it starts", range.name)));
             }
             if range.from.year() != self.year || range.to.year() != self.year {
-                return Err(invalid(format!(
-                    "holiday {} is not within {}",
-                    range.name, self.year
-                )));
+                return Err(invalid(format!("holiday {} is not within {}", range.name, self.year)));
             }
         }
         for day in &self.workdays {
             if day.year() != self.year {
-                return Err(invalid(format!(
-                    "make-up working day {day} is not within {}",
-                    self.year
-                )));
+                return Err(invalid(format!("make-up working day {day} is not within {}", self.year)));
             }
             if !is_weekend(*day) {
-                return Err(invalid(format!(
-                    "make-up working day {day} is not a weekend day"
-                )));
+                return Err(invalid(format!("make-up working day {day} is not a weekend day")));
             }
             if holidays.contains(day) {
-                return Err(invalid(format!(
-                    "{day} is both a holiday and a make-up working day"
-                )));
+                return Err(invalid(format!("{day} is both a holiday and a make-up working day")));
             }
         }
         Ok(())
     }
 
     fn holiday_dates(&self) -> BTreeSet<NaiveDate> {
-        self.holidays
-            .iter()
-            .flat_map(|r| r.from.iter_days().take_while(move |d| *d <= r.to))
-            .collect()
+        self.holidays.iter().flat_map(|r| r.from.iter_days().take_while(move |d| *d <= r.to)).collect()
     }
 }
 
@@ -159,8 +136,7 @@ impl Calendar {
     pub fn official() -> Self {
         let mut calendar = Calendar::default();
         for text in OFFICIAL_SCHEDULES {
-            let schedule =
-                YearSchedule::from_toml(text).expect("shipped calendar files are valid (tested)");
+            let schedule = YearSchedule::from_toml(text).expect("shipped calendar files are valid (tested)");
             calendar.load(&schedule);
         }
         calendar
@@ -168,10 +144,8 @@ impl Calendar {
 
     /// Adds or replaces one year's schedule.
     pub fn load(&mut self, schedule: &YearSchedule) {
-        let days = YearDays {
-            holidays: schedule.holiday_dates(),
-            workdays: schedule.workdays.iter().copied().collect(),
-        };
+        let days =
+            YearDays { holidays: schedule.holiday_dates(), workdays: schedule.workdays.iter().copied().collect() };
         self.years.insert(schedule.year, days);
     }
 
@@ -187,26 +161,15 @@ impl Calendar {
     pub fn day(&self, date: NaiveDate) -> DayKind {
         match self.years.get(&date.year()) {
             Some(days) => {
-                let working = days.workdays.contains(&date)
-                    || (!is_weekend(date) && !days.holidays.contains(&date));
-                DayKind {
-                    working,
-                    provisional: false,
-                }
+                let working = days.workdays.contains(&date) || (!is_weekend(date) && !days.holidays.contains(&date));
+                DayKind { working, provisional: false }
             }
-            None => DayKind {
-                working: !is_weekend(date),
-                provisional: true,
-            },
+            None => DayKind { working: !is_weekend(date), provisional: true },
         }
     }
 
     /// The end (24:00 Beijing time) of the Nth working day after the Beijing date of `from`.
-    pub fn working_days_after(
-        &self,
-        from: DateTime<Utc>,
-        working_days: u32,
-    ) -> Result<Deadline, CalendarError> {
+    pub fn working_days_after(&self, from: DateTime<Utc>, working_days: u32) -> Result<Deadline, CalendarError> {
         if working_days == 0 || working_days > WORKING_DAYS_MAX {
             return Err(CalendarError::WorkingDays(working_days));
         }
@@ -214,32 +177,21 @@ impl Calendar {
         let mut remaining = working_days;
         let mut provisional = false;
         while remaining > 0 {
-            date = date
-                .checked_add_days(Days::new(1))
-                .ok_or(CalendarError::OutOfRange)?;
+            date = date.checked_add_days(Days::new(1)).ok_or(CalendarError::OutOfRange)?;
             let day = self.day(date);
             provisional |= day.provisional;
             if day.working {
                 remaining -= 1;
             }
         }
-        let end = date
-            .checked_add_days(Days::new(1))
-            .ok_or(CalendarError::OutOfRange)?;
-        Ok(Deadline {
-            due_at: start_of_beijing_day(end)?,
-            provisional,
-        })
+        let end = date.checked_add_days(Days::new(1)).ok_or(CalendarError::OutOfRange)?;
+        Ok(Deadline { due_at: start_of_beijing_day(end)?, provisional })
     }
 }
 
 fn start_of_beijing_day(date: NaiveDate) -> Result<DateTime<Utc>, CalendarError> {
     let midnight = date.and_hms_opt(0, 0, 0).ok_or(CalendarError::OutOfRange)?;
-    beijing()
-        .from_local_datetime(&midnight)
-        .single()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or(CalendarError::OutOfRange)
+    beijing().from_local_datetime(&midnight).single().map(|t| t.with_timezone(&Utc)).ok_or(CalendarError::OutOfRange)
 }
 
 fn is_weekend(date: NaiveDate) -> bool {

@@ -25,11 +25,7 @@ pub struct ArmedClock {
 }
 
 /// The armed clocks of a case: its running clocks whose kind the policy enables.
-pub fn armed_clocks(
-    state: &State,
-    policy: &SlaPolicy,
-    calendar: &Calendar,
-) -> Result<Vec<ArmedClock>, CalendarError> {
+pub fn armed_clocks(state: &State, policy: &SlaPolicy, calendar: &Calendar) -> Result<Vec<ArmedClock>, CalendarError> {
     let Some(clocks) = state.clocks() else {
         return Ok(Vec::new());
     };
@@ -48,23 +44,15 @@ fn arm(
 ) -> Result<ArmedClock, CalendarError> {
     let rule = policy.clock(clock.kind);
     let mut deadline = match rule.target {
-        Target::Natural(d) => Deadline {
-            due_at: add_natural(running.started_at, d)?,
-            provisional: false,
-        },
+        Target::Natural(d) => Deadline { due_at: add_natural(running.started_at, d)?, provisional: false },
         Target::WorkingDays(n) => calendar.working_days_after(running.started_at, n)?,
     };
     for span in &running.extensions {
         deadline = extend(deadline, *span, calendar)?;
     }
     let span = deadline.due_at - running.started_at;
-    let warn_at = rule
-        .warn_at_percent
-        .map(|p| running.started_at + span * i32::from(p) / 100);
-    let escalate_at = rule
-        .escalate_after
-        .map(|d| add_natural(deadline.due_at, d))
-        .transpose()?;
+    let warn_at = rule.warn_at_percent.map(|p| running.started_at + span * i32::from(p) / 100);
+    let escalate_at = rule.escalate_after.map(|d| add_natural(deadline.due_at, d)).transpose()?;
     Ok(ArmedClock {
         clock: clock.clone(),
         started_at: running.started_at,
@@ -77,10 +65,7 @@ fn arm(
 
 /// The next alert a clock owes and when: a warning (unless the breach is already recorded),
 /// then the breach at the deadline, then the escalation. `None` once all are recorded.
-pub fn next_alert(
-    armed: &ArmedClock,
-    running: &RunningClock,
-) -> Option<(AlertStage, DateTime<Utc>)> {
+pub fn next_alert(armed: &ArmedClock, running: &RunningClock) -> Option<(AlertStage, DateTime<Utc>)> {
     let due = armed.due_at;
     let breached = running.has_alerted(AlertStage::Breach, due);
     if let Some(warn_at) = armed.warn_at {
@@ -92,36 +77,24 @@ pub fn next_alert(
         return Some((AlertStage::Breach, due));
     }
     match armed.escalate_at {
-        Some(at) if !running.has_alerted(AlertStage::Escalation, due) => {
-            Some((AlertStage::Escalation, at))
-        }
+        Some(at) if !running.has_alerted(AlertStage::Escalation, due) => Some((AlertStage::Escalation, at)),
         _ => None,
     }
 }
 
 /// Moves a deadline by an approved extension. Working days count from the deadline's own
 /// date, so "two more working days" on a deadline of 24:00 Tuesday ends at 24:00 Thursday.
-pub fn extend(
-    deadline: Deadline,
-    span: ExtensionSpan,
-    calendar: &Calendar,
-) -> Result<Deadline, CalendarError> {
+pub fn extend(deadline: Deadline, span: ExtensionSpan, calendar: &Calendar) -> Result<Deadline, CalendarError> {
     match span {
         ExtensionSpan::Hours(h) => Ok(Deadline {
-            due_at: add_natural(
-                deadline.due_at,
-                std::time::Duration::from_secs(u64::from(h) * 3600),
-            )?,
+            due_at: add_natural(deadline.due_at, std::time::Duration::from_secs(u64::from(h) * 3600))?,
             provisional: deadline.provisional,
         }),
         ExtensionSpan::WorkingDays(n) => {
             // The last instant before the deadline lies on the last day the deadline counted.
             let last_counted = deadline.due_at - ChronoDuration::nanoseconds(1);
             let moved = calendar.working_days_after(last_counted, n)?;
-            Ok(Deadline {
-                due_at: moved.due_at,
-                provisional: deadline.provisional || moved.provisional,
-            })
+            Ok(Deadline { due_at: moved.due_at, provisional: deadline.provisional || moved.provisional })
         }
     }
 }

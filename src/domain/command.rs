@@ -112,13 +112,7 @@ pub enum CommandBody {
 
 impl Command {
     pub fn new(command_id: Uuid, case_id: Uuid, actor: Actor, body: CommandBody) -> Self {
-        Command {
-            command_id,
-            case_id,
-            actor,
-            follow_up_code: None,
-            body,
-        }
+        Command { command_id, case_id, actor, follow_up_code: None, body }
     }
 
     pub fn with_follow_up_code(mut self, code: impl Into<String>) -> Self {

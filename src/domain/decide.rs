@@ -9,12 +9,10 @@ use uuid::Uuid;
 
 use super::command::{Command, CommandBody};
 use super::event::{
-    Actor, AlertStage, ClockKind, ClockRef, Event, EventBody, ExtensionSpan, Role,
-    CALENDAR_CASE_ID, SCHEMA_VERSION,
+    Actor, AlertStage, ClockKind, ClockRef, Event, EventBody, ExtensionSpan, Role, CALENDAR_CASE_ID, SCHEMA_VERSION,
 };
 use super::state::{
-    evolve, Case, ExtensionStatus, Feedback, FeedbackStatus, PartStatus, State, Whistle,
-    WhistleStatus,
+    evolve, Case, ExtensionStatus, Feedback, FeedbackStatus, PartStatus, State, Whistle, WhistleStatus,
 };
 
 /// Longest title, in characters.
@@ -41,10 +39,7 @@ pub const FOLLOW_UP_CODE_CHARS_MIN: usize = 16;
 pub enum Rejection {
     /// A field's value is not acceptable (HTTP 422).
     #[error("{message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     /// The actor may not do this (HTTP 403).
     #[error("{0}")]
     Forbidden(String),
@@ -58,10 +53,7 @@ pub enum Rejection {
 
 impl Rejection {
     fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Rejection::Invalid {
-            field,
-            message: message.into(),
-        }
+        Rejection::Invalid { field, message: message.into() }
     }
 
     /// A short stable code for clients.
@@ -80,21 +72,12 @@ type Decision = Result<Vec<EventBody>, Rejection>;
 /// Decides a command against the state of its case at time `now`.
 pub fn decide(state: &State, cmd: &Command, now: DateTime<Utc>) -> Result<Vec<Event>, Rejection> {
     let bodies = match state {
-        _ if matches!(cmd.body, CommandBody::PublishCalendar { .. })
-            || matches!(state, State::Calendar(_)) =>
-        {
+        _ if matches!(cmd.body, CommandBody::PublishCalendar { .. }) || matches!(state, State::Calendar(_)) => {
             decide_calendar(cmd)?
         }
         State::Empty => decide_new(cmd)?,
-        _ if matches!(
-            cmd.body,
-            CommandBody::RaiseWhistle { .. } | CommandBody::SubmitFeedback { .. }
-        ) =>
-        {
-            return Err(Rejection::Conflict(format!(
-                "case {} already exists",
-                cmd.case_id
-            )));
+        _ if matches!(cmd.body, CommandBody::RaiseWhistle { .. } | CommandBody::SubmitFeedback { .. }) => {
+            return Err(Rejection::Conflict(format!("case {} already exists", cmd.case_id)));
         }
         State::Whistle(case) => match decide_common(case, cmd, now, whistle_clock_owner)? {
             Some(bodies) => bodies,
@@ -123,15 +106,8 @@ pub fn decide(state: &State, cmd: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
 
 /// The identity recorded on the events: never the anonymous submitter's.
 fn event_actor(state: &State, cmd: &Command) -> Actor {
-    let anonymous_submit = matches!(
-        cmd.body,
-        CommandBody::SubmitFeedback {
-            anonymous: true,
-            ..
-        }
-    );
-    let anonymous_case = matches!(state, State::Feedback(c) if c.kind.anonymous)
-        && cmd.actor.role == Role::Anonymous;
+    let anonymous_submit = matches!(cmd.body, CommandBody::SubmitFeedback { anonymous: true, .. });
+    let anonymous_case = matches!(state, State::Feedback(c) if c.kind.anonymous) && cmd.actor.role == Role::Anonymous;
     if anonymous_submit || anonymous_case {
         Actor::anonymous()
     } else {
@@ -153,10 +129,7 @@ pub fn event_id(command_id: Uuid, index: usize, now: DateTime<Utc>) -> Uuid {
 
 /// SHA-256 of an anonymous follow-up code, lower-case hex.
 pub fn follow_up_code_sha256(code: &str) -> String {
-    Sha256::digest(code.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(code.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,16 +140,10 @@ pub const CALENDAR_YEARS: std::ops::RangeInclusive<i32> = 2000..=2100;
 
 fn decide_calendar(cmd: &Command) -> Decision {
     let CommandBody::PublishCalendar { schedule } = &cmd.body else {
-        return Err(Rejection::NotFound(format!(
-            "case {} is the calendar, not a whistle or feedback",
-            cmd.case_id
-        )));
+        return Err(Rejection::NotFound(format!("case {} is the calendar, not a whistle or feedback", cmd.case_id)));
     };
     if cmd.case_id != CALENDAR_CASE_ID {
-        return Err(Rejection::invalid(
-            "case_id",
-            format!("calendars are published on case {CALENDAR_CASE_ID}"),
-        ));
+        return Err(Rejection::invalid("case_id", format!("calendars are published on case {CALENDAR_CASE_ID}")));
     }
     if !matches!(cmd.actor.role, Role::Admin | Role::System) {
         return Err(Rejection::Forbidden(format!(
@@ -187,15 +154,10 @@ fn decide_calendar(cmd: &Command) -> Decision {
     if !CALENDAR_YEARS.contains(&schedule.year) {
         return Err(Rejection::invalid(
             "year",
-            format!(
-                "a calendar year is between 2000 and 2100, not {}",
-                schedule.year
-            ),
+            format!("a calendar year is between 2000 and 2100, not {}", schedule.year),
         ));
     }
-    schedule
-        .validate()
-        .map_err(|e| Rejection::invalid("calendar", e.to_string()))?;
+    schedule.validate().map_err(|e| Rejection::invalid("calendar", e.to_string()))?;
     Ok(vec![EventBody::CalendarPublished {
         year: schedule.year,
         notice: schedule.notice.trim().to_owned(),
@@ -206,12 +168,7 @@ fn decide_calendar(cmd: &Command) -> Decision {
 
 /// The command id the watchdog uses for one alert stage of one clock deadline: the same in
 /// every instance, so racing watchdogs store the alert once.
-pub fn sla_command_id(
-    case_id: Uuid,
-    clock: &ClockRef,
-    stage: AlertStage,
-    due_at: DateTime<Utc>,
-) -> Uuid {
+pub fn sla_command_id(case_id: Uuid, clock: &ClockRef, stage: AlertStage, due_at: DateTime<Utc>) -> Uuid {
     let mut hasher = Sha256::new();
     hasher.update(b"whistle-sla\0");
     hasher.update(case_id.as_bytes());
@@ -230,14 +187,7 @@ pub fn sla_command_id(
 
 fn decide_new(cmd: &Command) -> Decision {
     match &cmd.body {
-        CommandBody::RaiseWhistle {
-            title,
-            description,
-            departments,
-            category,
-            location,
-            urgency,
-        } => {
+        CommandBody::RaiseWhistle { title, description, departments, category, location, urgency } => {
             require_role(&cmd.actor, Role::Township, "raise a whistle")?;
             Ok(vec![EventBody::WhistleRaised {
                 township: cmd.actor.unit.clone(),
@@ -249,11 +199,7 @@ fn decide_new(cmd: &Command) -> Decision {
                 urgency: *urgency,
             }])
         }
-        CommandBody::SubmitFeedback {
-            topic,
-            body,
-            anonymous,
-        } => {
+        CommandBody::SubmitFeedback { topic, body, anonymous } => {
             require_role(&cmd.actor, Role::Township, "submit feedback")?;
             let follow_up_code_sha256 = match (anonymous, cmd.follow_up_code.as_deref()) {
                 (true, Some(code)) if code.chars().count() >= FOLLOW_UP_CODE_CHARS_MIN => {
@@ -262,7 +208,9 @@ fn decide_new(cmd: &Command) -> Decision {
                 (true, _) => {
                     return Err(Rejection::invalid(
                         "follow_up_code",
-                        format!("anonymous feedback needs a follow-up code of at least {FOLLOW_UP_CODE_CHARS_MIN} characters"),
+                        format!(
+                        "anonymous feedback needs a follow-up code of at least {FOLLOW_UP_CODE_CHARS_MIN} characters"
+                    ),
                     ))
                 }
                 (false, _) => None,
@@ -274,10 +222,7 @@ fn decide_new(cmd: &Command) -> Decision {
                 follow_up_code_sha256,
             }])
         }
-        _ => Err(Rejection::NotFound(format!(
-            "case {} does not exist",
-            cmd.case_id
-        ))),
+        _ => Err(Rejection::NotFound(format!("case {} does not exist", cmd.case_id))),
     }
 }
 
@@ -292,11 +237,9 @@ fn decide_common<K>(
     clock_owner: fn(&ClockRef) -> (Role, Option<&str>),
 ) -> Result<Option<Vec<EventBody>>, Rejection> {
     let bodies = match &cmd.body {
-        CommandBody::RequestExtension {
-            clock,
-            span,
-            reason,
-        } => request_extension(case, cmd, clock, *span, reason, clock_owner)?,
+        CommandBody::RequestExtension { clock, span, reason } => {
+            request_extension(case, cmd, clock, *span, reason, clock_owner)?
+        }
         CommandBody::ApproveExtension { number } => {
             require_role(&cmd.actor, Role::Supervisor, "approve an extension")?;
             pending_extension(case, *number)?;
@@ -306,67 +249,28 @@ fn decide_common<K>(
             require_role(&cmd.actor, Role::Supervisor, "refuse an extension")?;
             pending_extension(case, *number)?;
             let reason = optional_text("reason", reason.as_deref(), TEXT_CHARS_MAX)?;
-            vec![EventBody::ExtensionRefused {
-                number: *number,
-                reason,
-            }]
+            vec![EventBody::ExtensionRefused { number: *number, reason }]
         }
-        CommandBody::RecordSlaWarning {
-            clock,
-            due_at,
-            warn_at,
-        } => sla_alert(
-            case,
-            cmd,
-            clock,
-            AlertStage::Warning,
-            *due_at,
-            *warn_at,
-            now,
-        )?
-        .map(|()| EventBody::SlaWarned {
-            clock: clock.clone(),
-            due_at: *due_at,
-            warn_at: *warn_at,
-        })
-        .into_iter()
-        .collect(),
-        CommandBody::RecordSlaBreach { clock, due_at } => {
-            sla_alert(case, cmd, clock, AlertStage::Breach, *due_at, *due_at, now)?
-                .map(|()| EventBody::SlaBreached {
-                    clock: clock.clone(),
-                    due_at: *due_at,
-                })
+        CommandBody::RecordSlaWarning { clock, due_at, warn_at } => {
+            sla_alert(case, cmd, clock, AlertStage::Warning, *due_at, *warn_at, now)?
+                .map(|()| EventBody::SlaWarned { clock: clock.clone(), due_at: *due_at, warn_at: *warn_at })
                 .into_iter()
                 .collect()
         }
-        CommandBody::RecordSlaEscalation {
-            clock,
-            due_at,
-            level,
-        } => {
+        CommandBody::RecordSlaBreach { clock, due_at } => {
+            sla_alert(case, cmd, clock, AlertStage::Breach, *due_at, *due_at, now)?
+                .map(|()| EventBody::SlaBreached { clock: clock.clone(), due_at: *due_at })
+                .into_iter()
+                .collect()
+        }
+        CommandBody::RecordSlaEscalation { clock, due_at, level } => {
             if *level < 2 {
-                return Err(Rejection::invalid(
-                    "level",
-                    "an escalation goes to level 2 or above",
-                ));
+                return Err(Rejection::invalid("level", "an escalation goes to level 2 or above"));
             }
-            sla_alert(
-                case,
-                cmd,
-                clock,
-                AlertStage::Escalation,
-                *due_at,
-                *due_at,
-                now,
-            )?
-            .map(|()| EventBody::SlaEscalated {
-                clock: clock.clone(),
-                due_at: *due_at,
-                level: *level,
-            })
-            .into_iter()
-            .collect()
+            sla_alert(case, cmd, clock, AlertStage::Escalation, *due_at, *due_at, now)?
+                .map(|()| EventBody::SlaEscalated { clock: clock.clone(), due_at: *due_at, level: *level })
+                .into_iter()
+                .collect()
         }
         CommandBody::AcknowledgeAlert { alert_id } => {
             require_role(&cmd.actor, Role::Supervisor, "acknowledge an alert")?;
@@ -376,14 +280,9 @@ fn decide_common<K>(
                 .find(|a| a.alert_id == *alert_id)
                 .ok_or_else(|| Rejection::NotFound(format!("no alert {alert_id} on this case")))?;
             if let Some(by) = &alert.acknowledged_by {
-                return Err(Rejection::Conflict(format!(
-                    "alert {alert_id} was already acknowledged by {}",
-                    by.unit
-                )));
+                return Err(Rejection::Conflict(format!("alert {alert_id} was already acknowledged by {}", by.unit)));
             }
-            vec![EventBody::AlertAcknowledged {
-                alert_id: *alert_id,
-            }]
+            vec![EventBody::AlertAcknowledged { alert_id: *alert_id }]
         }
         _ => return Ok(None),
     };
@@ -407,9 +306,7 @@ fn request_extension<K>(
         )));
     }
     if !case.clocks.contains_key(clock) {
-        return Err(Rejection::Conflict(format!(
-            "clock {clock} is not running on this case"
-        )));
+        return Err(Rejection::Conflict(format!("clock {clock} is not running on this case")));
     }
     match span {
         ExtensionSpan::WorkingDays(n) if (1..=EXTENSION_WORKING_DAYS_MAX).contains(&n) => {}
@@ -421,25 +318,14 @@ fn request_extension<K>(
             ))
         }
         ExtensionSpan::Hours(_) => {
-            return Err(Rejection::invalid(
-                "hours",
-                format!("an extension is 1 to {EXTENSION_HOURS_MAX} hours"),
-            ))
+            return Err(Rejection::invalid("hours", format!("an extension is 1 to {EXTENSION_HOURS_MAX} hours")))
         }
     }
-    if case
-        .extensions
-        .iter()
-        .any(|e| &e.clock == clock && e.status == ExtensionStatus::Pending)
-    {
-        return Err(Rejection::Conflict(format!(
-            "an extension of clock {clock} is already waiting for a supervisor"
-        )));
+    if case.extensions.iter().any(|e| &e.clock == clock && e.status == ExtensionStatus::Pending) {
+        return Err(Rejection::Conflict(format!("an extension of clock {clock} is already waiting for a supervisor")));
     }
     if case.extensions.len() >= EXTENSIONS_PER_CASE_MAX {
-        return Err(Rejection::Conflict(format!(
-            "this case already has {EXTENSIONS_PER_CASE_MAX} extension requests"
-        )));
+        return Err(Rejection::Conflict(format!("this case already has {EXTENSIONS_PER_CASE_MAX} extension requests")));
     }
     Ok(vec![EventBody::ExtensionRequested {
         number: case.extensions.len() as u32 + 1,
@@ -454,19 +340,12 @@ fn pending_extension<K>(case: &Case<K>, number: u32) -> Result<(), Rejection> {
         .extensions
         .iter()
         .find(|e| e.number == number)
-        .ok_or_else(|| {
-            Rejection::NotFound(format!("no extension request {number} on this case"))
-        })?;
+        .ok_or_else(|| Rejection::NotFound(format!("no extension request {number} on this case")))?;
     if ext.status != ExtensionStatus::Pending {
-        return Err(Rejection::Conflict(format!(
-            "extension request {number} was already decided"
-        )));
+        return Err(Rejection::Conflict(format!("extension request {number} was already decided")));
     }
     if !case.clocks.contains_key(&ext.clock) {
-        return Err(Rejection::Conflict(format!(
-            "clock {} has stopped; there is nothing to extend",
-            ext.clock
-        )));
+        return Err(Rejection::Conflict(format!("clock {} has stopped; there is nothing to extend", ext.clock)));
     }
     Ok(())
 }
@@ -493,8 +372,7 @@ fn sla_alert<K>(
             fires_at.to_rfc3339()
         )));
     }
-    let superseded =
-        stage == AlertStage::Warning && running.has_alerted(AlertStage::Breach, due_at);
+    let superseded = stage == AlertStage::Warning && running.has_alerted(AlertStage::Breach, due_at);
     if running.has_alerted(stage, due_at) || superseded {
         return Ok(None);
     }
@@ -521,10 +399,7 @@ fn decide_whistle(case: &Case<Whistle>, cmd: &Command) -> Decision {
         }
         CommandBody::DeclineSummons { reason } => {
             let department = summoned_department(whistle, &cmd.actor, "decline")?;
-            Ok(vec![EventBody::DepartmentDeclined {
-                department,
-                reason: text("reason", reason, TEXT_CHARS_MAX)?,
-            }])
+            Ok(vec![EventBody::DepartmentDeclined { department, reason: text("reason", reason, TEXT_CHARS_MAX)? }])
         }
         CommandBody::AssignDepartments { departments } => {
             require_role(&cmd.actor, Role::Coordinator, "assign departments")?;
@@ -532,83 +407,49 @@ fn decide_whistle(case: &Case<Whistle>, cmd: &Command) -> Decision {
             let departments = unit_names("departments", departments)?;
             let settles: Vec<String> = whistle.open_disputes().map(str::to_owned).collect();
             if settles.is_empty() {
-                return Err(Rejection::Conflict(
-                    "no responsibility dispute is open on this whistle".into(),
-                ));
+                return Err(Rejection::Conflict("no responsibility dispute is open on this whistle".into()));
             }
             require_room(whistle, &departments)?;
-            then_maybe_resolved(
-                case,
-                cmd,
-                EventBody::DepartmentsAssigned {
-                    departments,
-                    settles,
-                },
-            )
+            then_maybe_resolved(case, cmd, EventBody::DepartmentsAssigned { departments, settles })
         }
         CommandBody::AddDepartments { departments } => {
             require_township(whistle, &cmd.actor, "summon more departments")?;
             require_open(whistle)?;
             let departments = unit_names("departments", departments)?;
             if let Some(d) = departments.iter().find(|d| is_involved(whistle, d)) {
-                return Err(Rejection::Conflict(format!(
-                    "department {d} is already summoned on this whistle"
-                )));
+                return Err(Rejection::Conflict(format!("department {d} is already summoned on this whistle")));
             }
             require_room(whistle, &departments)?;
             Ok(vec![EventBody::DepartmentsAdded { departments }])
         }
         CommandBody::NoteProgress { note } => {
             let department = working_department(whistle, &cmd.actor, "note progress")?;
-            Ok(vec![EventBody::ProgressNoted {
-                department,
-                note: text("note", note, TEXT_CHARS_MAX)?,
-            }])
+            Ok(vec![EventBody::ProgressNoted { department, note: text("note", note, TEXT_CHARS_MAX)? }])
         }
         CommandBody::ReportHandled { summary } => {
             let department = working_department(whistle, &cmd.actor, "report its part handled")?;
             let summary = text("summary", summary, TEXT_CHARS_MAX)?;
-            then_maybe_resolved(
-                case,
-                cmd,
-                EventBody::DepartmentHandled {
-                    department,
-                    summary,
-                },
-            )
+            then_maybe_resolved(case, cmd, EventBody::DepartmentHandled { department, summary })
         }
         CommandBody::ConfirmWhistle { satisfaction } => {
             require_township(whistle, &cmd.actor, "confirm it")?;
             require_resolved(whistle, "confirmed")?;
-            Ok(vec![EventBody::WhistleConfirmed {
-                satisfaction: *satisfaction,
-            }])
+            Ok(vec![EventBody::WhistleConfirmed { satisfaction: *satisfaction }])
         }
         CommandBody::ReopenWhistle { reason } => {
             require_township(whistle, &cmd.actor, "reopen it")?;
             require_resolved(whistle, "reopened")?;
-            Ok(vec![EventBody::WhistleReopened {
-                reason: text("reason", reason, TEXT_CHARS_MAX)?,
-            }])
+            Ok(vec![EventBody::WhistleReopened { reason: text("reason", reason, TEXT_CHARS_MAX)? }])
         }
         CommandBody::WithdrawWhistle { reason } => {
             require_township(whistle, &cmd.actor, "withdraw it")?;
-            if matches!(
-                whistle.status,
-                WhistleStatus::Confirmed | WhistleStatus::Withdrawn
-            ) {
-                return Err(Rejection::Conflict(format!(
-                    "this whistle is already {}",
-                    status_zh(whistle.status)
-                )));
+            if matches!(whistle.status, WhistleStatus::Confirmed | WhistleStatus::Withdrawn) {
+                return Err(Rejection::Conflict(format!("this whistle is already {}", status_zh(whistle.status))));
             }
             let reason = optional_text("reason", reason.as_deref(), TEXT_CHARS_MAX)?;
             Ok(vec![EventBody::WhistleWithdrawn { reason }])
         }
-        _ => Err(Rejection::NotFound(format!(
-            "case {} is a whistle, not feedback",
-            case.case_id
-        ))),
+        _ => Err(Rejection::NotFound(format!("case {} is a whistle, not feedback", case.case_id))),
     }
 }
 
@@ -642,10 +483,7 @@ fn status_zh(status: WhistleStatus) -> &'static str {
 
 fn require_open(whistle: &Whistle) -> Result<(), Rejection> {
     if whistle.status != WhistleStatus::Open {
-        return Err(Rejection::Conflict(format!(
-            "this whistle is {}, not open",
-            status_zh(whistle.status)
-        )));
+        return Err(Rejection::Conflict(format!("this whistle is {}, not open", status_zh(whistle.status))));
     }
     Ok(())
 }
@@ -672,17 +510,11 @@ fn require_township(whistle: &Whistle, actor: &Actor, what: &str) -> Result<(), 
 
 /// A department counts as involved unless a coordinator released it.
 fn is_involved(whistle: &Whistle, department: &str) -> bool {
-    whistle
-        .departments
-        .get(department)
-        .is_some_and(|p| p.status != PartStatus::Released)
+    whistle.departments.get(department).is_some_and(|p| p.status != PartStatus::Released)
 }
 
 fn require_room(whistle: &Whistle, adding: &[String]) -> Result<(), Rejection> {
-    let new = adding
-        .iter()
-        .filter(|d| !whistle.departments.contains_key(*d))
-        .count();
+    let new = adding.iter().filter(|d| !whistle.departments.contains_key(*d)).count();
     if whistle.departments.len() + new > DEPARTMENTS_PER_WHISTLE_MAX {
         return Err(Rejection::invalid(
             "departments",
@@ -698,14 +530,12 @@ fn summoned_department(whistle: &Whistle, actor: &Actor, what: &str) -> Result<S
     require_open(whistle)?;
     match part {
         PartStatus::Summoned => Ok(actor.unit.clone()),
-        PartStatus::Acknowledged | PartStatus::Handled => Err(Rejection::Conflict(format!(
-            "department {} has already reported in",
-            actor.unit
-        ))),
-        PartStatus::Declined | PartStatus::Released => Err(Rejection::Conflict(format!(
-            "department {} has declined this whistle",
-            actor.unit
-        ))),
+        PartStatus::Acknowledged | PartStatus::Handled => {
+            Err(Rejection::Conflict(format!("department {} has already reported in", actor.unit)))
+        }
+        PartStatus::Declined | PartStatus::Released => {
+            Err(Rejection::Conflict(format!("department {} has declined this whistle", actor.unit)))
+        }
     }
 }
 
@@ -715,18 +545,15 @@ fn working_department(whistle: &Whistle, actor: &Actor, what: &str) -> Result<St
     require_open(whistle)?;
     match part {
         PartStatus::Acknowledged => Ok(actor.unit.clone()),
-        PartStatus::Summoned => Err(Rejection::Conflict(format!(
-            "department {} must report in (报到) first",
-            actor.unit
-        ))),
-        PartStatus::Handled => Err(Rejection::Conflict(format!(
-            "department {} has already reported its part handled",
-            actor.unit
-        ))),
-        PartStatus::Declined | PartStatus::Released => Err(Rejection::Conflict(format!(
-            "department {} has declined this whistle",
-            actor.unit
-        ))),
+        PartStatus::Summoned => {
+            Err(Rejection::Conflict(format!("department {} must report in (报到) first", actor.unit)))
+        }
+        PartStatus::Handled => {
+            Err(Rejection::Conflict(format!("department {} has already reported its part handled", actor.unit)))
+        }
+        PartStatus::Declined | PartStatus::Released => {
+            Err(Rejection::Conflict(format!("department {} has declined this whistle", actor.unit)))
+        }
     }
 }
 
@@ -736,12 +563,7 @@ fn department_part(whistle: &Whistle, actor: &Actor, what: &str) -> Result<PartS
         .departments
         .get(&actor.unit)
         .map(|p| p.status)
-        .ok_or_else(|| {
-            Rejection::Forbidden(format!(
-                "department {} is not summoned on this whistle",
-                actor.unit
-            ))
-        })
+        .ok_or_else(|| Rejection::Forbidden(format!("department {} is not summoned on this whistle", actor.unit)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -758,43 +580,28 @@ fn decide_feedback(case: &Case<Feedback>, cmd: &Command) -> Decision {
         CommandBody::ReplyFeedback { body } => {
             require_role(&cmd.actor, Role::Office, "reply to feedback")?;
             require_feedback(feedback, FeedbackStatus::Open, "replied to")?;
-            Ok(vec![EventBody::FeedbackReplied {
-                body: text("body", body, TEXT_CHARS_MAX)?,
-            }])
+            Ok(vec![EventBody::FeedbackReplied { body: text("body", body, TEXT_CHARS_MAX)? }])
         }
         CommandBody::ResolveFeedback { summary } => {
             require_role(&cmd.actor, Role::Office, "resolve feedback")?;
             require_feedback(feedback, FeedbackStatus::Open, "resolved")?;
-            Ok(vec![EventBody::FeedbackResolved {
-                summary: text("summary", summary, TEXT_CHARS_MAX)?,
-            }])
+            Ok(vec![EventBody::FeedbackResolved { summary: text("summary", summary, TEXT_CHARS_MAX)? }])
         }
         CommandBody::RateFeedback { satisfaction } => {
             require_submitter(feedback, cmd, "rate it")?;
             require_feedback(feedback, FeedbackStatus::Resolved, "rated")?;
-            Ok(vec![EventBody::FeedbackRated {
-                satisfaction: *satisfaction,
-            }])
+            Ok(vec![EventBody::FeedbackRated { satisfaction: *satisfaction }])
         }
         CommandBody::ReopenFeedback { reason } => {
             require_submitter(feedback, cmd, "reopen it")?;
             require_feedback(feedback, FeedbackStatus::Resolved, "reopened")?;
-            Ok(vec![EventBody::FeedbackReopened {
-                reason: text("reason", reason, TEXT_CHARS_MAX)?,
-            }])
+            Ok(vec![EventBody::FeedbackReopened { reason: text("reason", reason, TEXT_CHARS_MAX)? }])
         }
-        _ => Err(Rejection::NotFound(format!(
-            "case {} is feedback, not a whistle",
-            case.case_id
-        ))),
+        _ => Err(Rejection::NotFound(format!("case {} is feedback, not a whistle", case.case_id))),
     }
 }
 
-fn require_feedback(
-    feedback: &Feedback,
-    wanted: FeedbackStatus,
-    verb: &str,
-) -> Result<(), Rejection> {
+fn require_feedback(feedback: &Feedback, wanted: FeedbackStatus, verb: &str) -> Result<(), Rejection> {
     if feedback.status == wanted {
         return Ok(());
     }
@@ -803,27 +610,20 @@ fn require_feedback(
         FeedbackStatus::Resolved => "already resolved",
         FeedbackStatus::Rated => "closed with a rating",
     };
-    Err(Rejection::Conflict(format!(
-        "this feedback cannot be {verb}: it is {now}"
-    )))
+    Err(Rejection::Conflict(format!("this feedback cannot be {verb}: it is {now}")))
 }
 
 /// The submitter acts by identity, or, when anonymous, by the follow-up code.
 fn require_submitter(feedback: &Feedback, cmd: &Command, what: &str) -> Result<(), Rejection> {
     let by_identity = feedback.submitter.as_ref() == Some(&cmd.actor);
-    let by_code = match (
-        &feedback.follow_up_code_sha256,
-        cmd.follow_up_code.as_deref(),
-    ) {
+    let by_code = match (&feedback.follow_up_code_sha256, cmd.follow_up_code.as_deref()) {
         (Some(stored), Some(code)) => *stored == follow_up_code_sha256(code),
         _ => false,
     };
     if by_identity || by_code {
         Ok(())
     } else {
-        Err(Rejection::Forbidden(format!(
-            "only the submitter of this feedback may {what}"
-        )))
+        Err(Rejection::Forbidden(format!("only the submitter of this feedback may {what}")))
     }
 }
 
@@ -846,35 +646,19 @@ fn require_role(actor: &Actor, role: Role, what: &str) -> Result<(), Rejection> 
 fn text(field: &'static str, value: &str, chars_max: usize) -> Result<String, Rejection> {
     let value = value.trim();
     if value.is_empty() {
-        return Err(Rejection::invalid(
-            field,
-            format!("{field} must not be empty"),
-        ));
+        return Err(Rejection::invalid(field, format!("{field} must not be empty")));
     }
     if value.chars().count() > chars_max {
-        return Err(Rejection::invalid(
-            field,
-            format!("{field} is longer than {chars_max} characters"),
-        ));
+        return Err(Rejection::invalid(field, format!("{field} is longer than {chars_max} characters")));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err(Rejection::invalid(
-            field,
-            format!("{field} contains control characters"),
-        ));
+    if value.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(Rejection::invalid(field, format!("{field} contains control characters")));
     }
     Ok(value.to_owned())
 }
 
 /// Optional text: absent or blank is `None`.
-fn optional_text(
-    field: &'static str,
-    value: Option<&str>,
-    chars_max: usize,
-) -> Result<Option<String>, Rejection> {
+fn optional_text(field: &'static str, value: Option<&str>, chars_max: usize) -> Result<Option<String>, Rejection> {
     match value {
         Some(v) if !v.trim().is_empty() => text(field, v, chars_max).map(Some),
         _ => Ok(None),
@@ -884,10 +668,7 @@ fn optional_text(
 /// A non-empty list of distinct, single-line unit names.
 fn unit_names(field: &'static str, names: &[String]) -> Result<Vec<String>, Rejection> {
     if names.is_empty() {
-        return Err(Rejection::invalid(
-            field,
-            format!("{field} must name at least one department"),
-        ));
+        return Err(Rejection::invalid(field, format!("{field} must name at least one department")));
     }
     if names.len() > DEPARTMENTS_PER_COMMAND_MAX {
         return Err(Rejection::invalid(
@@ -899,16 +680,10 @@ fn unit_names(field: &'static str, names: &[String]) -> Result<Vec<String>, Reje
     for name in names {
         let name = text(field, name, UNIT_NAME_CHARS_MAX)?;
         if name.contains(['\n', '\r', '\t']) {
-            return Err(Rejection::invalid(
-                field,
-                format!("department name {name:?} must be one line"),
-            ));
+            return Err(Rejection::invalid(field, format!("department name {name:?} must be one line")));
         }
         if out.contains(&name) {
-            return Err(Rejection::invalid(
-                field,
-                format!("department {name} is named twice"),
-            ));
+            return Err(Rejection::invalid(field, format!("department {name} is named twice")));
         }
         out.push(name);
     }

@@ -17,9 +17,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const CALENDAR_CASE_ID: Uuid = Uuid::from_u128(0x0000_0000_0000_8000_8000_6361_6c65_6e64);
 
 /// What kind of party acts. A unit names the township, department or office.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Township,
@@ -50,9 +48,7 @@ impl Role {
 }
 
 /// Who did something: a role and the unit acting in it.
-#[derive(
-    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Actor {
     pub role: Role,
     pub unit: String,
@@ -60,10 +56,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(role: Role, unit: impl Into<String>) -> Self {
-        Actor {
-            role,
-            unit: unit.into(),
-        }
+        Actor { role, unit: unit.into() }
     }
 
     pub fn system() -> Self {
@@ -92,9 +85,7 @@ pub enum Satisfaction {
 }
 
 /// The speech's own list of burden problems (文山会海, 过度留痕, 指尖负担, 督查考核, 责任甩锅).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FeedbackTopic {
     /// 文山会海
@@ -134,9 +125,7 @@ impl FeedbackTopic {
 }
 
 /// The kinds of SLA clock (DESIGN.md, "SLA clocks").
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockKind {
     /// A summoned department must report in (报到).
@@ -172,17 +161,12 @@ impl ClockKind {
 
     /// Whether one clock of this kind runs per department.
     pub fn per_department(self) -> bool {
-        matches!(
-            self,
-            ClockKind::Ack | ClockKind::Dispute | ClockKind::WhistleResolve
-        )
+        matches!(self, ClockKind::Ack | ClockKind::Dispute | ClockKind::WhistleResolve)
     }
 }
 
 /// One clock of one case: its kind and, for per-department clocks, the department.
-#[derive(
-    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct ClockRef {
     pub kind: ClockKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,17 +175,11 @@ pub struct ClockRef {
 
 impl ClockRef {
     pub fn case_wide(kind: ClockKind) -> Self {
-        ClockRef {
-            kind,
-            department: None,
-        }
+        ClockRef { kind, department: None }
     }
 
     pub fn for_department(kind: ClockKind, department: impl Into<String>) -> Self {
-        ClockRef {
-            kind,
-            department: Some(department.into()),
-        }
+        ClockRef { kind, department: Some(department.into()) }
     }
 }
 
@@ -223,9 +201,7 @@ pub enum ExtensionSpan {
 }
 
 /// The stage of an SLA alert.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertStage {
     Warning,
@@ -284,10 +260,7 @@ pub enum EventBody {
     /// A summoned department said the matter is not its responsibility.
     DepartmentDeclined { department: String, reason: String },
     /// A coordinator settled the open responsibility disputes by naming departments.
-    DepartmentsAssigned {
-        departments: Vec<String>,
-        settles: Vec<String>,
-    },
+    DepartmentsAssigned { departments: Vec<String>, settles: Vec<String> },
     /// The township summoned more departments.
     DepartmentsAdded { departments: Vec<String> },
     /// A department noted progress.
@@ -323,12 +296,7 @@ pub enum EventBody {
     /// The submitter reopened resolved feedback.
     FeedbackReopened { reason: String },
     /// The party that owes a clock asked for more time.
-    ExtensionRequested {
-        number: u32,
-        clock: ClockRef,
-        span: ExtensionSpan,
-        reason: String,
-    },
+    ExtensionRequested { number: u32, clock: ClockRef, span: ExtensionSpan, reason: String },
     /// A supervisor granted an extension; the clock's deadline moves.
     ExtensionApproved { number: u32 },
     /// A supervisor refused an extension.
@@ -338,32 +306,16 @@ pub enum EventBody {
         reason: Option<String>,
     },
     /// A clock reached its warning time.
-    SlaWarned {
-        clock: ClockRef,
-        due_at: DateTime<Utc>,
-        warn_at: DateTime<Utc>,
-    },
+    SlaWarned { clock: ClockRef, due_at: DateTime<Utc>, warn_at: DateTime<Utc> },
     /// A clock ran out.
-    SlaBreached {
-        clock: ClockRef,
-        due_at: DateTime<Utc>,
-    },
+    SlaBreached { clock: ClockRef, due_at: DateTime<Utc> },
     /// A clock was still overdue after the escalation delay; the next level is told.
-    SlaEscalated {
-        clock: ClockRef,
-        due_at: DateTime<Utc>,
-        level: u8,
-    },
+    SlaEscalated { clock: ClockRef, due_at: DateTime<Utc>, level: u8 },
     /// A supervisor acknowledged an alert (the alert id is the id of the SLA event).
     AlertAcknowledged { alert_id: Uuid },
     /// A year's official working-day schedule was published (or corrected). Stored on the
     /// calendar case; open deadlines that depend on that year are recomputed.
-    CalendarPublished {
-        year: i32,
-        notice: String,
-        holidays: Vec<HolidayRange>,
-        workdays: Vec<chrono::NaiveDate>,
-    },
+    CalendarPublished { year: i32, notice: String, holidays: Vec<HolidayRange>, workdays: Vec<chrono::NaiveDate> },
 }
 
 impl EventBody {

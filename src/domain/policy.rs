@@ -29,10 +29,7 @@ pub enum PolicyError {
     #[error("SLA policy: {0}")]
     Syntax(String),
     #[error("SLA policy, clock {clock}: {message}")]
-    Invalid {
-        clock: &'static str,
-        message: String,
-    },
+    Invalid { clock: &'static str, message: String },
 }
 
 /// How long a clock runs.
@@ -64,58 +61,34 @@ pub struct SlaPolicy {
 impl Default for SlaPolicy {
     fn default() -> Self {
         let escalate_after = Some(Duration::from_secs(24 * 3600));
-        let on = |target| ClockPolicy {
-            enabled: true,
-            target,
-            warn_at_percent: Some(75),
-            escalate_after,
-        };
+        let on = |target| ClockPolicy { enabled: true, target, warn_at_percent: Some(75), escalate_after };
         let mut clocks = BTreeMap::new();
-        clocks.insert(
-            ClockKind::Ack,
-            on(Target::Natural(Duration::from_secs(24 * 3600))),
-        );
+        clocks.insert(ClockKind::Ack, on(Target::Natural(Duration::from_secs(24 * 3600))));
         clocks.insert(ClockKind::Dispute, on(Target::WorkingDays(3)));
         clocks.insert(ClockKind::FeedbackReply, on(Target::WorkingDays(3)));
         clocks.insert(ClockKind::FeedbackResolve, on(Target::WorkingDays(7)));
-        clocks.insert(
-            ClockKind::WhistleResolve,
-            ClockPolicy {
-                enabled: false,
-                ..on(Target::WorkingDays(10))
-            },
-        );
+        clocks.insert(ClockKind::WhistleResolve, ClockPolicy { enabled: false, ..on(Target::WorkingDays(10)) });
         SlaPolicy { clocks }
     }
 }
 
 impl SlaPolicy {
     pub fn clock(&self, kind: ClockKind) -> &ClockPolicy {
-        self.clocks
-            .get(&kind)
-            .expect("every clock kind has a policy (filled from defaults)")
+        self.clocks.get(&kind).expect("every clock kind has a policy (filled from defaults)")
     }
 
     /// Parses a policy file; what it leaves out keeps its default.
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
-        let file: PolicyFile =
-            toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
         let mut policy = SlaPolicy::default();
         for kind in ClockKind::ALL {
-            let clock = policy
-                .clocks
-                .get_mut(&kind)
-                .expect("defaults cover every kind");
+            let clock = policy.clocks.get_mut(&kind).expect("defaults cover every kind");
             apply_globals(clock, &file);
             if let Some(entry) = file.clocks.get(kind.as_str()) {
                 apply_entry(clock, entry, kind.as_str())?;
             }
         }
-        if let Some(unknown) = file
-            .clocks
-            .keys()
-            .find(|k| !ClockKind::ALL.iter().any(|c| c.as_str() == *k))
-        {
+        if let Some(unknown) = file.clocks.keys().find(|k| !ClockKind::ALL.iter().any(|c| c.as_str() == *k)) {
             return Err(PolicyError::Syntax(format!(
                 "unknown clock {unknown:?}; clocks are ack, dispute, feedback_reply, feedback_resolve, whistle_resolve"
             )));
@@ -133,23 +106,14 @@ fn apply_globals(clock: &mut ClockPolicy, file: &PolicyFile) {
     }
 }
 
-fn apply_entry(
-    clock: &mut ClockPolicy,
-    entry: &ClockEntry,
-    name: &'static str,
-) -> Result<(), PolicyError> {
-    let invalid = |message: &str| PolicyError::Invalid {
-        clock: name,
-        message: message.into(),
-    };
+fn apply_entry(clock: &mut ClockPolicy, entry: &ClockEntry, name: &'static str) -> Result<(), PolicyError> {
+    let invalid = |message: &str| PolicyError::Invalid { clock: name, message: message.into() };
     clock.target = match (entry.target, entry.working_days) {
         (Some(_), Some(_)) => return Err(invalid("give either target or working_days, not both")),
         (Some(d), None) if d.is_zero() => return Err(invalid("target must be longer than zero")),
         (Some(d), None) => Target::Natural(d),
         (None, Some(0)) => return Err(invalid("working_days must be at least 1")),
-        (None, Some(n)) if n > super::calendar::WORKING_DAYS_MAX => {
-            return Err(invalid("working_days is too large"))
-        }
+        (None, Some(n)) if n > super::calendar::WORKING_DAYS_MAX => return Err(invalid("working_days is too large")),
         (None, Some(n)) => Target::WorkingDays(n),
         (None, None) => clock.target,
     };
@@ -213,9 +177,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
     let value = u8::deserialize(d)?;
     if value > 99 {
-        return Err(serde::de::Error::custom(
-            "warn_at_percent is 0 (never warn) to 99",
-        ));
+        return Err(serde::de::Error::custom("warn_at_percent is 0 (never warn) to 99"));
     }
     Ok(Some(value))
 }

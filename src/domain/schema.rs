@@ -35,24 +35,14 @@ pub fn event_schemas() -> Vec<EventSchema> {
     let bodies = schemars::schema_for!(EventBody).to_value();
     let mut defs = object(&envelope, "$defs");
     defs.extend(object(&bodies, "$defs"));
-    let variants = bodies
-        .get("oneOf")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut out: Vec<EventSchema> = variants
-        .iter()
-        .filter_map(|v| one_schema(&envelope, v, &defs))
-        .collect();
+    let variants = bodies.get("oneOf").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut out: Vec<EventSchema> = variants.iter().filter_map(|v| one_schema(&envelope, v, &defs)).collect();
     out.sort_by(|a, b| a.type_name.cmp(&b.type_name));
     out
 }
 
 fn one_schema(envelope: &Value, variant: &Value, defs: &Map<String, Value>) -> Option<EventSchema> {
-    let type_name = variant
-        .pointer("/properties/type/const")?
-        .as_str()?
-        .to_owned();
+    let type_name = variant.pointer("/properties/type/const")?.as_str()?.to_owned();
     let mut properties = object(envelope, "properties");
     properties.insert("schema_version".into(), json!({ "const": SCHEMA_VERSION }));
     properties.extend(object(variant, "properties"));
@@ -74,11 +64,7 @@ fn one_schema(envelope: &Value, variant: &Value, defs: &Map<String, Value>) -> O
     if !used.is_empty() {
         schema["$defs"] = Value::Object(used);
     }
-    Some(EventSchema {
-        file_name: format!("{type_name}.v{SCHEMA_VERSION}.json"),
-        type_name,
-        schema,
-    })
+    Some(EventSchema { file_name: format!("{type_name}.v{SCHEMA_VERSION}.json"), type_name, schema })
 }
 
 /// The definitions a schema refers to, directly or through other definitions.
@@ -102,11 +88,7 @@ fn refs_in(value: &Value) -> Vec<String> {
         Value::Object(map) => map
             .iter()
             .flat_map(|(k, v)| match (k.as_str(), v) {
-                ("$ref", Value::String(r)) => r
-                    .strip_prefix("#/$defs/")
-                    .map(str::to_owned)
-                    .into_iter()
-                    .collect(),
+                ("$ref", Value::String(r)) => r.strip_prefix("#/$defs/").map(str::to_owned).into_iter().collect(),
                 _ => refs_in(v),
             })
             .collect(),
@@ -116,17 +98,9 @@ fn refs_in(value: &Value) -> Vec<String> {
 }
 
 fn object(value: &Value, key: &str) -> Map<String, Value> {
-    value
-        .get(key)
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
+    value.get(key).and_then(Value::as_object).cloned().unwrap_or_default()
 }
 
 fn array(value: &Value, key: &str) -> Vec<Value> {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+    value.get(key).and_then(Value::as_array).cloned().unwrap_or_default()
 }

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::event::{
-    Actor, AlertStage, ClockKind, ClockRef, Event, EventBody, ExtensionSpan, FeedbackTopic,
-    Satisfaction, Urgency,
+    Actor, AlertStage, ClockKind, ClockRef, Event, EventBody, ExtensionSpan, FeedbackTopic, Satisfaction, Urgency,
 };
 
 /// The state of one case, rebuilt from its events.
@@ -61,11 +60,7 @@ pub struct RunningClock {
 
 impl RunningClock {
     fn started(at: DateTime<Utc>) -> Self {
-        RunningClock {
-            started_at: at,
-            extensions: Vec::new(),
-            alerted: Vec::new(),
-        }
+        RunningClock { started_at: at, extensions: Vec::new(), alerted: Vec::new() }
     }
 
     pub fn has_alerted(&self, stage: AlertStage, due_at: DateTime<Utc>) -> bool {
@@ -155,10 +150,7 @@ pub struct Whistle {
 impl Whistle {
     /// Departments whose declines await a coordinator.
     pub fn open_disputes(&self) -> impl Iterator<Item = &str> {
-        self.departments
-            .iter()
-            .filter(|(_, p)| p.status == PartStatus::Declined)
-            .map(|(d, _)| d.as_str())
+        self.departments.iter().filter(|(_, p)| p.status == PartStatus::Declined).map(|(d, _)| d.as_str())
     }
 
     /// True when every department still responsible has handled its part, at least one has,
@@ -290,15 +282,7 @@ fn new_case<K>(event: &Event, kind: K) -> Case<K> {
 fn birth(event: &Event) -> State {
     let at = event.at;
     match &event.body {
-        EventBody::WhistleRaised {
-            township,
-            title,
-            description,
-            departments,
-            category,
-            location,
-            urgency,
-        } => {
+        EventBody::WhistleRaised { township, title, description, departments, category, location, urgency } => {
             let mut case = new_case(
                 event,
                 Whistle {
@@ -316,12 +300,7 @@ fn birth(event: &Event) -> State {
             summon(&mut case, departments, at);
             State::Whistle(case)
         }
-        EventBody::FeedbackSubmitted {
-            topic,
-            body,
-            anonymous,
-            follow_up_code_sha256,
-        } => {
+        EventBody::FeedbackSubmitted { topic, body, anonymous, follow_up_code_sha256 } => {
             let mut case = new_case(
                 event,
                 Feedback {
@@ -337,17 +316,12 @@ fn birth(event: &Event) -> State {
                 },
             );
             start(&mut case, ClockRef::case_wide(ClockKind::FeedbackReply), at);
-            start(
-                &mut case,
-                ClockRef::case_wide(ClockKind::FeedbackResolve),
-                at,
-            );
+            start(&mut case, ClockRef::case_wide(ClockKind::FeedbackResolve), at);
             State::Feedback(case)
         }
-        EventBody::CalendarPublished { year, notice, .. } => State::Calendar(CalendarCase {
-            version: 1,
-            published: BTreeMap::from([(*year, notice.clone())]),
-        }),
+        EventBody::CalendarPublished { year, notice, .. } => {
+            State::Calendar(CalendarCase { version: 1, published: BTreeMap::from([(*year, notice.clone())]) })
+        }
         // Anything else cannot open a case; the history is odd, and the case stays empty.
         _ => State::Empty,
     }
@@ -372,23 +346,14 @@ fn summon(case: &mut Case<Whistle>, departments: &[String], at: DateTime<Utc>) {
             notes: 0,
         };
         case.kind.departments.insert(department.clone(), part);
-        start(
-            case,
-            ClockRef::for_department(ClockKind::Ack, department.clone()),
-            at,
-        );
+        start(case, ClockRef::for_department(ClockKind::Ack, department.clone()), at);
     }
 }
 
 /// Applies the events both kinds share. Returns false when the event was one of them.
 fn apply_common<K>(case: &mut Case<K>, event: &Event) -> bool {
     match &event.body {
-        EventBody::ExtensionRequested {
-            number,
-            clock,
-            span,
-            reason,
-        } => {
+        EventBody::ExtensionRequested { number, clock, span, reason } => {
             case.extensions.push(Extension {
                 number: *number,
                 clock: clock.clone(),
@@ -411,12 +376,8 @@ fn apply_common<K>(case: &mut Case<K>, event: &Event) -> bool {
                 ext.status = ExtensionStatus::Refused;
             }
         }
-        EventBody::SlaWarned { clock, due_at, .. } => {
-            record_alert(case, event, AlertStage::Warning, clock, *due_at)
-        }
-        EventBody::SlaBreached { clock, due_at } => {
-            record_alert(case, event, AlertStage::Breach, clock, *due_at)
-        }
+        EventBody::SlaWarned { clock, due_at, .. } => record_alert(case, event, AlertStage::Warning, clock, *due_at),
+        EventBody::SlaBreached { clock, due_at } => record_alert(case, event, AlertStage::Breach, clock, *due_at),
         EventBody::SlaEscalated { clock, due_at, .. } => {
             record_alert(case, event, AlertStage::Escalation, clock, *due_at)
         }
@@ -430,13 +391,7 @@ fn apply_common<K>(case: &mut Case<K>, event: &Event) -> bool {
     false
 }
 
-fn record_alert<K>(
-    case: &mut Case<K>,
-    event: &Event,
-    stage: AlertStage,
-    clock: &ClockRef,
-    due_at: DateTime<Utc>,
-) {
+fn record_alert<K>(case: &mut Case<K>, event: &Event, stage: AlertStage, clock: &ClockRef, due_at: DateTime<Utc>) {
     if let Some(running) = case.clocks.get_mut(clock) {
         running.alerted.push((stage, due_at));
     }
@@ -454,44 +409,24 @@ fn apply_whistle(case: &mut Case<Whistle>, event: &Event) {
     let at = event.at;
     match &event.body {
         EventBody::DepartmentAcknowledged { department } => {
-            stop(
-                case,
-                &ClockRef::for_department(ClockKind::Ack, department.clone()),
-            );
+            stop(case, &ClockRef::for_department(ClockKind::Ack, department.clone()));
             if let Some(part) = case.kind.departments.get_mut(department) {
                 part.status = PartStatus::Acknowledged;
                 part.acknowledged_at = Some(at);
             }
-            start(
-                case,
-                ClockRef::for_department(ClockKind::WhistleResolve, department.clone()),
-                at,
-            );
+            start(case, ClockRef::for_department(ClockKind::WhistleResolve, department.clone()), at);
         }
         EventBody::DepartmentDeclined { department, reason } => {
-            stop(
-                case,
-                &ClockRef::for_department(ClockKind::Ack, department.clone()),
-            );
+            stop(case, &ClockRef::for_department(ClockKind::Ack, department.clone()));
             if let Some(part) = case.kind.departments.get_mut(department) {
                 part.status = PartStatus::Declined;
                 part.decline_reason = Some(reason.clone());
             }
-            start(
-                case,
-                ClockRef::for_department(ClockKind::Dispute, department.clone()),
-                at,
-            );
+            start(case, ClockRef::for_department(ClockKind::Dispute, department.clone()), at);
         }
-        EventBody::DepartmentsAssigned {
-            departments,
-            settles,
-        } => {
+        EventBody::DepartmentsAssigned { departments, settles } => {
             for declined in settles {
-                stop(
-                    case,
-                    &ClockRef::for_department(ClockKind::Dispute, declined.clone()),
-                );
+                stop(case, &ClockRef::for_department(ClockKind::Dispute, declined.clone()));
                 if let Some(part) = case.kind.departments.get_mut(declined) {
                     // Released unless it is named again below.
                     part.status = PartStatus::Released;
@@ -499,12 +434,7 @@ fn apply_whistle(case: &mut Case<Whistle>, event: &Event) {
             }
             let fresh: Vec<String> = departments
                 .iter()
-                .filter(|d| {
-                    case.kind
-                        .departments
-                        .get(*d)
-                        .is_none_or(|p| p.status == PartStatus::Released)
-                })
+                .filter(|d| case.kind.departments.get(*d).is_none_or(|p| p.status == PartStatus::Released))
                 .cloned()
                 .collect();
             summon(case, &fresh, at);
@@ -516,10 +446,7 @@ fn apply_whistle(case: &mut Case<Whistle>, event: &Event) {
             }
         }
         EventBody::DepartmentHandled { department, .. } => {
-            stop(
-                case,
-                &ClockRef::for_department(ClockKind::WhistleResolve, department.clone()),
-            );
+            stop(case, &ClockRef::for_department(ClockKind::WhistleResolve, department.clone()));
             if let Some(part) = case.kind.departments.get_mut(department) {
                 part.status = PartStatus::Handled;
                 part.handled_at = Some(at);
@@ -545,11 +472,7 @@ fn apply_whistle(case: &mut Case<Whistle>, event: &Event) {
                     part.status = PartStatus::Acknowledged;
                     part.handled_at = None;
                 }
-                start(
-                    case,
-                    ClockRef::for_department(ClockKind::WhistleResolve, department),
-                    at,
-                );
+                start(case, ClockRef::for_department(ClockKind::WhistleResolve, department), at);
             }
         }
         EventBody::WhistleWithdrawn { .. } => {

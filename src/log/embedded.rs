@@ -19,7 +19,10 @@ use sled::Transactional;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::{case_subject, Appended, Commit, EventLog, LogError, RecordStream, StoredRecord};
+use super::{
+    case_subject, Acker, AckerInner, AlertStream, Appended, ClaimStream, Claimed, Commit, EventLog, LogError,
+    RecordStream, StoredRecord,
+};
 
 /// Most appends one group commit takes.
 pub const APPEND_BATCH_MAX: usize = 512;
@@ -29,6 +32,8 @@ pub const APPENDS_QUEUED_MAX: usize = 4_096;
 const READ_BATCH_MAX: usize = 256;
 /// Records buffered between a subscription's reader task and its consumer.
 const SUBSCRIPTION_BUFFER: usize = 1_024;
+/// Alerts buffered for slow in-process alert watchers; a watcher further behind misses some.
+const ALERT_BROADCAST_BUFFER: usize = 1_024;
 
 struct Job {
     case_id: Uuid,
@@ -44,6 +49,8 @@ struct Trees {
     records: sled::Tree,
     cases: sled::Tree,
     commands: sled::Tree,
+    /// Durable consumer name → last acknowledged position.
+    consumers: sled::Tree,
 }
 
 /// The embedded event log. Cheap to share behind an `Arc`; dropping the last handle stops
@@ -53,6 +60,7 @@ pub struct EmbeddedLog {
     jobs: mpsc::Sender<Job>,
     durable: watch::Receiver<u64>,
     writer: thread::JoinHandle<()>,
+    alerts: tokio::sync::broadcast::Sender<(String, Bytes)>,
 }
 
 impl EmbeddedLog {
@@ -63,17 +71,13 @@ impl EmbeddedLog {
             .path(path)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(|e| {
-                LogError::Setup(format!(
-                    "cannot open embedded log at {}: {e}",
-                    path.display()
-                ))
-            })?;
+            .map_err(|e| LogError::Setup(format!("cannot open embedded log at {}: {e}", path.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         let trees = Trees {
             records: tree("records")?,
             cases: tree("cases")?,
             commands: tree("commands")?,
+            consumers: tree("consumers")?,
             db,
         };
         let head = last_position(&trees.records)?;
@@ -84,22 +88,13 @@ impl EmbeddedLog {
             .name("whistle-log-writer".into())
             .spawn(move || write_loop(writer_trees, rx, durable_tx, head))
             .map_err(|e| LogError::Setup(format!("cannot start the log writer: {e}")))?;
-        Ok(EmbeddedLog {
-            trees,
-            jobs,
-            durable,
-            writer,
-        })
+        let (alerts, _) = tokio::sync::broadcast::channel(ALERT_BROADCAST_BUFFER);
+        Ok(EmbeddedLog { trees, jobs, durable, writer, alerts })
     }
 
     /// Stops the writer after it has answered every append it took, and flushes.
     pub async fn close(self) -> Result<(), LogError> {
-        let EmbeddedLog {
-            trees,
-            jobs,
-            durable,
-            writer,
-        } = self;
+        let EmbeddedLog { trees, jobs, durable, writer, .. } = self;
         drop((jobs, durable));
         tokio::task::spawn_blocking(move || writer.join())
             .await
@@ -112,14 +107,8 @@ impl EmbeddedLog {
     /// Stores a record exactly as given, bypassing the commit format: for tests and tools
     /// that must see how readers handle records some other program wrote.
     pub async fn append_raw(&self, subject: &str, payload: Bytes) -> Result<Appended, LogError> {
-        let record = StoredRecord {
-            position: 0,
-            subject: subject.to_owned(),
-            msg_id: None,
-            payload,
-        };
-        self.submit(Uuid::nil(), Uuid::now_v7(), u64::MAX, record)
-            .await
+        let record = StoredRecord { position: 0, subject: subject.to_owned(), msg_id: None, payload };
+        self.submit(Uuid::nil(), Uuid::now_v7(), u64::MAX, record).await
     }
 
     async fn submit(
@@ -130,20 +119,9 @@ impl EmbeddedLog {
         record: StoredRecord,
     ) -> Result<Appended, LogError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            case_id,
-            command_id,
-            expected,
-            record,
-            reply,
-        };
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| LogError::Unavailable("the log writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| LogError::Unavailable("the log writer stopped before answering".into()))?
+        let job = Job { case_id, command_id, expected, record, reply };
+        self.jobs.send(job).await.map_err(|_| LogError::Unavailable("the log writer has stopped".into()))?;
+        answer.await.map_err(|_| LogError::Unavailable("the log writer stopped before answering".into()))?
     }
 
     fn durable_head(&self) -> u64 {
@@ -160,8 +138,7 @@ impl EventLog for EmbeddedLog {
             msg_id: Some(commit.command_id.to_string()),
             payload: commit.encode()?,
         };
-        self.submit(commit.case_id, commit.command_id, expected, record)
-            .await
+        self.submit(commit.case_id, commit.command_id, expected, record).await
     }
 
     async fn read_case(&self, case_id: Uuid) -> Result<Vec<StoredRecord>, LogError> {
@@ -182,14 +159,69 @@ impl EventLog for EmbeddedLog {
         let records = self.trees.records.clone();
         let durable = self.durable.clone();
         tokio::spawn(feed_subscription(records, durable, from.max(1), tx));
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })))
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })))
     }
 
     async fn head(&self) -> Result<u64, LogError> {
         Ok(self.durable_head())
     }
+
+    async fn claim(&self, name: &str) -> Result<ClaimStream, LogError> {
+        let consumers = self.trees.consumers.clone();
+        let start = match consumers.get(name.as_bytes()).map_err(sled_error)? {
+            Some(p) => position_from(&p),
+            None => {
+                let head = self.durable_head();
+                consumers.insert(name.as_bytes(), &head.to_be_bytes()).map_err(sled_error)?;
+                consumers.flush_async().await.map_err(sled_error)?;
+                head
+            }
+        };
+        let name = name.to_owned();
+        let records = self.subscribe(start + 1).await?;
+        Ok(Box::pin(futures::StreamExt::map(records, move |item| {
+            item.map(|record| {
+                let ack = Acker(AckerInner::Embedded {
+                    consumers: consumers.clone(),
+                    name: name.clone(),
+                    position: record.position,
+                });
+                Claimed { record, ack }
+            })
+        })))
+    }
+
+    async fn publish_alert(&self, subject: &str, payload: Bytes) -> Result<(), LogError> {
+        // No watcher is not an error: nobody is listening in-process.
+        let _ = self.alerts.send((subject.to_owned(), payload));
+        Ok(())
+    }
+
+    async fn watch_alerts(&self, prefix: &str) -> Result<AlertStream, LogError> {
+        let rx = self.alerts.subscribe();
+        let prefix = prefix.to_owned();
+        Ok(Box::pin(futures::stream::unfold((rx, prefix), |(mut rx, prefix)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok((subject, payload)) if subject.starts_with(&prefix) => {
+                        return Some(((subject, payload), (rx, prefix)))
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })))
+    }
+}
+
+/// Records that consumer `name` has taken every record up to `position`.
+pub(super) async fn ack(consumers: &sled::Tree, name: &str, position: u64) -> Result<(), LogError> {
+    let current = consumers.get(name.as_bytes()).map_err(sled_error)?.map_or(0, |p| position_from(&p));
+    if position > current {
+        consumers.insert(name.as_bytes(), &position.to_be_bytes()).map_err(sled_error)?;
+        consumers.flush_async().await.map_err(sled_error)?;
+    }
+    Ok(())
 }
 
 async fn feed_subscription(
@@ -202,8 +234,7 @@ async fn feed_subscription(
         let head = *durable.borrow_and_update();
         while next <= head {
             let last = head.min(next + READ_BATCH_MAX as u64 - 1);
-            let batch: Result<Vec<StoredRecord>, LogError> =
-                (next..=last).map(|p| read_record(&records, p)).collect();
+            let batch: Result<Vec<StoredRecord>, LogError> = (next..=last).map(|p| read_record(&records, p)).collect();
             let failed = batch.is_err();
             for item in batch.map_or_else(|e| vec![Err(e)], |b| b.into_iter().map(Ok).collect()) {
                 if tx.send(item).await.is_err() {
@@ -221,12 +252,7 @@ async fn feed_subscription(
     }
 }
 
-fn write_loop(
-    trees: Trees,
-    mut rx: mpsc::Receiver<Job>,
-    durable: watch::Sender<u64>,
-    mut head: u64,
-) {
+fn write_loop(trees: Trees, mut rx: mpsc::Receiver<Job>, durable: watch::Sender<u64>, mut head: u64) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < APPEND_BATCH_MAX {
@@ -249,34 +275,14 @@ fn write_batch(trees: &Trees, jobs: Vec<Job>, head: u64, durable: &watch::Sender
     let mut next_head = head;
     let mut case_last: HashMap<Uuid, u64> = HashMap::new();
     let mut stored_commands: HashMap<Uuid, u64> = HashMap::new();
-    let plans: Vec<Plan> = jobs
-        .iter()
-        .map(|job| {
-            plan(
-                trees,
-                job,
-                &mut next_head,
-                &mut case_last,
-                &mut stored_commands,
-            )
-        })
-        .collect();
+    let plans: Vec<Plan> =
+        jobs.iter().map(|job| plan(trees, job, &mut next_head, &mut case_last, &mut stored_commands)).collect();
     let writes: Vec<(u64, &Job)> = plans
         .iter()
         .zip(&jobs)
-        .filter_map(|(p, j)| {
-            if let Plan::Write(pos) = p {
-                Some((*pos, j))
-            } else {
-                None
-            }
-        })
+        .filter_map(|(p, j)| if let Plan::Write(pos) = p { Some((*pos, j)) } else { None })
         .collect();
-    let outcome = if writes.is_empty() {
-        Ok(())
-    } else {
-        commit_writes(trees, &writes)
-    };
+    let outcome = if writes.is_empty() { Ok(()) } else { commit_writes(trees, &writes) };
     let new_head = if outcome.is_ok() { next_head } else { head };
     // Readers see the new records before any writer hears its append succeeded, so a reader
     // that acts on an acknowledgement finds what was acknowledged.
@@ -284,10 +290,7 @@ fn write_batch(trees: &Trees, jobs: Vec<Job>, head: u64, durable: &watch::Sender
     for (plan, job) in plans.into_iter().zip(jobs) {
         let answer = match (plan, &outcome) {
             (Plan::Answer(a), _) => a,
-            (Plan::Write(position), Ok(())) => Ok(Appended {
-                position,
-                duplicate: false,
-            }),
+            (Plan::Write(position), Ok(())) => Ok(Appended { position, duplicate: false }),
             (Plan::Write(_), Err(e)) => Err(e.clone()),
         };
         // The caller may have gone away; its append stands either way.
@@ -306,12 +309,7 @@ fn plan(
     let raw = job.expected == u64::MAX;
     if !raw {
         match stored_position(trees, job.command_id, stored_commands) {
-            Ok(Some(position)) => {
-                return Plan::Answer(Ok(Appended {
-                    position,
-                    duplicate: true,
-                }))
-            }
+            Ok(Some(position)) => return Plan::Answer(Ok(Appended { position, duplicate: true })),
             Ok(None) => {}
             Err(e) => return Plan::Answer(Err(e)),
         }
@@ -323,10 +321,7 @@ fn plan(
             },
         };
         if last != job.expected {
-            return Plan::Answer(Err(LogError::Conflict {
-                case_id: job.case_id,
-                expected: job.expected,
-            }));
+            return Plan::Answer(Err(LogError::Conflict { case_id: job.case_id, expected: job.expected }));
         }
     }
     *head += 1;
@@ -337,24 +332,16 @@ fn plan(
     Plan::Write(*head)
 }
 
-fn stored_position(
-    trees: &Trees,
-    command_id: Uuid,
-    pending: &HashMap<Uuid, u64>,
-) -> Result<Option<u64>, LogError> {
+fn stored_position(trees: &Trees, command_id: Uuid, pending: &HashMap<Uuid, u64>) -> Result<Option<u64>, LogError> {
     if let Some(p) = pending.get(&command_id) {
         return Ok(Some(*p));
     }
-    Ok(trees
-        .commands
-        .get(command_id.as_bytes())
-        .map_err(sled_error)?
-        .map(|v| position_from(&v)))
+    Ok(trees.commands.get(command_id.as_bytes()).map_err(sled_error)?.map(|v| position_from(&v)))
 }
 
 fn commit_writes(trees: &Trees, writes: &[(u64, &Job)]) -> Result<(), LogError> {
-    let result: Result<(), TransactionError<()>> = (&trees.records, &trees.cases, &trees.commands)
-        .transaction(|(records, cases, commands)| {
+    let result: Result<(), TransactionError<()>> =
+        (&trees.records, &trees.cases, &trees.commands).transaction(|(records, cases, commands)| {
             for (position, job) in writes {
                 records.insert(&position.to_be_bytes(), encode_record(&job.record))?;
                 if job.expected != u64::MAX {
@@ -365,10 +352,7 @@ fn commit_writes(trees: &Trees, writes: &[(u64, &Job)]) -> Result<(), LogError> 
             Ok::<(), ConflictableTransactionError<()>>(())
         });
     result.map_err(|e| LogError::Unavailable(format!("embedded log write failed: {e:?}")))?;
-    trees
-        .db
-        .flush()
-        .map_err(|e| LogError::Unavailable(format!("embedded log flush failed: {e}")))?;
+    trees.db.flush().map_err(|e| LogError::Unavailable(format!("embedded log flush failed: {e}")))?;
     Ok(())
 }
 
@@ -387,10 +371,7 @@ fn last_case_position(cases: &sled::Tree, case_id: Uuid) -> Result<u64, LogError
 }
 
 fn last_position(records: &sled::Tree) -> Result<u64, LogError> {
-    Ok(records
-        .last()
-        .map_err(sled_error)?
-        .map_or(0, |(k, _)| position_from(&k)))
+    Ok(records.last().map_err(sled_error)?.map_or(0, |(k, _)| position_from(&k)))
 }
 
 fn position_from(bytes: &[u8]) -> u64 {
@@ -402,8 +383,7 @@ fn position_from(bytes: &[u8]) -> u64 {
 /// Record layout: subject length (u16 BE), subject, msg-id length (u16 BE), msg-id, payload.
 fn encode_record(record: &StoredRecord) -> Vec<u8> {
     let msg_id = record.msg_id.as_deref().unwrap_or("");
-    let mut out =
-        Vec::with_capacity(4 + record.subject.len() + msg_id.len() + record.payload.len());
+    let mut out = Vec::with_capacity(4 + record.subject.len() + msg_id.len() + record.payload.len());
     for field in [record.subject.as_bytes(), msg_id.as_bytes()] {
         out.extend_from_slice(&(field.len() as u16).to_be_bytes());
         out.extend_from_slice(field);
@@ -427,12 +407,7 @@ fn decode_record(position: u64, bytes: &[u8]) -> Result<StoredRecord, LogError> 
     }
     let msg_id = fields.pop().filter(|m| !m.is_empty());
     let subject = fields.pop().ok_or_else(corrupt)?;
-    Ok(StoredRecord {
-        position,
-        subject,
-        msg_id,
-        payload: Bytes::copy_from_slice(rest),
-    })
+    Ok(StoredRecord { position, subject, msg_id, payload: Bytes::copy_from_slice(rest) })
 }
 
 fn read_record(records: &sled::Tree, position: u64) -> Result<StoredRecord, LogError> {

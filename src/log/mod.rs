@@ -64,19 +64,12 @@ pub struct StoredRecord {
 impl StoredRecord {
     /// Decodes the commit, checking that it belongs where it is stored.
     pub fn decode(&self) -> Result<Commit, String> {
-        let commit: Commit =
-            serde_json::from_slice(&self.payload).map_err(|e| format!("not a commit: {e}"))?;
+        let commit: Commit = serde_json::from_slice(&self.payload).map_err(|e| format!("not a commit: {e}"))?;
         if self.subject != case_subject(commit.case_id) {
-            return Err(format!(
-                "commit for case {} stored on subject {}",
-                commit.case_id, self.subject
-            ));
+            return Err(format!("commit for case {} stored on subject {}", commit.case_id, self.subject));
         }
         if let Some(e) = commit.events.iter().find(|e| e.case_id != commit.case_id) {
-            return Err(format!(
-                "event {} names case {}, not {}",
-                e.event_id, e.case_id, commit.case_id
-            ));
+            return Err(format!("event {} names case {}, not {}", e.event_id, e.case_id, commit.case_id));
         }
         Ok(commit)
     }
@@ -111,6 +104,54 @@ pub enum LogError {
 
 pub type RecordStream = Pin<Box<dyn Stream<Item = Result<StoredRecord, LogError>> + Send>>;
 
+/// A record handed to one consumer of a shared, durable subscription, with its acknowledgement.
+pub struct Claimed {
+    pub record: StoredRecord,
+    pub ack: Acker,
+}
+
+pub type ClaimStream = Pin<Box<dyn Stream<Item = Result<Claimed, LogError>> + Send>>;
+
+/// Acknowledges one claimed record, so no consumer of the same name gets it again.
+pub struct Acker(AckerInner);
+
+enum AckerInner {
+    Embedded { consumers: sled::Tree, name: String, position: u64 },
+    Nats(async_nats::jetstream::Message),
+}
+
+impl Acker {
+    /// Acknowledges and waits until the log has recorded it.
+    pub async fn ack(self) -> Result<(), LogError> {
+        match self.0 {
+            AckerInner::Embedded { consumers, name, position } => embedded::ack(&consumers, &name, position).await,
+            AckerInner::Nats(message) => {
+                message.double_ack().await.map_err(|e| LogError::Unavailable(format!("acknowledging a claim: {e}")))
+            }
+        }
+    }
+}
+
+/// Alerts published for other systems: a subject and a JSON payload.
+pub type AlertStream = Pin<Box<dyn Stream<Item = (String, Bytes)> + Send>>;
+
+/// Subject prefix of published alerts: `whistle.alert.<level>.<unit>`.
+pub const ALERT_SUBJECT_PREFIX: &str = "whistle.alert.";
+
+/// The subject of an alert: unit names are made safe as one subject token.
+pub fn alert_subject(level: &str, unit: &str) -> String {
+    let token = |s: &str| -> String {
+        let t: String =
+            s.chars().map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c }).collect();
+        if t.is_empty() {
+            "_".into()
+        } else {
+            t
+        }
+    };
+    format!("{ALERT_SUBJECT_PREFIX}{}.{}", token(level), token(unit))
+}
+
 /// The event log both back ends implement.
 #[async_trait]
 pub trait EventLog: Send + Sync {
@@ -127,6 +168,18 @@ pub trait EventLog: Send + Sync {
 
     /// The position of the last stored record (0 when empty).
     async fn head(&self) -> Result<u64, LogError>;
+
+    /// A durable subscription shared by every consumer with this name: each record goes to
+    /// one of them. A name used for the first time starts after the current head, so history
+    /// is never handed out again.
+    async fn claim(&self, name: &str) -> Result<ClaimStream, LogError>;
+
+    /// Publishes an alert on `subject` for other systems (NATS core subject, or an in-process
+    /// broadcast on the embedded back end).
+    async fn publish_alert(&self, subject: &str, payload: Bytes) -> Result<(), LogError>;
+
+    /// Alerts published from now on whose subject starts with `prefix`.
+    async fn watch_alerts(&self, prefix: &str) -> Result<AlertStream, LogError>;
 }
 
 /// The last position of a case from its records (0 when there are none).

@@ -11,17 +11,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{
-    self, consumer, context::PublishErrorKind, message::PublishMessage, stream,
-};
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, message::PublishMessage, stream};
 use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::{
-    case_subject, Appended, Commit, EventLog, LogError, RecordStream, StoredRecord,
-    CASE_SUBJECT_PREFIX,
+    case_subject, Acker, AckerInner, AlertStream, Appended, ClaimStream, Claimed, Commit, EventLog, LogError,
+    RecordStream, StoredRecord, CASE_SUBJECT_PREFIX,
 };
 
 /// The stream's name.
@@ -34,6 +32,10 @@ pub const APPEND_ATTEMPTS_MAX: u32 = 5;
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// First pause between attempts; doubles each time.
 const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// Claimed records a consumer may hold unacknowledged.
+const CLAIMS_PENDING_MAX: i64 = 64;
+/// How long a claimed record may stay unacknowledged before another consumer gets it.
+const CLAIM_ACK_WAIT: Duration = Duration::from_secs(30);
 /// How long to wait for the first connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -58,11 +60,7 @@ pub struct NatsOptions {
 
 impl NatsOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        NatsOptions {
-            url: url.into(),
-            replicas: 1,
-            ..NatsOptions::default()
-        }
+        NatsOptions { url: url.into(), replicas: 1, ..NatsOptions::default() }
     }
 }
 
@@ -81,12 +79,7 @@ impl NatsLog {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(ACK_TIMEOUT);
         let stream = ensure_stream(&js, options.replicas.max(1)).await?;
-        Ok(NatsLog {
-            client,
-            stream,
-            js,
-            in_flight: Arc::new(Semaphore::new(APPENDS_IN_FLIGHT_MAX)),
-        })
+        Ok(NatsLog { client, stream, js, in_flight: Arc::new(Semaphore::new(APPENDS_IN_FLIGHT_MAX)) })
     }
 
     /// The connection, for publishing alerts on core NATS subjects.
@@ -94,12 +87,7 @@ impl NatsLog {
         &self.client
     }
 
-    async fn publish_once(
-        &self,
-        commit: &Commit,
-        payload: &bytes::Bytes,
-        expected: u64,
-    ) -> Result<Appended, Attempt> {
+    async fn publish_once(&self, commit: &Commit, payload: &bytes::Bytes, expected: u64) -> Result<Appended, Attempt> {
         let message = PublishMessage::build()
             .payload(payload.clone())
             .message_id(commit.command_id.to_string())
@@ -110,24 +98,12 @@ impl NatsLog {
             .await
             .map_err(|e| Attempt::Retry(e.to_string()))?;
         match ack.await {
-            Ok(ack) => Ok(Appended {
-                position: ack.sequence,
-                duplicate: ack.duplicate,
-            }),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                Err(Attempt::WrongLastSequence)
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
-                ) =>
-            {
+            Ok(ack) => Ok(Appended { position: ack.sequence, duplicate: ack.duplicate }),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(Attempt::WrongLastSequence),
+            Err(e) if matches!(e.kind(), PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe) => {
                 Err(Attempt::Retry(e.to_string()))
             }
-            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
-                Err(Attempt::Retry(e.to_string()))
-            }
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => Err(Attempt::Retry(e.to_string())),
             Err(e) => Err(Attempt::Fail(LogError::Unavailable(e.to_string()))),
         }
     }
@@ -136,11 +112,7 @@ impl NatsLog {
     async fn find_command(&self, case_id: Uuid, command_id: Uuid) -> Result<Option<u64>, LogError> {
         let id = command_id.to_string();
         let records = self.read_case(case_id).await?;
-        Ok(records
-            .iter()
-            .rev()
-            .find(|r| r.msg_id.as_deref() == Some(id.as_str()))
-            .map(|r| r.position))
+        Ok(records.iter().rev().find(|r| r.msg_id.as_deref() == Some(id.as_str())).map(|r| r.position))
     }
 }
 
@@ -155,11 +127,7 @@ enum Attempt {
 impl EventLog for NatsLog {
     async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, LogError> {
         let payload = commit.encode()?;
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| LogError::Unavailable("log closed".into()))?;
+        let _permit = self.in_flight.acquire().await.map_err(|_| LogError::Unavailable("log closed".into()))?;
         let mut backoff = RETRY_BACKOFF_FIRST;
         let mut last_error = String::new();
         for attempt in 1..=APPEND_ATTEMPTS_MAX {
@@ -167,14 +135,8 @@ impl EventLog for NatsLog {
                 Ok(appended) => return Ok(appended),
                 Err(Attempt::WrongLastSequence) => {
                     return match self.find_command(commit.case_id, commit.command_id).await? {
-                        Some(position) => Ok(Appended {
-                            position,
-                            duplicate: true,
-                        }),
-                        None => Err(LogError::Conflict {
-                            case_id: commit.case_id,
-                            expected,
-                        }),
+                        Some(position) => Ok(Appended { position, duplicate: true }),
+                        None => Err(LogError::Conflict { case_id: commit.case_id, expected }),
                     };
                 }
                 Err(Attempt::Fail(e)) => return Err(e),
@@ -198,26 +160,14 @@ impl EventLog for NatsLog {
         let mut out = Vec::new();
         let mut next = 1;
         loop {
-            let found = self
-                .stream
-                .raw_message_builder()
-                .sequence(next)
-                .next_by_subject(subject.clone())
-                .send()
-                .await;
+            let found = self.stream.raw_message_builder().sequence(next).next_by_subject(subject.clone()).send().await;
             match found {
                 Ok(message) => {
                     next = message.sequence + 1;
                     out.push(record_from_stream_message(message));
                 }
-                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                    return Ok(out)
-                }
-                Err(e) => {
-                    return Err(LogError::Unavailable(format!(
-                        "reading case {case_id}: {e}"
-                    )))
-                }
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => return Ok(out),
+                Err(e) => return Err(LogError::Unavailable(format!("reading case {case_id}: {e}"))),
             }
         }
     }
@@ -226,9 +176,7 @@ impl EventLog for NatsLog {
         let deliver_policy = if from <= 1 {
             consumer::DeliverPolicy::All
         } else {
-            consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            }
+            consumer::DeliverPolicy::ByStartSequence { start_sequence: from }
         };
         let config = consumer::pull::OrderedConfig {
             filter_subject: format!("{CASE_SUBJECT_PREFIX}>"),
@@ -245,12 +193,9 @@ impl EventLog for NatsLog {
             .await
             .map_err(|e| LogError::Unavailable(format!("cannot subscribe to the log: {e}")))?;
         Ok(Box::pin(messages.map(|item| {
-            let message =
-                item.map_err(|e| LogError::Unavailable(format!("log subscription: {e}")))?;
-            let position = message
-                .info()
-                .map_err(|e| LogError::Unavailable(format!("log message: {e}")))?
-                .stream_sequence;
+            let message = item.map_err(|e| LogError::Unavailable(format!("log subscription: {e}")))?;
+            let position =
+                message.info().map_err(|e| LogError::Unavailable(format!("log message: {e}")))?.stream_sequence;
             let msg_id = message
                 .headers
                 .as_ref()
@@ -266,26 +211,71 @@ impl EventLog for NatsLog {
     }
 
     async fn head(&self) -> Result<u64, LogError> {
-        let info = self
-            .stream
-            .get_info()
-            .await
-            .map_err(|e| LogError::Unavailable(format!("stream info: {e}")))?;
+        let info = self.stream.get_info().await.map_err(|e| LogError::Unavailable(format!("stream info: {e}")))?;
         Ok(info.state.last_sequence)
+    }
+
+    async fn claim(&self, name: &str) -> Result<ClaimStream, LogError> {
+        let config = consumer::pull::Config {
+            durable_name: Some(name.to_owned()),
+            description: Some("whistle alert delivery: each record to one service instance".into()),
+            deliver_policy: consumer::DeliverPolicy::New,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: CLAIM_ACK_WAIT,
+            max_ack_pending: CLAIMS_PENDING_MAX,
+            filter_subject: format!("{CASE_SUBJECT_PREFIX}>"),
+            ..Default::default()
+        };
+        let consumer = self
+            .stream
+            .get_or_create_consumer(name, config)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("cannot open consumer {name}: {e}")))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| LogError::Unavailable(format!("cannot read consumer {name}: {e}")))?;
+        Ok(Box::pin(messages.map(|item| {
+            let message = item.map_err(|e| LogError::Unavailable(format!("claim: {e}")))?;
+            let position = message.info().map_err(|e| LogError::Unavailable(format!("claim: {e}")))?.stream_sequence;
+            let msg_id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(|v| v.to_string());
+            let record = StoredRecord {
+                position,
+                subject: message.subject.to_string(),
+                msg_id,
+                payload: message.payload.clone(),
+            };
+            Ok(Claimed { record, ack: Acker(AckerInner::Nats(message)) })
+        })))
+    }
+
+    async fn publish_alert(&self, subject: &str, payload: bytes::Bytes) -> Result<(), LogError> {
+        self.client
+            .publish(subject.to_owned(), payload)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("publishing alert on {subject}: {e}")))?;
+        self.client.flush().await.map_err(|e| LogError::Unavailable(format!("publishing alert on {subject}: {e}")))
+    }
+
+    async fn watch_alerts(&self, prefix: &str) -> Result<AlertStream, LogError> {
+        let subscriber = self
+            .client
+            .subscribe(format!("{prefix}>"))
+            .await
+            .map_err(|e| LogError::Unavailable(format!("watching alerts: {e}")))?;
+        // The server must know of the subscription before anything is published.
+        self.client.flush().await.map_err(|e| LogError::Unavailable(format!("watching alerts: {e}")))?;
+        Ok(Box::pin(subscriber.map(|m| (m.subject.to_string(), m.payload))))
     }
 }
 
 fn record_from_stream_message(message: jetstream::message::StreamMessage) -> StoredRecord {
-    let msg_id = message
-        .headers
-        .get(async_nats::header::NATS_MESSAGE_ID)
-        .map(|v| v.to_string());
-    StoredRecord {
-        position: message.sequence,
-        subject: message.subject.to_string(),
-        msg_id,
-        payload: message.payload,
-    }
+    let msg_id = message.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.to_string());
+    StoredRecord { position: message.sequence, subject: message.subject.to_string(), msg_id, payload: message.payload }
 }
 
 async fn connect_client(options: &NatsOptions) -> Result<async_nats::Client, LogError> {
@@ -294,12 +284,10 @@ async fn connect_client(options: &NatsOptions) -> Result<async_nats::Client, Log
         .connection_timeout(CONNECT_TIMEOUT)
         .require_tls(options.require_tls);
     if let Some(path) = &options.credentials_file {
-        connect = connect.credentials_file(path).await.map_err(|e| {
-            LogError::Setup(format!(
-                "cannot read NATS credentials file {}: {e}",
-                path.display()
-            ))
-        })?;
+        connect = connect
+            .credentials_file(path)
+            .await
+            .map_err(|e| LogError::Setup(format!("cannot read NATS credentials file {}: {e}", path.display())))?;
     }
     if let (Some(user), Some(password)) = (&options.user, &options.password) {
         connect = connect.user_and_password(user.clone(), password.clone());
@@ -313,31 +301,18 @@ async fn connect_client(options: &NatsOptions) -> Result<async_nats::Client, Log
     if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
         connect = connect.add_client_certificate(cert.clone(), key.clone());
     }
-    let servers: Vec<&str> = options
-        .url
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let servers: Vec<&str> = options.url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let addrs: Vec<async_nats::ServerAddr> = servers
         .iter()
-        .map(|s| {
-            s.parse()
-                .map_err(|e| LogError::Setup(format!("{s:?} is not a NATS URL: {e}")))
-        })
+        .map(|s| s.parse().map_err(|e| LogError::Setup(format!("{s:?} is not a NATS URL: {e}"))))
         .collect::<Result<_, _>>()?;
-    connect
-        .connect(addrs)
-        .await
-        .map_err(|e| LogError::Setup(format!("cannot reach NATS at {}: {e}", options.url)))
+    connect.connect(addrs).await.map_err(|e| LogError::Setup(format!("cannot reach NATS at {}: {e}", options.url)))
 }
 
 fn wanted_config(replicas: usize) -> stream::Config {
     stream::Config {
         name: STREAM_NAME.into(),
-        description: Some(
-            "whistle case events: one subject per case, one message per command".into(),
-        ),
+        description: Some("whistle case events: one subject per case, one message per command".into()),
         subjects: vec![format!("{CASE_SUBJECT_PREFIX}>")],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
@@ -354,16 +329,10 @@ fn wanted_config(replicas: usize) -> stream::Config {
 }
 
 /// Creates the stream, or checks that the one there keeps every event; never changes it.
-async fn ensure_stream(
-    js: &jetstream::Context,
-    replicas: usize,
-) -> Result<stream::Stream, LogError> {
+async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<stream::Stream, LogError> {
     match js.get_stream(STREAM_NAME).await {
         Ok(mut stream) => {
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| LogError::Unavailable(format!("stream info: {e}")))?;
+            let info = stream.info().await.map_err(|e| LogError::Unavailable(format!("stream info: {e}")))?;
             let problems = incompatibilities(&info.config, replicas);
             if problems.is_empty() {
                 Ok(stream)
@@ -378,9 +347,7 @@ async fn ensure_stream(
             .create_stream(wanted_config(replicas))
             .await
             .map_err(|e| LogError::Setup(format!("cannot create stream {STREAM_NAME}: {e}"))),
-        Err(e) => Err(LogError::Unavailable(format!(
-            "cannot look up stream {STREAM_NAME}: {e}"
-        ))),
+        Err(e) => Err(LogError::Unavailable(format!("cannot look up stream {STREAM_NAME}: {e}"))),
     }
 }
 
@@ -394,10 +361,7 @@ pub fn incompatibilities(config: &stream::Config, replicas: usize) -> Vec<String
     let mut problems = Vec::new();
     let subject = format!("{CASE_SUBJECT_PREFIX}>");
     if config.subjects != [subject.clone()] {
-        problems.push(format!(
-            "subjects are {:?}, not [{subject:?}]",
-            config.subjects
-        ));
+        problems.push(format!("subjects are {:?}, not [{subject:?}]", config.subjects));
     }
     if config.storage != stream::StorageType::File {
         problems.push("storage is not file".into());
@@ -406,10 +370,7 @@ pub fn incompatibilities(config: &stream::Config, replicas: usize) -> Vec<String
         problems.push(format!("retention is {:?}, not limits", config.retention));
     }
     if config.max_age != Duration::ZERO {
-        problems.push(format!(
-            "max_age is {:?}: events would expire",
-            config.max_age
-        ));
+        problems.push(format!("max_age is {:?}: events would expire", config.max_age));
     }
     for (name, value) in [
         ("max_msgs", config.max_messages),
@@ -421,10 +382,7 @@ pub fn incompatibilities(config: &stream::Config, replicas: usize) -> Vec<String
         }
     }
     if config.num_replicas != replicas {
-        problems.push(format!(
-            "it has {} replicas, not {replicas}",
-            config.num_replicas
-        ));
+        problems.push(format!("it has {} replicas, not {replicas}", config.num_replicas));
     }
     problems
 }

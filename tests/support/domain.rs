@@ -40,9 +40,7 @@ pub fn system() -> Actor {
 
 /// Parses an RFC 3339 instant.
 pub fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .expect("test instants are valid RFC 3339")
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text).expect("test instants are valid RFC 3339").with_timezone(&Utc)
 }
 
 pub fn raise(departments: &[&str]) -> CommandBody {
@@ -79,13 +77,7 @@ impl Spec {
     }
 
     pub fn starting(now: DateTime<Utc>) -> Self {
-        Spec {
-            case_id: Uuid::from_u128(0xC0FFEE),
-            events: Vec::new(),
-            state: State::Empty,
-            now,
-            commands: 0,
-        }
+        Spec { case_id: Uuid::from_u128(0xC0FFEE), events: Vec::new(), state: State::Empty, now, commands: 0 }
     }
 
     pub fn whistle(departments: &[&str]) -> Self {
@@ -158,12 +150,7 @@ impl Spec {
         self.then_rejected_with_code(actor, body, None)
     }
 
-    pub fn then_rejected_with_code(
-        &mut self,
-        actor: Actor,
-        body: CommandBody,
-        code: Option<&str>,
-    ) -> Rejection {
+    pub fn then_rejected_with_code(&mut self, actor: Actor, body: CommandBody, code: Option<&str>) -> Rejection {
         match self.when_with_code(actor, body, code) {
             Ok(events) => panic!("expected a rejection, got {events:?}"),
             Err(r) => r,
@@ -180,14 +167,6 @@ impl Default for Spec {
 /// Asserts a rejection's kind and that its message contains `words`.
 #[track_caller]
 pub fn assert_rejection(rejection: &Rejection, code: &str, words: &str) {
-    assert_eq!(
-        rejection.code(),
-        code,
-        "wrong kind of rejection: {rejection:?}"
-    );
-    assert!(
-        rejection.to_string().contains(words),
-        "message {:?} does not say {words:?}",
-        rejection.to_string()
-    );
+    assert_eq!(rejection.code(), code, "wrong kind of rejection: {rejection:?}");
+    assert!(rejection.to_string().contains(words), "message {:?} does not say {words:?}", rejection.to_string());
 }

@@ -44,12 +44,8 @@ pub fn free_port() -> u16 {
 
 impl NatsServer {
     pub fn start() -> Self {
-        let mut server = NatsServer {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("temp dir"),
-            child: None,
-            starts: 0,
-        };
+        let mut server =
+            NatsServer { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None, starts: 0 };
         server.launch();
         server
     }
@@ -103,17 +99,10 @@ impl NatsServer {
             if listening && log.contains("Server is ready") {
                 return;
             }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("nats-server exited with {status} while starting:\n{log}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server not ready after {READY_TIMEOUT:?}:\n{log}"
-            );
+            assert!(Instant::now() < deadline, "nats-server not ready after {READY_TIMEOUT:?}:\n{log}");
             std::thread::sleep(Duration::from_millis(25));
         }
     }

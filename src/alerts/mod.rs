@@ -1,0 +1,386 @@
+//! Alert delivery: from alert events to the people and systems that act on them.
+//!
+//! Channels:
+//! - the subject `whistle.alert.<level>.<unit>` (NATS core; an in-process broadcast on the
+//!   embedded log), for other systems, at once;
+//! - webhooks from config (generic JSON, WeCom and DingTalk group-robot markdown), with
+//!   retries, backoff and a bounded queue. These reach people, so non-urgent alerts wait for
+//!   working hours: an alert outside them is held and sent at the start of the next working
+//!   day. Urgent whistles and escalations go at once;
+//! - the in-process broadcast the HTTP layer serves as Server-Sent Events (fed by the
+//!   projector, see [`crate::projector::Projector::alerts`]).
+//!
+//! Delivery reads the log through a durable claim of its own (its own checkpoint): a new
+//! service starts after the current head, so history is never delivered, and with several
+//! instances each alert goes to one of them. A claim is acknowledged *before* anything is
+//! sent: an alert is delivered at most once per channel and recipient, and a webhook marks
+//! each alert it has received so retries never send twice.
+
+pub mod notice;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::clock::Clock;
+use crate::domain::calendar::beijing;
+use crate::domain::Calendar;
+use crate::log::{alert_subject, EventLog, StoredRecord};
+use crate::projector::views::Views;
+pub use notice::{AlertNotice, WebhookFormat};
+
+/// The durable claim delivery reads the log through.
+pub const CONSUMER_NAME: &str = "whistle-alert-delivery";
+/// Webhook sends waiting at once; a full queue makes delivery wait.
+pub const WEBHOOK_QUEUE_MAX: usize = 1_024;
+/// Attempts per webhook send.
+pub const WEBHOOK_ATTEMPTS_MAX: u32 = 8;
+/// First pause between webhook attempts; doubles up to [`WEBHOOK_BACKOFF_MAX`].
+const WEBHOOK_BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const WEBHOOK_BACKOFF_MAX: Duration = Duration::from_secs(60);
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long delivery waits for the projector to record an alert before sending what it has.
+const PROJECTION_WAIT: Duration = Duration::from_secs(10);
+/// Pause before claiming again after the log stream failed.
+const RECLAIM_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Where alerts go besides the subject and the live stream.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// Working hours (Beijing time) for people-facing channels.
+    #[serde(default)]
+    pub working_hours: WorkingHours,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Stages to send (`warning`, `breach`, `escalation`, `operator`); empty: the three SLA stages.
+    #[serde(default)]
+    pub stages: Vec<String>,
+    /// Units whose alerts to send; empty: all.
+    #[serde(default)]
+    pub units: Vec<String>,
+}
+
+impl WebhookConfig {
+    fn wants(&self, notice: &AlertNotice) -> bool {
+        let stage_ok = if self.stages.is_empty() {
+            notice.stage != "operator"
+        } else {
+            self.stages.iter().any(|s| *s == notice.stage)
+        };
+        stage_ok && (self.units.is_empty() || self.units.iter().any(|u| *u == notice.unit))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHours {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+impl Default for WorkingHours {
+    fn default() -> Self {
+        WorkingHours {
+            start: NaiveTime::from_hms_opt(9, 0, 0).expect("09:00 is a time"),
+            end: NaiveTime::from_hms_opt(18, 0, 0).expect("18:00 is a time"),
+        }
+    }
+}
+
+/// When a people-facing alert raised at `now` may be sent: now within working hours on a
+/// working day, else the start of the next working period.
+pub fn release_at(now: DateTime<Utc>, calendar: &Calendar, hours: WorkingHours) -> DateTime<Utc> {
+    let local = now.with_timezone(&beijing());
+    let date = local.date_naive();
+    let time = local.time();
+    if calendar.day(date).working {
+        if time >= hours.start && time < hours.end {
+            return now;
+        }
+        if time < hours.start {
+            return at_beijing(date, hours.start).unwrap_or(now);
+        }
+    }
+    let mut next = date;
+    // Bounded: no published schedule has more than a few weeks without a working day.
+    for _ in 0..60 {
+        next = next.succ_opt().unwrap_or(next);
+        if calendar.day(next).working {
+            return at_beijing(next, hours.start).unwrap_or(now);
+        }
+    }
+    now
+}
+
+fn at_beijing(date: chrono::NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
+    date.and_time(time).and_local_timezone(beijing()).single().map(|t| t.with_timezone(&Utc))
+}
+
+/// Delivery counters, for metrics.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    pub published: AtomicU64,
+    pub webhook_sent: AtomicU64,
+    pub webhook_failed: AtomicU64,
+    pub held: AtomicU64,
+}
+
+struct Job {
+    webhook: usize,
+    notice: AlertNotice,
+}
+
+/// Delivers alerts. Run [`Delivery::run`] once per service instance.
+pub struct Delivery {
+    log: Arc<dyn EventLog>,
+    views: Views,
+    clock: Arc<dyn Clock>,
+    calendar: Calendar,
+    config: AlertConfig,
+    checkpoint: watch::Receiver<u64>,
+    http: reqwest::Client,
+    held_changed: Notify,
+    pub stats: DeliveryStats,
+}
+
+impl Delivery {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        views: Views,
+        clock: Arc<dyn Clock>,
+        calendar: Calendar,
+        config: AlertConfig,
+        checkpoint: watch::Receiver<u64>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder().timeout(WEBHOOK_TIMEOUT).build()?;
+        Ok(Delivery {
+            log,
+            views,
+            clock,
+            calendar,
+            config,
+            checkpoint,
+            http,
+            held_changed: Notify::new(),
+            stats: DeliveryStats::default(),
+        })
+    }
+
+    /// Runs until `stop` turns true: claims, holds, and sends.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let (jobs, queue) = mpsc::channel(WEBHOOK_QUEUE_MAX);
+        let sender = tokio::spawn(self.clone().send_loop(queue));
+        let releaser = tokio::spawn(self.clone().release_loop(jobs.clone(), stop.clone()));
+        self.claim_loop(jobs, stop).await;
+        releaser.abort();
+        // The queue closes when the claim loop and the releaser are gone; what was queued
+        // is still sent.
+        let _ = sender.await;
+    }
+
+    async fn claim_loop(&self, jobs: mpsc::Sender<Job>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let mut claims = match self.log.claim(CONSUMER_NAME).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("alert delivery cannot claim: {e}");
+                    tokio::select! { _ = tokio::time::sleep(RECLAIM_BACKOFF) => continue, _ = stop.changed() => return }
+                }
+            };
+            loop {
+                let item = tokio::select! { i = claims.next() => i, _ = stop.changed() => return };
+                match item {
+                    Some(Ok(claimed)) => {
+                        // At most once: the claim is settled before anything goes out.
+                        if let Err(e) = claimed.ack.ack().await {
+                            tracing::warn!(position = claimed.record.position, "claim not acknowledged, skipped: {e}");
+                            continue;
+                        }
+                        self.deliver_record(&claimed.record, &jobs).await;
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!("alert claim stream failed: {e}");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            tokio::time::sleep(RECLAIM_BACKOFF).await;
+        }
+    }
+
+    /// Sends the alerts one record carries to every channel.
+    async fn deliver_record(&self, record: &StoredRecord, jobs: &mpsc::Sender<Job>) {
+        let notices = match record.decode() {
+            Ok(commit) => {
+                let mut out = Vec::new();
+                for event in commit.events.iter().filter(|e| e.body.alert_stage().is_some()) {
+                    self.wait_projected(record.position).await;
+                    let view = self.views.alert(event.event_id).ok().flatten();
+                    out.push(AlertNotice::from_event(event, view.as_ref(), record.position));
+                }
+                out
+            }
+            Err(reason) => vec![AlertNotice::dead_letter(record, &reason, self.clock.now())],
+        };
+        for notice in notices {
+            self.publish(&notice).await;
+            self.dispatch(notice, jobs).await;
+        }
+    }
+
+    async fn wait_projected(&self, position: u64) {
+        let mut checkpoint = self.checkpoint.clone();
+        let reached = tokio::time::timeout(PROJECTION_WAIT, checkpoint.wait_for(|c| *c >= position)).await;
+        if reached.is_err() {
+            tracing::warn!(position, "alert sent before the projector recorded it");
+        }
+    }
+
+    async fn publish(&self, notice: &AlertNotice) {
+        let subject = alert_subject(&notice.stage, &notice.unit);
+        let payload = bytes::Bytes::from(serde_json::to_vec(notice).expect("notices serialise (plain data)"));
+        match self.log.publish_alert(&subject, payload).await {
+            Ok(()) => {
+                self.stats.published.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(%subject, "alert not published: {e}"),
+        }
+    }
+
+    async fn dispatch(&self, notice: AlertNotice, jobs: &mpsc::Sender<Job>) {
+        let now = self.clock.now();
+        for (index, webhook) in self.config.webhooks.iter().enumerate() {
+            if !webhook.wants(&notice) || self.was_sent(&webhook.name, &notice) {
+                continue;
+            }
+            let at_once = notice.urgent || notice.stage == "escalation" || notice.stage == "operator";
+            let release = if at_once { now } else { release_at(now, &self.calendar, self.config.working_hours) };
+            if release > now {
+                self.hold(index, &notice, release);
+            } else if jobs.send(Job { webhook: index, notice: notice.clone() }).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn hold(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>) {
+        let key = held_key(release, notice, &self.config.webhooks[webhook].name);
+        let value = serde_json::to_vec(&(webhook, notice)).expect("notices serialise (plain data)");
+        match self.views.delivery_put(&key, &value) {
+            Ok(()) => {
+                self.stats.held.fetch_add(1, Ordering::Relaxed);
+                self.held_changed.notify_waiters();
+                tracing::info!(alert_id = %notice.alert_id, release = %release, "alert held for working hours");
+            }
+            Err(e) => tracing::error!("cannot hold alert {}: {e}", notice.alert_id),
+        }
+    }
+
+    /// Sends held alerts when their working period starts.
+    async fn release_loop(self: Arc<Self>, jobs: mpsc::Sender<Job>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let changed = self.held_changed.notified();
+            let now = self.clock.now();
+            let mut next = None;
+            for (key, value) in self.views.delivery_scan(b"held:", 64).unwrap_or_default() {
+                let release = held_release(&key);
+                if release > now {
+                    next = Some(release);
+                    break;
+                }
+                if let Ok((webhook, notice)) = serde_json::from_slice::<(usize, AlertNotice)>(&value) {
+                    if webhook < self.config.webhooks.len() && jobs.send(Job { webhook, notice }).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = self.views.delivery_remove(&key);
+            }
+            let clock = self.clock.clone();
+            let sleep = async move {
+                match next {
+                    Some(at) => clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! { _ = sleep => {}, _ = changed => {}, _ = stop.changed() => {} }
+        }
+    }
+
+    async fn send_loop(self: Arc<Self>, mut queue: mpsc::Receiver<Job>) {
+        while let Some(job) = queue.recv().await {
+            let webhook = &self.config.webhooks[job.webhook];
+            if self.was_sent(&webhook.name, &job.notice) {
+                continue;
+            }
+            if self.send_with_retries(webhook, &job.notice).await {
+                self.stats.webhook_sent.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = self.views.delivery_put(&sent_key(&webhook.name, &job.notice), b"") {
+                    tracing::warn!("cannot record webhook delivery: {e}");
+                }
+            } else {
+                self.stats.webhook_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(webhook = %webhook.name, alert_id = %job.notice.alert_id, "webhook gave up");
+            }
+        }
+    }
+
+    async fn send_with_retries(&self, webhook: &WebhookConfig, notice: &AlertNotice) -> bool {
+        let body = notice.webhook_body(webhook.format);
+        let mut backoff = WEBHOOK_BACKOFF_FIRST;
+        for attempt in 1..=WEBHOOK_ATTEMPTS_MAX {
+            let sent = self
+                .http
+                .post(&webhook.url)
+                .header("Idempotency-Key", notice.alert_id.to_string())
+                .json(&body)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return true,
+                Ok(r) => tracing::warn!(webhook = %webhook.name, attempt, status = %r.status(), "webhook refused"),
+                Err(e) => tracing::warn!(webhook = %webhook.name, attempt, "webhook failed: {e}"),
+            }
+            if attempt < WEBHOOK_ATTEMPTS_MAX {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(WEBHOOK_BACKOFF_MAX);
+            }
+        }
+        false
+    }
+
+    fn was_sent(&self, webhook: &str, notice: &AlertNotice) -> bool {
+        self.views.delivery_get(&sent_key(webhook, notice)).ok().flatten().is_some()
+    }
+}
+
+fn sent_key(webhook: &str, notice: &AlertNotice) -> Vec<u8> {
+    [b"sent:".as_slice(), webhook.as_bytes(), &[0], notice.alert_id.as_bytes()].concat()
+}
+
+fn held_key(release: DateTime<Utc>, notice: &AlertNotice, webhook: &str) -> Vec<u8> {
+    let millis = (release.timestamp_millis() as u64) ^ (1 << 63);
+    [b"held:".as_slice(), &millis.to_be_bytes(), notice.alert_id.as_bytes(), webhook.as_bytes()].concat()
+}
+
+fn held_release(key: &[u8]) -> DateTime<Utc> {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[5..13]);
+    let millis = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
+    DateTime::from_timestamp_millis(millis).unwrap_or_default()
+}

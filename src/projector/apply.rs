@@ -1,0 +1,196 @@
+//! Applying records to the views: one batch of records into one [`Overlay`] of writes.
+
+use std::collections::BTreeSet;
+
+use uuid::Uuid;
+
+use super::model::{alert_view, contributions, AlertView, CaseView, DeadLetter, StatsCell};
+use super::views::{
+    alert_key, calendar_key, dead_letter_key, history_key, index_key, open_alert_key, overdue_key, stats_key,
+    status_list_key, unit_list_key, Overlay, ViewError,
+};
+use crate::domain::calendar::HolidayRange;
+use crate::domain::event::{EventBody, SCHEMA_VERSION};
+use crate::domain::{evolve, Calendar, Event, SlaPolicy, YearSchedule};
+use crate::log::StoredRecord;
+
+/// Largest payload kept in a dead letter, in bytes.
+const DEAD_LETTER_PAYLOAD_MAX: usize = 64 * 1024;
+
+/// What the projector needs to derive views: the policy and the calendar so far.
+pub struct Context {
+    pub policy: SlaPolicy,
+    pub calendar: Calendar,
+}
+
+/// The outcome of applying one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    Events(usize),
+    /// The record was set aside in the dead-letter views, for this reason.
+    DeadLetter(String),
+}
+
+/// Applies one record. A record that cannot be used becomes a dead letter.
+pub fn apply_record(ctx: &mut Context, overlay: &mut Overlay, record: &StoredRecord) -> Result<Applied, ViewError> {
+    let commit = match record.decode().and_then(|c| check_events(&c.events).map(|()| c)) {
+        Ok(commit) => commit,
+        Err(reason) => {
+            overlay.put_json(dead_letter_key(record.position), &dead_letter(record, &reason));
+            return Ok(Applied::DeadLetter(reason));
+        }
+    };
+    let before = overlay.case(commit.case_id)?;
+    let mut view = before.clone();
+    for (index, event) in commit.events.iter().enumerate() {
+        view.state = evolve(std::mem::take(&mut view.state), event);
+        overlay.put_json(history_key(commit.case_id, record.position, index as u16), event);
+        if let EventBody::CalendarPublished { year, notice, holidays, workdays } = &event.body {
+            publish_calendar(ctx, overlay, *year, notice, holidays, workdays)?;
+        }
+    }
+    view.last_position = record.position;
+    view.rearm(&ctx.policy, &ctx.calendar);
+    replace_derived(overlay, &before, &view)?;
+    write_alerts(overlay, &view, &commit.events, record.position)?;
+    overlay.set_case(view);
+    Ok(Applied::Events(commit.events.len()))
+}
+
+/// Checks what serde cannot: a known schema version, at least one event.
+fn check_events(events: &[Event]) -> Result<(), String> {
+    if events.is_empty() {
+        return Err("commit has no events".into());
+    }
+    match events.iter().find(|e| e.schema_version != SCHEMA_VERSION) {
+        Some(e) => Err(format!(
+            "event {} has schema version {}, this build reads {SCHEMA_VERSION}",
+            e.event_id, e.schema_version
+        )),
+        None => Ok(()),
+    }
+}
+
+fn dead_letter(record: &StoredRecord, reason: &str) -> DeadLetter {
+    let kept = &record.payload[..record.payload.len().min(DEAD_LETTER_PAYLOAD_MAX)];
+    DeadLetter {
+        position: record.position,
+        subject: record.subject.clone(),
+        reason: reason.to_owned(),
+        payload: String::from_utf8_lossy(kept).into_owned(),
+        payload_bytes: record.payload.len(),
+    }
+}
+
+/// Swaps a case's old index entries, list memberships and statistics for its new ones.
+fn replace_derived(overlay: &mut Overlay, before: &CaseView, after: &CaseView) -> Result<(), ViewError> {
+    let old_keys = derived_keys(before);
+    let new_keys = derived_keys(after);
+    for key in old_keys.difference(&new_keys) {
+        overlay.remove(key.clone());
+    }
+    for entry in after.pending_alerts() {
+        overlay.put_json(index_key(&entry), &entry);
+    }
+    for key in new_keys.iter().filter(|k| !k.starts_with(b"i:")) {
+        overlay.put(key.clone(), Vec::new());
+    }
+    for ((dimension, unit, date), cell) in contributions(before) {
+        add_stats(overlay, stats_key(dimension, &unit, &date), &cell, -1)?;
+    }
+    for ((dimension, unit, date), cell) in contributions(after) {
+        add_stats(overlay, stats_key(dimension, &unit, &date), &cell, 1)?;
+    }
+    Ok(())
+}
+
+/// Keys a case view owns besides its own record: index entries and list memberships.
+fn derived_keys(view: &CaseView) -> BTreeSet<Vec<u8>> {
+    let mut keys: BTreeSet<Vec<u8>> = view.pending_alerts().iter().map(index_key).collect();
+    if let (Some(kind), Some(status)) = (view.kind(), view.status()) {
+        keys.insert(status_list_key(kind, status, view.case_id));
+        keys.extend(view.units().iter().map(|u| unit_list_key(u, view.case_id)));
+        if !view.overdue().is_empty() {
+            keys.insert(overdue_key(view.case_id));
+        }
+    }
+    keys
+}
+
+fn add_stats(overlay: &mut Overlay, key: Vec<u8>, cell: &StatsCell, sign: i64) -> Result<(), ViewError> {
+    let mut stored: StatsCell = overlay.get_json(&key)?.unwrap_or_default();
+    stored.add(cell, sign);
+    if stored.is_empty() {
+        overlay.remove(key);
+    } else {
+        overlay.put_json(key, &stored);
+    }
+    Ok(())
+}
+
+/// Alert views for the SLA events and acknowledgements of this commit.
+fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], position: u64) -> Result<(), ViewError> {
+    for event in events {
+        match &event.body {
+            EventBody::SlaWarned { .. } | EventBody::SlaBreached { .. } | EventBody::SlaEscalated { .. } => {
+                let Some(alert) = view.state.alerts().iter().find(|a| a.alert_id == event.event_id) else { continue };
+                let level = match &event.body {
+                    EventBody::SlaEscalated { level, .. } => *level,
+                    _ => 1,
+                };
+                let alert = alert_view(view, alert, level, position);
+                overlay.put_json(alert_key(alert.alert_id), &alert);
+                overlay.put(open_alert_key(alert.alert_id), Vec::new());
+                overlay.alerts.push(alert);
+            }
+            EventBody::AlertAcknowledged { alert_id } => {
+                let key = alert_key(*alert_id);
+                if let Some(mut stored) = overlay.get_json::<AlertView>(&key)? {
+                    stored.acknowledged_by = Some(event.actor.clone());
+                    stored.acknowledged_at = Some(event.at);
+                    overlay.put_json(key, &stored);
+                    overlay.remove(open_alert_key(*alert_id));
+                    overlay.alerts.push(stored);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Loads a published year into the calendar and recomputes every case with armed clocks.
+fn publish_calendar(
+    ctx: &mut Context,
+    overlay: &mut Overlay,
+    year: i32,
+    notice: &str,
+    holidays: &[HolidayRange],
+    workdays: &[chrono::NaiveDate],
+) -> Result<(), ViewError> {
+    let schedule =
+        YearSchedule { year, notice: notice.to_owned(), holidays: holidays.to_vec(), workdays: workdays.to_vec() };
+    ctx.calendar.load(&schedule);
+    overlay.put_json(calendar_key(year), &schedule);
+    let cases: BTreeSet<Uuid> = overlay.index_entries()?.into_iter().map(|e| e.case_id).collect();
+    for case_id in cases {
+        let before = overlay.case(case_id)?;
+        let mut after = before.clone();
+        after.rearm(&ctx.policy, &ctx.calendar);
+        if after != before {
+            replace_derived(overlay, &before, &after)?;
+            overlay.set_case(after);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_without_events_is_a_dead_letter() {
+        assert_eq!(check_events(&[]), Err("commit has no events".into()));
+    }
+}
