@@ -1,9 +1,15 @@
-//! Command-line interface: argument parsing and the offline commands. `main.rs` is the glue.
+//! Command-line interface: argument parsing and the commands. `main.rs` is the glue.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::domain::calendar::{Calendar, WORKING_DAYS_MAX};
+use crate::log::nats::NatsOptions;
+use crate::service::DEFAULT_DATA_DIR;
 
 #[derive(Parser, Debug)]
 #[command(name = "whistle", version, about = "吹哨报到 and 基层意见直通车: cases, SLA clocks and supervisor alerts")]
@@ -20,6 +26,34 @@ pub enum Command {
     Calendar {
         #[command(subcommand)]
         command: CalendarCommand,
+    },
+    /// Drop every view and project the whole log again, showing progress.
+    Rebuild(StoreArgs),
+    /// Project the log into the views up to its head (or keep following it).
+    Project {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Keep following the log instead of stopping once caught up.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Inspect the views.
+    Views {
+        #[command(subcommand)]
+        command: ViewsCommand,
+    },
+    /// Append generated, realistic traffic to the log (for trials and benchmarks).
+    Sim {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// How many events to append, at least.
+        #[arg(long, default_value_t = 1_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Concurrent lanes of traffic.
+        #[arg(long, default_value_t = 8)]
+        lanes: usize,
     },
 }
 
@@ -40,6 +74,72 @@ pub enum CalendarCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ViewsCommand {
+    /// Print the SHA-256 digest of every view (equal digests: equal views).
+    Digest(StoreArgs),
+}
+
+/// Where the data is: a folder, and NATS when the log lives there.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Data folder: the embedded log (when no --nats) and the views.
+    #[arg(long, env = "WHISTLE_DATA", default_value = DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// SLA policy file (TOML); the default policy when absent.
+    #[arg(long, env = "WHISTLE_POLICY")]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct NatsArgs {
+    /// Run on NATS JetStream at this URL (several: comma-separated) instead of the embedded log.
+    #[arg(long = "nats", env = "WHISTLE_NATS")]
+    pub url: Option<String>,
+    /// NATS credentials file (.creds).
+    #[arg(long = "nats-creds", env = "WHISTLE_NATS_CREDS")]
+    pub creds: Option<PathBuf>,
+    #[arg(long = "nats-user", env = "WHISTLE_NATS_USER")]
+    pub user: Option<String>,
+    #[arg(long = "nats-password", env = "WHISTLE_NATS_PASSWORD")]
+    pub password: Option<String>,
+    #[arg(long = "nats-token", env = "WHISTLE_NATS_TOKEN")]
+    pub token: Option<String>,
+    /// CA certificate (PEM) to trust for TLS.
+    #[arg(long = "nats-tls-ca")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; needs --nats-tls-key.
+    #[arg(long = "nats-tls-cert", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long = "nats-tls-key", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[arg(long = "nats-require-tls")]
+    pub require_tls: bool,
+    /// Replicas of the WHISTLE stream: 1 on one server, 3 on a cluster.
+    #[arg(long = "nats-replicas", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+}
+
+impl NatsArgs {
+    pub fn options(&self) -> Option<NatsOptions> {
+        let url = self.url.clone()?;
+        Some(NatsOptions {
+            url,
+            credentials_file: self.creds.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            require_tls: self.require_tls,
+            replicas: usize::from(self.replicas),
+        })
+    }
+}
+
 fn parse_rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
@@ -54,4 +154,60 @@ pub fn calendar_due_line(calendar: &Calendar, from: DateTime<Utc>, working_days:
         line.push_str(" provisional");
     }
     Ok(line)
+}
+
+/// Shows how far a long run has got: a bar on a terminal, a log line every few seconds
+/// otherwise.
+pub struct ProgressReport {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+    last_line: Instant,
+    what: &'static str,
+}
+
+/// How often progress lines are printed when not on a terminal.
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
+
+impl ProgressReport {
+    pub fn new(what: &'static str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {human_pos}/{human_len} records, {per_sec}, ETA {eta}",
+            )
+            .expect("the progress template is valid")
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_message(what);
+            bar
+        });
+        ProgressReport { bar, started: Instant::now(), last_line: Instant::now(), what }
+    }
+
+    pub fn update(&mut self, done: u64, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_position(done);
+            return;
+        }
+        if self.last_line.elapsed() >= PROGRESS_LINE_EVERY || done >= total {
+            self.last_line = Instant::now();
+            let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+            let rate = done as f64 / seconds;
+            let eta = if rate > 0.0 { (total.saturating_sub(done)) as f64 / rate } else { 0.0 };
+            let percent = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
+            eprintln!("{}: {done}/{total} records ({percent:.0}%), {rate:.0} records/s, ETA {eta:.0}s", self.what);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+/// The path shown to people for a data folder.
+pub fn shown(path: &Path) -> String {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
 }

@@ -19,4 +19,6 @@ pub mod clock;
 pub mod domain;
 pub mod log;
 pub mod projector;
+pub mod service;
+pub mod sim;
 pub mod watchdog;

@@ -1,32 +1,122 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use whistle::cli::{calendar_due_line, CalendarCommand, Cli, Command};
+use whistle::cli::{calendar_due_line, shown, CalendarCommand, Cli, Command, ProgressReport, StoreArgs, ViewsCommand};
 use whistle::domain::Calendar;
+use whistle::projector::{self, Projector};
+use whistle::service::{load_policy, open_views, LogHandle};
 
 /// Exit code for bad input, as clap uses for bad arguments.
 const EXIT_BAD_INPUT: u8 = 2;
 
+/// A failure with the exit code it deserves.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn bad_input(message: impl Into<String>) -> Failure {
+    Failure { code: EXIT_BAD_INPUT, message: message.into() }
+}
+
+fn failed(message: impl std::fmt::Display) -> Failure {
+    Failure { code: 1, message: message.to_string() }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WHISTLE_LOG").unwrap_or_else(|_| "warn,whistle=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let outcome = match cli.command {
         Command::Calendar { command: CalendarCommand::Due { from, working_days } } => {
-            match calendar_due_line(&Calendar::official(), from, working_days) {
-                Ok(line) => {
-                    println!("{line}");
-                    ExitCode::SUCCESS
-                }
-                Err(message) => {
-                    eprintln!("error: {message}");
-                    ExitCode::from(EXIT_BAD_INPUT)
-                }
-            }
+            calendar_due_line(&Calendar::official(), from, working_days).map(|line| println!("{line}")).map_err(bad_input)
         }
-        Command::Serve => {
-            eprintln!(
-                "whistle serve: the HTTP service is not part of this build yet; `whistle calendar due` works today."
-            );
-            ExitCode::FAILURE
+        Command::Serve => Err(failed(
+            "whistle serve: the HTTP service is not part of this build yet; `whistle rebuild`, `whistle project` and `whistle calendar due` work today.",
+        )),
+        command => runtime().and_then(|rt| rt.block_on(run_async(command))),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(failed)
+}
+
+async fn run_async(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Rebuild(store) => rebuild(store).await,
+        Command::Project { store, follow } => project(store, follow).await,
+        Command::Views { command: ViewsCommand::Digest(store) } => {
+            let views = open_views(&store.data).map_err(failed)?;
+            println!("{}", views.digest().map_err(failed)?);
+            Ok(())
+        }
+        Command::Sim { store, events, seed, lanes } => {
+            let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
+            let start = chrono::Utc::now();
+            let stored = whistle::sim::fill(handle.log().as_ref(), seed, lanes, events, start).await.map_err(failed)?;
+            println!("appended {stored} events; log head {}", handle.log().head().await.map_err(failed)?);
+            handle.close().await.map_err(failed)
+        }
+        Command::Calendar { .. } | Command::Serve => unreachable!("handled without a runtime"),
+    }
+}
+
+async fn rebuild(store: StoreArgs) -> Result<(), Failure> {
+    let policy = load_policy(store.policy.as_deref()).map_err(bad_input)?;
+    let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
+    let views = open_views(&store.data).map_err(failed)?;
+    let started = std::time::Instant::now();
+    let mut progress = ProgressReport::new("rebuild");
+    let result = projector::rebuild(views, handle.log().as_ref(), policy, Calendar::official(), |done, total| {
+        progress.update(done, total)
+    })
+    .await;
+    progress.finish();
+    let (totals, digest) = result.map_err(|e| failed(format!("rebuild stopped: {e}")))?;
+    println!(
+        "rebuilt views of {} from {} records ({} events) in {:.1}s; views digest {digest}",
+        shown(&store.data),
+        totals.records,
+        totals.events,
+        started.elapsed().as_secs_f64()
+    );
+    handle.close().await.map_err(failed)
+}
+
+async fn project(store: StoreArgs, follow: bool) -> Result<(), Failure> {
+    let policy = load_policy(store.policy.as_deref()).map_err(bad_input)?;
+    let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
+    let views = open_views(&store.data).map_err(failed)?;
+    let mut projector = Projector::new(views, policy, Calendar::official()).map_err(failed)?;
+    let log = handle.log();
+    if follow {
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        projector.run(Arc::clone(&log), stop).await.map_err(failed)?;
+    } else {
+        let totals = projector.catch_up(log.as_ref(), false, |_, _| {}).await.map_err(failed)?;
+        projector.views().flush().await.map_err(failed)?;
+        println!(
+            "projected {} records ({} events, {} dead letters); checkpoint {}",
+            totals.records,
+            totals.events,
+            totals.dead_letters,
+            projector.views().checkpoint().map_err(failed)?
+        );
+    }
+    drop(log);
+    handle.close().await.map_err(failed)
 }

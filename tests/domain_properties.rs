@@ -194,3 +194,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    /// Views store case states as JSON; every reachable state must survive that.
+    #[test]
+    fn states_round_trip_through_json(
+        steps in proptest::collection::vec((any::<u8>(), any::<u8>(), any::<u8>(), 0u16..3000), 1..40),
+    ) {
+        let case_id = Uuid::from_u128(43);
+        let mut now = DateTime::parse_from_rfc3339("2026-09-17T08:30:00+08:00").unwrap().with_timezone(&Utc);
+        let mut state = State::Empty;
+        for (i, (op, who, p, minutes)) in std::iter::once((0u8, 0u8, 5u8, 0u16)).chain(steps).enumerate() {
+            now += Duration::minutes(i64::from(minutes));
+            let (actor, body, code) = command(&state, op, who, p);
+            let cmd = Command { command_id: Uuid::from_u128(i as u128 + 1), case_id, actor, follow_up_code: code, body };
+            if let Ok(events) = decide(&state, &cmd, now) {
+                for e in events {
+                    state = evolve(state, &e);
+                }
+            }
+            let json = serde_json::to_string(&state).expect("state serialises");
+            let back: State = serde_json::from_str(&json).expect("state deserialises");
+            prop_assert_eq!(&back, &state);
+        }
+    }
+}

@@ -41,6 +41,7 @@ pub struct Case<K> {
     /// Number of events applied.
     pub version: u64,
     /// Running clocks, by clock. A clock is here from its start until it stops.
+    #[serde(with = "clock_map")]
     pub clocks: BTreeMap<ClockRef, RunningClock>,
     pub extensions: Vec<Extension>,
     pub alerts: Vec<Alert>,
@@ -508,5 +509,29 @@ fn apply_feedback(case: &mut Case<Feedback>, event: &Event) {
             start(case, ClockRef::case_wide(ClockKind::FeedbackResolve), at);
         }
         _ => {}
+    }
+}
+
+/// Clocks serialise as a list of `{clock, running}` entries: JSON object keys must be strings.
+mod clock_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{ClockRef, RunningClock};
+
+    #[derive(Serialize, Deserialize)]
+    struct Entry<C, R> {
+        clock: C,
+        running: R,
+    }
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<ClockRef, RunningClock>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter().map(|(clock, running)| Entry { clock, running }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<ClockRef, RunningClock>, D::Error> {
+        let entries: Vec<Entry<ClockRef, RunningClock>> = Vec::deserialize(d)?;
+        Ok(entries.into_iter().map(|e| (e.clock, e.running)).collect())
     }
 }

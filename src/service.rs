@@ -1,0 +1,192 @@
+//! Opening what the service runs on: the log (embedded or NATS), the views, the policy.
+//! Shared by `serve`, `rebuild` and the other commands that touch stored data.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::domain::SlaPolicy;
+use crate::log::embedded::EmbeddedLog;
+use crate::log::nats::{NatsLog, NatsOptions};
+use crate::log::{EventLog, LogError};
+use crate::projector::views::{ViewError, Views};
+
+/// Where data lives when no folder is named.
+pub const DEFAULT_DATA_DIR: &str = "whistle-data";
+
+/// The log a service runs on.
+pub enum LogHandle {
+    Embedded(Arc<EmbeddedLog>),
+    Nats(Arc<NatsLog>),
+}
+
+impl LogHandle {
+    /// Opens the embedded log under `data/log`, or connects to NATS when options are given.
+    pub async fn open(data: &Path, nats: Option<&NatsOptions>) -> Result<Self, LogError> {
+        match nats {
+            Some(options) => Ok(LogHandle::Nats(Arc::new(NatsLog::connect(options).await?))),
+            None => {
+                std::fs::create_dir_all(data)
+                    .map_err(|e| LogError::Setup(format!("cannot create data folder {}: {e}", data.display())))?;
+                Ok(LogHandle::Embedded(Arc::new(EmbeddedLog::open(data.join("log"))?)))
+            }
+        }
+    }
+
+    pub fn log(&self) -> Arc<dyn EventLog> {
+        match self {
+            LogHandle::Embedded(l) => l.clone(),
+            LogHandle::Nats(l) => l.clone(),
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            LogHandle::Embedded(_) => "embedded log",
+            LogHandle::Nats(_) => "NATS JetStream",
+        }
+    }
+
+    /// Closes the embedded log's writer cleanly when nothing else holds it.
+    pub async fn close(self) -> Result<(), LogError> {
+        match self {
+            LogHandle::Embedded(l) => match Arc::try_unwrap(l) {
+                Ok(log) => log.close().await,
+                Err(_) => Ok(()),
+            },
+            LogHandle::Nats(_) => Ok(()),
+        }
+    }
+}
+
+pub fn views_path(data: &Path) -> PathBuf {
+    data.join("views")
+}
+
+pub fn open_views(data: &Path) -> Result<Views, ViewError> {
+    std::fs::create_dir_all(data).map_err(|e| ViewError::Storage(format!("cannot create {}: {e}", data.display())))?;
+    Views::open(views_path(data))
+}
+
+/// The SLA policy from a file, or the default one.
+pub fn load_policy(path: Option<&Path>) -> Result<SlaPolicy, String> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read policy {}: {e}", p.display()))?;
+            SlaPolicy::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))
+        }
+        None => Ok(SlaPolicy::default()),
+    }
+}
+
+/// What a running node needs besides its log and views.
+#[derive(Clone)]
+pub struct NodeConfig {
+    pub policy: SlaPolicy,
+    pub calendar: crate::domain::Calendar,
+    pub alerts: crate::alerts::AlertConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            policy: SlaPolicy::default(),
+            calendar: crate::domain::Calendar::official(),
+            alerts: crate::alerts::AlertConfig::default(),
+        }
+    }
+}
+
+/// One service instance's background work: projector, watchdog and alert delivery, each in
+/// its own task, stopped together.
+pub struct Node {
+    pub views: Views,
+    pub progress: crate::projector::Progress,
+    pub delivery: Arc<crate::alerts::Delivery>,
+    live_alerts: tokio::sync::broadcast::Sender<crate::projector::model::AlertView>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Projector(#[from] crate::projector::ProjectorError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("alert delivery: {0}")]
+    Delivery(String),
+}
+
+impl Node {
+    /// Starts the node's tasks. Records already in the log when it starts are replay: their
+    /// alerts are not sent to live listeners again.
+    pub async fn start(
+        log: Arc<dyn EventLog>,
+        views: Views,
+        clock: Arc<dyn crate::clock::Clock>,
+        config: NodeConfig,
+    ) -> Result<Node, NodeError> {
+        let mut projector = crate::projector::Projector::new(views.clone(), config.policy, config.calendar.clone())?;
+        projector.set_live_after(log.head().await?);
+        let progress = projector.progress();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (live_alerts, _) = tokio::sync::broadcast::channel(crate::projector::LIVE_ALERTS_BUFFER);
+        let forward = live_alerts.clone();
+        let mut projected = projector.alerts();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match projected.recv().await {
+                    Ok(alert) => {
+                        let _ = forward.send(alert);
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }));
+        let projector_log = log.clone();
+        let projector_stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = projector.run(projector_log, projector_stop).await {
+                tracing::error!("projector stopped: {e}");
+            }
+        }));
+        let mut watchdog = crate::watchdog::Watchdog::new(log.clone(), views.clone(), clock.clone(), progress.clone());
+        let watchdog_stop = stopped.clone();
+        tasks.push(tokio::spawn(async move { watchdog.run(watchdog_stop).await }));
+        let delivery = Arc::new(
+            crate::alerts::Delivery::new(
+                log,
+                views.clone(),
+                clock,
+                config.calendar,
+                config.alerts,
+                progress.checkpoint.clone(),
+            )
+            .map_err(|e| NodeError::Delivery(e.to_string()))?,
+        );
+        tasks.push(tokio::spawn(delivery.clone().run(stopped)));
+        Ok(Node { views, progress, delivery, live_alerts, stop, tasks })
+    }
+
+    /// Live alerts, as the projector records them.
+    pub fn live_alerts(&self) -> tokio::sync::broadcast::Receiver<crate::projector::model::AlertView> {
+        self.live_alerts.subscribe()
+    }
+
+    /// Waits until the views have applied the log up to `position`.
+    pub async fn caught_up_to(&self, position: u64) {
+        let mut checkpoint = self.progress.checkpoint.clone();
+        let _ = checkpoint.wait_for(|c| *c >= position).await;
+    }
+
+    /// Stops every task and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+        }
+        let _ = self.views.flush().await;
+    }
+}
