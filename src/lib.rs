@@ -17,6 +17,7 @@ pub mod alerts;
 pub mod cli;
 pub mod clock;
 pub mod domain;
+pub mod execute;
 pub mod log;
 pub mod projector;
 pub mod service;

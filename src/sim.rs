@@ -26,7 +26,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -34,7 +34,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     pub fn chance(&mut self, percent: u64) -> bool {
@@ -43,8 +43,8 @@ impl Rng {
 
     pub fn uuid(&mut self, at: DateTime<Utc>) -> Uuid {
         let mut random = [0u8; 10];
-        random[..8].copy_from_slice(&self.next().to_be_bytes());
-        random[8..].copy_from_slice(&self.next().to_be_bytes()[..2]);
+        random[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        random[8..].copy_from_slice(&self.next_u64().to_be_bytes()[..2]);
         uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis().max(0) as u64, &random).into_uuid()
     }
 }

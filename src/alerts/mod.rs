@@ -77,12 +77,9 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     fn wants(&self, notice: &AlertNotice) -> bool {
-        let stage_ok = if self.stages.is_empty() {
-            notice.stage != "operator"
-        } else {
-            self.stages.iter().any(|s| *s == notice.stage)
-        };
-        stage_ok && (self.units.is_empty() || self.units.iter().any(|u| *u == notice.unit))
+        let stage_ok =
+            if self.stages.is_empty() { notice.stage != "operator" } else { self.stages.contains(&notice.stage) };
+        stage_ok && (self.units.is_empty() || self.units.contains(&notice.unit))
     }
 }
 

@@ -117,7 +117,7 @@ pub struct Acker(AckerInner);
 
 enum AckerInner {
     Embedded { consumers: sled::Tree, name: String, position: u64 },
-    Nats(async_nats::jetstream::Message),
+    Nats(Box<async_nats::jetstream::Message>),
 }
 
 impl Acker {

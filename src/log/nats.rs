@@ -249,7 +249,7 @@ impl EventLog for NatsLog {
                 msg_id,
                 payload: message.payload.clone(),
             };
-            Ok(Claimed { record, ack: Acker(AckerInner::Nats(message)) })
+            Ok(Claimed { record, ack: Acker(AckerInner::Nats(Box::new(message))) })
         })))
     }
 

@@ -32,6 +32,9 @@ use uuid::Uuid;
 use super::model::{AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension};
 use crate::domain::{Event, YearSchedule};
 
+/// A raw key and value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 pub const CHECKPOINT_KEY: &[u8] = b"m:checkpoint";
 const CALENDAR_PREFIX: &[u8] = b"m:calendar:";
 
@@ -244,7 +247,7 @@ impl Views {
     }
 
     /// Delivery entries under a prefix, in key order, at most `max`.
-    pub fn delivery_scan(&self, prefix: &[u8], max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ViewError> {
+    pub fn delivery_scan(&self, prefix: &[u8], max: usize) -> Result<Vec<KeyValue>, ViewError> {
         self.delivery
             .scan_prefix(prefix)
             .take(max)

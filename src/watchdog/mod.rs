@@ -17,16 +17,14 @@ use crate::clock::Clock;
 use crate::domain::command::{Command, CommandBody};
 use crate::domain::decide::sla_command_id;
 use crate::domain::event::{Actor, AlertStage};
-use crate::domain::{decide, evolve, State};
-use crate::log::{last_position, Commit, EventLog, LogError};
+use crate::execute::{execute, ExecuteError};
+use crate::log::{EventLog, LogError};
 use crate::projector::model::IndexEntry;
 use crate::projector::views::{index_key, Views};
 use crate::projector::Progress;
 
 /// Most due entries handled per wake-up.
 pub const DUE_BATCH_MAX: usize = 256;
-/// Attempts per alert when the case keeps changing under us.
-const CONFLICT_ATTEMPTS_MAX: u32 = 5;
 /// How long a fired entry is left alone for the projector to catch up before it is tried again.
 const REFIRE_AFTER_SECONDS: i64 = 30;
 /// Level told on escalation: the supervisors above the first level.
@@ -132,30 +130,13 @@ impl Watchdog {
         };
         let command_id = sla_command_id(entry.case_id, &entry.clock, stage, entry.due_at);
         let cmd = Command::new(command_id, entry.case_id, Actor::system(), body);
-        for _ in 0..CONFLICT_ATTEMPTS_MAX {
-            let records = self.log.read_case(entry.case_id).await?;
-            let expected = last_position(&records);
-            let state = records
-                .iter()
-                .filter_map(|r| r.decode().ok())
-                .flat_map(|c| c.events)
-                .fold(State::Empty, |s, e| evolve(s, &e));
-            let events = match decide(&state, &cmd, now) {
-                Ok(events) => events,
-                Err(rejection) => return Ok(Fired::Moot(rejection.to_string())),
-            };
-            if events.is_empty() {
-                return Ok(Fired::AlreadyStored);
-            }
-            let commit = Commit { command_id, case_id: entry.case_id, events };
-            match self.log.append(&commit, expected).await {
-                Ok(a) if a.duplicate => return Ok(Fired::AlreadyStored),
-                Ok(a) => return Ok(Fired::Stored { position: a.position }),
-                Err(LogError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        match execute(self.log.as_ref(), &cmd, now).await {
+            Ok(done) if done.repeated || done.events.is_empty() => Ok(Fired::AlreadyStored),
+            Ok(done) => Ok(Fired::Stored { position: done.position }),
+            Err(ExecuteError::Rejected(rejection)) => Ok(Fired::Moot(rejection.to_string())),
+            Err(ExecuteError::Log(e)) => Err(e.into()),
+            Err(ExecuteError::Busy(case_id)) => Err(WatchdogError::Busy(case_id.to_string())),
         }
-        Err(WatchdogError::Busy(entry.case_id.to_string()))
     }
 }
 

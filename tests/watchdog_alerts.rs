@@ -1,0 +1,486 @@
+//! The projector, watchdog and alert delivery on real logs (sled, and a real nats-server)
+//! with a manual clock: alert timing, extensions, reopen, calendar publication, quiet hours,
+//! webhook retries, poison records, and two watchdogs racing.
+
+#[path = "support/nats_server.rs"]
+mod nats_server;
+#[path = "support/webhook.rs"]
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use uuid::Uuid;
+use whistle::alerts::{AlertConfig, WebhookConfig, WebhookFormat};
+use whistle::clock::{Clock, ManualClock};
+use whistle::domain::command::{Command, CommandBody};
+use whistle::domain::event::{Actor, ClockKind, ClockRef, EventBody, ExtensionSpan, FeedbackTopic, Role, Urgency};
+use whistle::domain::{Calendar, SlaPolicy, YearSchedule};
+use whistle::execute::{execute, Executed};
+use whistle::log::nats::{NatsLog, NatsOptions};
+use whistle::log::EventLog;
+use whistle::projector::views::Views;
+use whistle::projector::Projector;
+use whistle::service::{LogHandle, Node, NodeConfig};
+use whistle::watchdog::Watchdog;
+
+const TOWNSHIP: &str = "东坝镇";
+const HOUSING: &str = "住建局";
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+fn township() -> Actor {
+    Actor::new(Role::Township, TOWNSHIP)
+}
+
+fn raise(urgency: Urgency) -> CommandBody {
+    CommandBody::RaiseWhistle {
+        title: "河道垃圾堆积".into(),
+        description: "需要多部门协调".into(),
+        departments: vec![HOUSING.into()],
+        category: None,
+        location: None,
+        urgency,
+    }
+}
+
+fn ack_clock() -> ClockRef {
+    ClockRef::for_department(ClockKind::Ack, HOUSING)
+}
+
+/// One node's parts, driven by hand: commands, projection and watchdog ticks on demand.
+struct Rig {
+    _dir: tempfile::TempDir,
+    log: Arc<dyn EventLog>,
+    projector: Projector,
+    watchdog: Watchdog,
+    clock: ManualClock,
+}
+
+impl Rig {
+    async fn embedded(start: &str) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = LogHandle::open(dir.path(), None).await.unwrap();
+        let log = handle.log();
+        let views = Views::open(dir.path().join("views")).unwrap();
+        let projector = Projector::new(views.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
+        let clock = ManualClock::new(at(start));
+        let watchdog = Watchdog::new(log.clone(), views, Arc::new(clock.clone()), projector.progress());
+        Rig { _dir: dir, log, projector, watchdog, clock }
+    }
+
+    async fn run(&mut self, case_id: Uuid, actor: Actor, body: CommandBody) -> Executed {
+        let cmd = Command::new(Uuid::now_v7(), case_id, actor, body);
+        let done = execute(self.log.as_ref(), &cmd, self.clock.now()).await.expect("command accepted");
+        self.project().await;
+        done
+    }
+
+    async fn project(&mut self) {
+        self.projector.catch_up(self.log.as_ref(), true, |_, _| {}).await.unwrap();
+    }
+
+    /// Sets the clock, lets the watchdog act, projects; returns the alert events stored.
+    async fn tick_at(&mut self, when: DateTime<Utc>) -> Vec<EventBody> {
+        let before = self.log.head().await.unwrap();
+        self.clock.set(when);
+        self.watchdog.tick().await.unwrap();
+        self.project().await;
+        let head = self.log.head().await.unwrap();
+        let mut out = Vec::new();
+        if head == before {
+            return out;
+        }
+        let mut stream = self.log.subscribe(before + 1).await.unwrap();
+        loop {
+            let r = stream.next().await.unwrap().unwrap();
+            out.extend(r.decode().unwrap().events.into_iter().map(|e| e.body).filter(|b| b.alert_stage().is_some()));
+            if r.position >= head {
+                return out;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn warning_breach_and_escalation_fire_exactly_at_their_times() {
+    let mut rig = Rig::embedded("2026-03-02T10:00:00+08:00").await;
+    let case = Uuid::now_v7();
+    rig.run(case, township(), raise(Urgency::Normal)).await;
+    let due = at("2026-03-03T10:00:00+08:00");
+    assert!(rig.tick_at(at("2026-03-03T03:59:59+08:00")).await.is_empty(), "nothing before 75 %");
+    assert_eq!(
+        rig.tick_at(at("2026-03-03T04:00:00+08:00")).await,
+        vec![EventBody::SlaWarned { clock: ack_clock(), due_at: due, warn_at: at("2026-03-03T04:00:00+08:00") }]
+    );
+    assert!(rig.tick_at(at("2026-03-03T09:59:59.999+08:00")).await.is_empty(), "nothing before the deadline");
+    assert_eq!(rig.tick_at(due).await, vec![EventBody::SlaBreached { clock: ack_clock(), due_at: due }]);
+    assert!(rig.tick_at(due + Duration::hours(23)).await.is_empty());
+    assert_eq!(
+        rig.tick_at(due + Duration::hours(24)).await,
+        vec![EventBody::SlaEscalated { clock: ack_clock(), due_at: due, level: 2 }]
+    );
+    assert!(rig.tick_at(due + Duration::days(30)).await.is_empty(), "each stage once");
+    let view = rig.projector.views().case(case).unwrap().unwrap();
+    assert_eq!(view.overdue().len(), 1);
+    assert_eq!(rig.projector.views().alerts(true, 10).unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_late_warning_becomes_the_breach_and_a_stopped_clock_says_nothing() {
+    let mut rig = Rig::embedded("2026-03-02T10:00:00+08:00").await;
+    let case = Uuid::now_v7();
+    rig.run(case, township(), raise(Urgency::Normal)).await;
+    // The service was down through the warning time and the deadline.
+    let got = rig.tick_at(at("2026-03-03T11:00:00+08:00")).await;
+    assert_eq!(got, vec![EventBody::SlaBreached { clock: ack_clock(), due_at: at("2026-03-03T10:00:00+08:00") }]);
+
+    let other = Uuid::now_v7();
+    rig.run(other, township(), raise(Urgency::Normal)).await;
+    rig.run(other, Actor::new(Role::Department, HOUSING), CommandBody::AcknowledgeSummons).await;
+    rig.tick_at(at("2026-03-10T11:00:00+08:00")).await;
+    let records = rig.log.read_case(other).await.unwrap();
+    let alerts = records.iter().flat_map(|r| r.decode().unwrap().events).filter(|e| e.body.alert_stage().is_some());
+    assert_eq!(alerts.count(), 0, "a department that reported in is never alerted");
+    assert!(rig.projector.views().case(other).unwrap().unwrap().armed.is_empty(), "reported in: no clock");
+}
+
+#[tokio::test]
+async fn an_approved_extension_moves_the_breach() {
+    let mut rig = Rig::embedded("2026-03-02T10:00:00+08:00").await;
+    let case = Uuid::now_v7();
+    rig.run(case, township(), raise(Urgency::Normal)).await;
+    let dept = Actor::new(Role::Department, HOUSING);
+    let ask = CommandBody::RequestExtension {
+        clock: ack_clock(),
+        span: ExtensionSpan::Hours(12),
+        reason: "需上报局领导".into(),
+    };
+    rig.run(case, dept, ask).await;
+    rig.run(case, Actor::new(Role::Supervisor, "市委督查室"), CommandBody::ApproveExtension { number: 1 }).await;
+    let alerts = rig.tick_at(at("2026-03-03T10:00:00+08:00")).await;
+    assert!(
+        alerts.iter().all(|a| !matches!(a, EventBody::SlaBreached { .. })),
+        "old deadline passes quietly: {alerts:?}"
+    );
+    let due = at("2026-03-03T22:00:00+08:00");
+    assert!(rig
+        .tick_at(due - Duration::milliseconds(1))
+        .await
+        .iter()
+        .all(|a| !matches!(a, EventBody::SlaBreached { .. })));
+    assert_eq!(rig.tick_at(due).await, vec![EventBody::SlaBreached { clock: ack_clock(), due_at: due }]);
+}
+
+#[tokio::test]
+async fn reopened_feedback_breaches_on_its_new_resolve_deadline() {
+    let mut rig = Rig::embedded("2026-03-02T10:00:00+08:00").await;
+    let case = Uuid::now_v7();
+    let submit = CommandBody::SubmitFeedback {
+        topic: FeedbackTopic::AppsChatGroups,
+        body: "工作群要求每日打卡".into(),
+        anonymous: false,
+    };
+    rig.run(case, township(), submit).await;
+    let office = Actor::new(Role::Office, "市减负办");
+    rig.run(case, office.clone(), CommandBody::ResolveFeedback { summary: "已清理该工作群".into() }).await;
+    rig.clock.set(at("2026-03-04T15:00:00+08:00"));
+    rig.run(case, township(), CommandBody::ReopenFeedback { reason: "又建了新群".into() }).await;
+    // Reopened Wed 03-04: 7 working days = Thu 5 .. Fri 13 → due Sat 03-14 00:00.
+    let resolve = ClockRef::case_wide(ClockKind::FeedbackResolve);
+    let view = rig.projector.views().case(case).unwrap().unwrap();
+    let due = view.armed.iter().find(|a| a.clock == resolve).unwrap().due_at;
+    assert_eq!(due, at("2026-03-14T00:00:00+08:00"));
+    let got = rig.tick_at(due).await;
+    assert!(got.contains(&EventBody::SlaBreached { clock: resolve, due_at: due }), "{got:?}");
+}
+
+#[tokio::test]
+async fn publishing_a_year_recomputes_provisional_deadlines() {
+    let mut rig = Rig::embedded("2026-12-28T10:00:00+08:00").await;
+    let case = Uuid::now_v7();
+    let submit =
+        CommandBody::SubmitFeedback {
+            topic: FeedbackTopic::Other, body: "年底材料过多".into(), anonymous: false
+        };
+    rig.run(case, township(), submit).await;
+    let resolve = ClockRef::case_wide(ClockKind::FeedbackResolve);
+    let armed = |rig: &Rig| {
+        rig.projector.views().case(case).unwrap().unwrap().armed.into_iter().find(|a| a.clock == resolve).unwrap()
+    };
+    let before = armed(&rig);
+    assert!(before.provisional);
+    assert_eq!(before.due_at, at("2027-01-07T00:00:00+08:00"), "weekday rule: 12-29..31, 01-01, 01-04..06");
+    let schedule = YearSchedule::from_toml(
+        "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
+         holidays = [{ name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" }]\nworkdays = []",
+    )
+    .unwrap();
+    let calendar_case = whistle::domain::event::CALENDAR_CASE_ID;
+    rig.run(calendar_case, Actor::new(Role::Admin, "市政府办"), CommandBody::PublishCalendar { schedule }).await;
+    let after = armed(&rig);
+    assert!(!after.provisional);
+    assert_eq!(after.due_at, at("2027-01-08T00:00:00+08:00"), "01-01 is now a holiday");
+    // The deadline index moved too: nothing fires at the old deadline.
+    let got = rig.tick_at(at("2027-01-07T00:00:00+08:00")).await;
+    assert!(got.iter().all(|a| !matches!(a, EventBody::SlaBreached { clock, .. } if *clock == resolve)), "{got:?}");
+    let got = rig.tick_at(at("2027-01-08T00:00:00+08:00")).await;
+    assert!(got.contains(&EventBody::SlaBreached { clock: resolve.clone(), due_at: at("2027-01-08T00:00:00+08:00") }));
+    // A restarted projector still knows the published year.
+    let reopened = Projector::new(rig.projector.views().clone(), SlaPolicy::default(), Calendar::official()).unwrap();
+    assert!(reopened.calendar().has_year(2027));
+}
+
+#[tokio::test]
+async fn a_poison_record_is_set_aside_and_projection_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = whistle::log::embedded::EmbeddedLog::open(dir.path().join("log")).unwrap();
+    log.append_raw("whistle.case.x", bytes::Bytes::from_static(b"{not json")).await.unwrap();
+    let case = Uuid::now_v7();
+    let cmd = Command::new(Uuid::now_v7(), case, township(), raise(Urgency::Normal));
+    execute(&log, &cmd, at("2026-03-02T10:00:00+08:00")).await.unwrap();
+    let views = Views::open(dir.path().join("views")).unwrap();
+    let mut projector = Projector::new(views.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
+    let totals = projector.catch_up(&log, false, |_, _| {}).await.unwrap();
+    assert_eq!(totals.dead_letters, 1);
+    assert!(views.case(case).unwrap().is_some(), "the good record after it is projected");
+    let letters = views.dead_letters(10).unwrap();
+    assert_eq!(letters[0].subject, "whistle.case.x");
+    assert_eq!(letters[0].payload, "{not json");
+    assert!(letters[0].reason.starts_with("not a commit"), "{}", letters[0].reason);
+    // An explicit rebuild stops at it instead, with a clear message.
+    let err = whistle::projector::rebuild(views, &log, SlaPolicy::default(), Calendar::official(), |_, _| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("record 1 on whistle.case.x cannot be projected: not a commit"), "{err}");
+}
+
+#[tokio::test]
+async fn a_poison_message_published_raw_to_nats_lands_in_the_dead_letters() {
+    let server = nats_server::NatsServer::start();
+    let log = NatsLog::connect(&NatsOptions::new(server.url())).await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish("whistle.case.x", "garbage".into()).await.unwrap().await.unwrap();
+    let typed = br#"{"command_id":"0192e0a0-0000-7000-8000-000000000001","case_id":"0192e0a0-0000-7000-8000-000000000002","events":[{"type":"no_such_event"}]}"#;
+    js.publish("whistle.case.0192e0a0-0000-7000-8000-000000000002", bytes::Bytes::from_static(typed))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let case = Uuid::now_v7();
+    execute(&log, &Command::new(Uuid::now_v7(), case, township(), raise(Urgency::Normal)), Utc::now()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let views = Views::open(dir.path().join("views")).unwrap();
+    let mut projector = Projector::new(views.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
+    let totals = projector.catch_up(&log, false, |_, _| {}).await.unwrap();
+    assert_eq!(totals.dead_letters, 2);
+    assert_eq!(views.dead_letter_count(), 2);
+    assert!(views.case(case).unwrap().is_some());
+}
+
+// ----------------------------------------------------------------------------- delivery
+
+fn webhook(url: String) -> AlertConfig {
+    AlertConfig {
+        webhooks: vec![WebhookConfig {
+            name: "supervisors".into(),
+            url,
+            format: WebhookFormat::Generic,
+            stages: vec![],
+            units: vec![],
+        }],
+        ..AlertConfig::default()
+    }
+}
+
+struct Live {
+    _dir: tempfile::TempDir,
+    log: Arc<dyn EventLog>,
+    node: Node,
+    clock: ManualClock,
+}
+
+async fn live_node(start: &str, alerts: AlertConfig) -> Live {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = LogHandle::open(dir.path(), None).await.unwrap();
+    let log = handle.log();
+    let views = Views::open(dir.path().join("views")).unwrap();
+    let clock = ManualClock::new(at(start));
+    let config = NodeConfig { alerts, ..NodeConfig::default() };
+    let node = Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap();
+    Live { _dir: dir, log, node, clock }
+}
+
+impl Live {
+    async fn run(&self, case_id: Uuid, actor: Actor, body: CommandBody) -> Executed {
+        let cmd = Command::new(Uuid::now_v7(), case_id, actor, body);
+        let done = execute(self.log.as_ref(), &cmd, self.clock.now()).await.unwrap();
+        self.node.caught_up_to(done.position).await;
+        done
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_watchdog_wakes_for_the_deadline_and_every_channel_hears_once() {
+    let receiver = webhook::Receiver::start(0).await;
+    let live = live_node("2026-03-02T10:00:00+08:00", webhook(receiver.url())).await;
+    let mut subject = live.log.watch_alerts("whistle.alert.").await.unwrap();
+    let mut stream = live.node.live_alerts();
+    let case = Uuid::now_v7();
+    live.run(case, township(), raise(Urgency::Normal)).await;
+    live.clock.set(at("2026-03-03T10:00:00+08:00"));
+    let alert = tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("live alert").unwrap();
+    assert_eq!(alert.stage, whistle::domain::event::AlertStage::Breach);
+    assert_eq!(alert.unit, HOUSING);
+    let (name, payload) = tokio::time::timeout(StdDuration::from_secs(20), subject.next()).await.unwrap().unwrap();
+    assert_eq!(name, "whistle.alert.breach.住建局");
+    let notice: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(notice["alert_id"], alert.alert_id.to_string());
+    assert!(notice["text"].as_str().unwrap().contains("【超时】住建局 的「报到」已超时"), "{notice}");
+    let bodies = receiver.wait_for(1).await;
+    assert_eq!(bodies[0]["alert_id"], alert.alert_id.to_string());
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    assert_eq!(receiver.bodies().len(), 1, "once");
+    live.node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_webhook_receives_each_alert_exactly_once_after_retries() {
+    let receiver = webhook::Receiver::start(3).await;
+    let live = live_node("2026-03-02T10:00:00+08:00", webhook(receiver.url())).await;
+    let cases: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for case in &cases {
+        live.run(*case, township(), raise(Urgency::Normal)).await;
+    }
+    live.clock.set(at("2026-03-03T10:00:00+08:00"));
+    let bodies = receiver.wait_for(3).await;
+    tokio::time::sleep(StdDuration::from_secs(1)).await;
+    let bodies_after = receiver.bodies();
+    assert_eq!(bodies_after.len(), 3, "{bodies:?}");
+    let mut ids: Vec<String> = bodies_after.iter().map(|b| b["alert_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "each alert once");
+    assert_eq!(receiver.attempts.load(std::sync::atomic::Ordering::SeqCst), 6, "3 refused, then 3 accepted");
+    live.node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning() {
+    let receiver = webhook::Receiver::start(0).await;
+    // Raised Mon 01:30, due Tue 01:30: outside working hours.
+    let live = live_node("2026-03-02T01:30:00+08:00", webhook(receiver.url())).await;
+    let normal = Uuid::now_v7();
+    let urgent = Uuid::now_v7();
+    live.run(normal, township(), raise(Urgency::Normal)).await;
+    live.run(urgent, township(), raise(Urgency::Urgent)).await;
+    let mut stream = live.node.live_alerts();
+    live.clock.set(at("2026-03-03T01:30:00+08:00"));
+    for _ in 0..2 {
+        tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("both recorded at once").unwrap();
+    }
+    let first = receiver.wait_for(1).await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    assert_eq!(receiver.bodies().len(), 1, "only the urgent whistle's alert goes out at night");
+    assert_eq!(first[0]["case_id"], urgent.to_string());
+    assert_eq!(live.node.delivery.stats.held.load(std::sync::atomic::Ordering::Relaxed), 1);
+    live.clock.set(at("2026-03-03T08:59:59+08:00"));
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(receiver.bodies().len(), 1, "still held before 09:00");
+    live.clock.set(at("2026-03-03T09:00:00+08:00"));
+    let both = receiver.wait_for(2).await;
+    assert_eq!(both[1]["case_id"], normal.to_string());
+    live.node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_on_a_holiday_waits_for_the_first_working_morning_after_it() {
+    let receiver = webhook::Receiver::start(0).await;
+    // National Day 2026: 10-01..10-07 off; raised 10-01 10:00, due 10-02 10:00 (a holiday).
+    let live = live_node("2026-10-01T10:00:00+08:00", webhook(receiver.url())).await;
+    let case = Uuid::now_v7();
+    live.run(case, township(), raise(Urgency::Normal)).await;
+    let mut stream = live.node.live_alerts();
+    live.clock.set(at("2026-10-02T10:00:00+08:00"));
+    tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("recorded at once").unwrap();
+    live.clock.set(at("2026-10-07T18:00:00+08:00"));
+    // The escalation (due + 24 h) goes to the next level at once, holiday or not.
+    let escalation = receiver.wait_for(1).await;
+    assert_eq!(escalation[0]["stage"], "escalation");
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    assert_eq!(receiver.bodies().len(), 1, "the breach is held through the holiday");
+    live.clock.set(at("2026-10-08T09:00:00+08:00"));
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1]["stage"], "breach");
+    assert_eq!(got[1]["case_id"], case.to_string());
+    live.node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_watchdogs_on_one_stream_store_and_deliver_each_breach_once() {
+    let server = nats_server::NatsServer::start();
+    let receiver = webhook::Receiver::start(1).await;
+    let clock = ManualClock::new(at("2026-03-02T10:00:00+08:00"));
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    let mut logs: Vec<Arc<dyn EventLog>> = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(NatsLog::connect(&NatsOptions::new(server.url())).await.unwrap());
+        let views = Views::open(dir.path().join("views")).unwrap();
+        let config = NodeConfig { alerts: webhook(receiver.url()), ..NodeConfig::default() };
+        nodes.push(Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap());
+        logs.push(log);
+        dirs.push(dir);
+    }
+    let mut subject = logs[0].watch_alerts("whistle.alert.breach.").await.unwrap();
+    let cases: Vec<Uuid> = (0..8).map(|_| Uuid::now_v7()).collect();
+    let mut last = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let cmd = Command::new(Uuid::now_v7(), *case, township(), raise(Urgency::Normal));
+        last = execute(logs[i % 2].as_ref(), &cmd, clock.now()).await.unwrap().position;
+    }
+    for node in &nodes {
+        node.caught_up_to(last).await;
+    }
+    // Both watchdogs wake for the same deadlines.
+    clock.set(at("2026-03-03T10:00:00+08:00"));
+    let bodies = receiver.wait_for(8).await;
+    let mut published = Vec::new();
+    while published.len() < 8 {
+        let (_, payload) = tokio::time::timeout(StdDuration::from_secs(20), subject.next()).await.unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        published.push(v["alert_id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    let mut breaches: BTreeMap<Uuid, usize> = BTreeMap::new();
+    for case in &cases {
+        for record in logs[0].read_case(*case).await.unwrap() {
+            for e in record.decode().unwrap().events {
+                if matches!(e.body, EventBody::SlaBreached { .. }) {
+                    *breaches.entry(*case).or_default() += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(breaches.len(), 8);
+    assert!(breaches.values().all(|n| *n == 1), "one breach per case in the log: {breaches:?}");
+    assert_eq!(receiver.bodies().len(), 8, "each delivered once: {bodies:?}");
+    published.sort();
+    published.dedup();
+    assert_eq!(published.len(), 8);
+    assert!(
+        tokio::time::timeout(StdDuration::from_millis(500), subject.next()).await.is_err(),
+        "no second publication"
+    );
+    for node in nodes {
+        node.stop().await;
+    }
+}
