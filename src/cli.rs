@@ -72,6 +72,14 @@ pub enum CalendarCommand {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(WORKING_DAYS_MAX)))]
         working_days: u32,
     },
+    /// Publish (or correct) a year's official schedule from a TOML file. It is recorded as an
+    /// event; open deadlines that depend on that year are recomputed and stop being provisional.
+    Publish {
+        /// The schedule file: year, notice, holidays, workdays (see src/domain/calendars/).
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -71,8 +71,38 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             println!("appended {stored} events; log head {}", handle.log().head().await.map_err(failed)?);
             handle.close().await.map_err(failed)
         }
-        Command::Calendar { .. } | Command::Serve => unreachable!("handled without a runtime"),
+        Command::Calendar { command: CalendarCommand::Publish { file, store } } => publish_calendar(&file, store).await,
+        Command::Calendar { command: CalendarCommand::Due { .. } } | Command::Serve => {
+            unreachable!("handled without a runtime")
+        }
     }
+}
+
+async fn publish_calendar(file: &std::path::Path, store: StoreArgs) -> Result<(), Failure> {
+    use whistle::clock::{Clock, SystemClock};
+    use whistle::domain::command::{Command as DomainCommand, CommandBody};
+    use whistle::domain::event::{Actor, Role, CALENDAR_CASE_ID};
+    let text = std::fs::read_to_string(file).map_err(|e| bad_input(format!("cannot read {}: {e}", file.display())))?;
+    let schedule =
+        whistle::domain::YearSchedule::from_toml(&text).map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+    let year = schedule.year;
+    let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
+    let cmd = DomainCommand::new(
+        uuid::Uuid::now_v7(),
+        CALENDAR_CASE_ID,
+        Actor::new(Role::Admin, "whistle calendar publish"),
+        CommandBody::PublishCalendar { schedule },
+    );
+    let done =
+        whistle::execute::execute(handle.log().as_ref(), &cmd, SystemClock.now()).await.map_err(|e| match e {
+            whistle::execute::ExecuteError::Rejected(r) => bad_input(r.to_string()),
+            other => failed(other),
+        })?;
+    println!(
+        "published the {year} calendar at log position {}; open deadlines are recomputed as the views catch up",
+        done.position
+    );
+    handle.close().await.map_err(failed)
 }
 
 async fn rebuild(store: StoreArgs) -> Result<(), Failure> {

@@ -44,3 +44,29 @@ fn bad_input_exits_2_with_a_message_and_prints_nothing_on_stdout() {
     let out = whistle(&["calendar", "due", "--from", "2026-09-18T10:00:00+08:00"]);
     assert_eq!(out.status.code(), Some(2), "a missing argument is bad input");
 }
+
+#[test]
+fn calendar_publish_records_the_year_and_refuses_bad_files_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let good = dir.path().join("2027.toml");
+    std::fs::write(
+        &good,
+        "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
+         holidays = [{ name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" }]\nworkdays = []\n",
+    )
+    .unwrap();
+    let out = whistle(&["calendar", "publish", good.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("published the 2027 calendar at log position 1"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "year = 2027\nnotice = \"n\"\nholidays = []\nworkdays = [\"2027-01-06\"]\n").unwrap();
+    let out = whistle(&["calendar", "publish", bad.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("2027-01-06 is not a weekend day"));
+
+    let out = whistle(&["project", "--data", data.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout).unwrap().contains("projected 1 records"), "the bad file wrote nothing");
+}

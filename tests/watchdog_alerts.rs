@@ -54,7 +54,26 @@ fn ack_clock() -> ClockRef {
 }
 
 /// One node's parts, driven by hand: commands, projection and watchdog ticks on demand.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Embedded,
+    Nats,
+}
+
+/// A log of either kind in a temp folder (and a nats-server of its own for NATS).
+async fn open_log(backend: Backend, dir: &std::path::Path) -> (Arc<dyn EventLog>, Option<nats_server::NatsServer>) {
+    match backend {
+        Backend::Embedded => (LogHandle::open(dir, None).await.unwrap().log(), None),
+        Backend::Nats => {
+            let server = nats_server::NatsServer::start();
+            let log = LogHandle::open(dir, Some(&NatsOptions::new(server.url()))).await.unwrap().log();
+            (log, Some(server))
+        }
+    }
+}
+
 struct Rig {
+    _server: Option<nats_server::NatsServer>,
     _dir: tempfile::TempDir,
     log: Arc<dyn EventLog>,
     projector: Projector,
@@ -63,15 +82,14 @@ struct Rig {
 }
 
 impl Rig {
-    async fn embedded(start: &str) -> Rig {
+    async fn new(backend: Backend, start: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let handle = LogHandle::open(dir.path(), None).await.unwrap();
-        let log = handle.log();
+        let (log, server) = open_log(backend, dir.path()).await;
         let views = Views::open(dir.path().join("views")).unwrap();
         let projector = Projector::new(views.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
         let clock = ManualClock::new(at(start));
         let watchdog = Watchdog::new(log.clone(), views, Arc::new(clock.clone()), projector.progress());
-        Rig { _dir: dir, log, projector, watchdog, clock }
+        Rig { _server: server, _dir: dir, log, projector, watchdog, clock }
     }
 
     async fn run(&mut self, case_id: Uuid, actor: Actor, body: CommandBody) -> Executed {
@@ -107,9 +125,8 @@ impl Rig {
     }
 }
 
-#[tokio::test]
-async fn warning_breach_and_escalation_fire_exactly_at_their_times() {
-    let mut rig = Rig::embedded("2026-03-02T10:00:00+08:00").await;
+async fn warning_breach_and_escalation_fire_exactly_at_their_times(backend: Backend) {
+    let mut rig = Rig::new(backend, "2026-03-02T10:00:00+08:00").await;
     let case = Uuid::now_v7();
     rig.run(case, township(), raise(Urgency::Normal)).await;
     let due = at("2026-03-03T10:00:00+08:00");
@@ -131,9 +148,8 @@ async fn warning_breach_and_escalation_fire_exactly_at_their_times() {
     assert_eq!(rig.projector.views().alerts(true, 10).unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn a_late_warning_becomes_the_breach_and_a_stopped_clock_says_nothing() {
-    let mut rig = Rig::embedded("2026-03-02T10:00:00+08:00").await;
+async fn a_late_warning_becomes_the_breach_and_a_stopped_clock_says_nothing(backend: Backend) {
+    let mut rig = Rig::new(backend, "2026-03-02T10:00:00+08:00").await;
     let case = Uuid::now_v7();
     rig.run(case, township(), raise(Urgency::Normal)).await;
     // The service was down through the warning time and the deadline.
@@ -150,9 +166,8 @@ async fn a_late_warning_becomes_the_breach_and_a_stopped_clock_says_nothing() {
     assert!(rig.projector.views().case(other).unwrap().unwrap().armed.is_empty(), "reported in: no clock");
 }
 
-#[tokio::test]
-async fn an_approved_extension_moves_the_breach() {
-    let mut rig = Rig::embedded("2026-03-02T10:00:00+08:00").await;
+async fn an_approved_extension_moves_the_breach(backend: Backend) {
+    let mut rig = Rig::new(backend, "2026-03-02T10:00:00+08:00").await;
     let case = Uuid::now_v7();
     rig.run(case, township(), raise(Urgency::Normal)).await;
     let dept = Actor::new(Role::Department, HOUSING);
@@ -177,9 +192,8 @@ async fn an_approved_extension_moves_the_breach() {
     assert_eq!(rig.tick_at(due).await, vec![EventBody::SlaBreached { clock: ack_clock(), due_at: due }]);
 }
 
-#[tokio::test]
-async fn reopened_feedback_breaches_on_its_new_resolve_deadline() {
-    let mut rig = Rig::embedded("2026-03-02T10:00:00+08:00").await;
+async fn reopened_feedback_breaches_on_its_new_resolve_deadline(backend: Backend) {
+    let mut rig = Rig::new(backend, "2026-03-02T10:00:00+08:00").await;
     let case = Uuid::now_v7();
     let submit = CommandBody::SubmitFeedback {
         topic: FeedbackTopic::AppsChatGroups,
@@ -200,9 +214,8 @@ async fn reopened_feedback_breaches_on_its_new_resolve_deadline() {
     assert!(got.contains(&EventBody::SlaBreached { clock: resolve, due_at: due }), "{got:?}");
 }
 
-#[tokio::test]
-async fn publishing_a_year_recomputes_provisional_deadlines() {
-    let mut rig = Rig::embedded("2026-12-28T10:00:00+08:00").await;
+async fn publishing_a_year_recomputes_provisional_deadlines(backend: Backend) {
+    let mut rig = Rig::new(backend, "2026-12-28T10:00:00+08:00").await;
     let case = Uuid::now_v7();
     let submit =
         CommandBody::SubmitFeedback {
@@ -301,21 +314,21 @@ fn webhook(url: String) -> AlertConfig {
 }
 
 struct Live {
+    _server: Option<nats_server::NatsServer>,
     _dir: tempfile::TempDir,
     log: Arc<dyn EventLog>,
     node: Node,
     clock: ManualClock,
 }
 
-async fn live_node(start: &str, alerts: AlertConfig) -> Live {
+async fn live_node(backend: Backend, start: &str, alerts: AlertConfig) -> Live {
     let dir = tempfile::tempdir().unwrap();
-    let handle = LogHandle::open(dir.path(), None).await.unwrap();
-    let log = handle.log();
+    let (log, server) = open_log(backend, dir.path()).await;
     let views = Views::open(dir.path().join("views")).unwrap();
     let clock = ManualClock::new(at(start));
     let config = NodeConfig { alerts, ..NodeConfig::default() };
     let node = Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap();
-    Live { _dir: dir, log, node, clock }
+    Live { _server: server, _dir: dir, log, node, clock }
 }
 
 impl Live {
@@ -327,10 +340,9 @@ impl Live {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_running_watchdog_wakes_for_the_deadline_and_every_channel_hears_once() {
+async fn the_running_watchdog_wakes_for_the_deadline_and_every_channel_hears_once(backend: Backend) {
     let receiver = webhook::Receiver::start(0).await;
-    let live = live_node("2026-03-02T10:00:00+08:00", webhook(receiver.url())).await;
+    let live = live_node(backend, "2026-03-02T10:00:00+08:00", webhook(receiver.url())).await;
     let mut subject = live.log.watch_alerts("whistle.alert.").await.unwrap();
     let mut stream = live.node.live_alerts();
     let case = Uuid::now_v7();
@@ -351,10 +363,9 @@ async fn the_running_watchdog_wakes_for_the_deadline_and_every_channel_hears_onc
     live.node.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_webhook_receives_each_alert_exactly_once_after_retries() {
+async fn a_failing_webhook_receives_each_alert_exactly_once_after_retries(backend: Backend) {
     let receiver = webhook::Receiver::start(3).await;
-    let live = live_node("2026-03-02T10:00:00+08:00", webhook(receiver.url())).await;
+    let live = live_node(backend, "2026-03-02T10:00:00+08:00", webhook(receiver.url())).await;
     let cases: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     for case in &cases {
         live.run(*case, township(), raise(Urgency::Normal)).await;
@@ -372,11 +383,10 @@ async fn a_failing_webhook_receives_each_alert_exactly_once_after_retries() {
     live.node.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning() {
+async fn quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning(backend: Backend) {
     let receiver = webhook::Receiver::start(0).await;
     // Raised Mon 01:30, due Tue 01:30: outside working hours.
-    let live = live_node("2026-03-02T01:30:00+08:00", webhook(receiver.url())).await;
+    let live = live_node(backend, "2026-03-02T01:30:00+08:00", webhook(receiver.url())).await;
     let normal = Uuid::now_v7();
     let urgent = Uuid::now_v7();
     live.run(normal, township(), raise(Urgency::Normal)).await;
@@ -400,11 +410,10 @@ async fn quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning() {
     live.node.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_on_a_holiday_waits_for_the_first_working_morning_after_it() {
+async fn an_alert_on_a_holiday_waits_for_the_first_working_morning_after_it(backend: Backend) {
     let receiver = webhook::Receiver::start(0).await;
     // National Day 2026: 10-01..10-07 off; raised 10-01 10:00, due 10-02 10:00 (a holiday).
-    let live = live_node("2026-10-01T10:00:00+08:00", webhook(receiver.url())).await;
+    let live = live_node(backend, "2026-10-01T10:00:00+08:00", webhook(receiver.url())).await;
     let case = Uuid::now_v7();
     live.run(case, township(), raise(Urgency::Normal)).await;
     let mut stream = live.node.live_alerts();
@@ -484,3 +493,34 @@ async fn two_watchdogs_on_one_stream_store_and_deliver_each_breach_once() {
         node.stop().await;
     }
 }
+
+// ----------------------------------------------------------------------------- both back ends
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Embedded).await
+            })*
+        }
+        mod nats {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Nats).await
+            })*
+        }
+    };
+}
+
+on_both!(
+    warning_breach_and_escalation_fire_exactly_at_their_times,
+    a_late_warning_becomes_the_breach_and_a_stopped_clock_says_nothing,
+    an_approved_extension_moves_the_breach,
+    reopened_feedback_breaches_on_its_new_resolve_deadline,
+    publishing_a_year_recomputes_provisional_deadlines,
+    the_running_watchdog_wakes_for_the_deadline_and_every_channel_hears_once,
+    a_failing_webhook_receives_each_alert_exactly_once_after_retries,
+    quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning,
+    an_alert_on_a_holiday_waits_for_the_first_working_morning_after_it,
+);
