@@ -78,7 +78,7 @@ pub enum CalendarCommand {
         /// The schedule file: year, notice, holidays, workdays (see src/domain/calendars/).
         file: PathBuf,
         #[command(flatten)]
-        store: StoreArgs,
+        store: Box<StoreArgs>,
     },
 }
 

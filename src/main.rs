@@ -71,7 +71,7 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             println!("appended {stored} events; log head {}", handle.log().head().await.map_err(failed)?);
             handle.close().await.map_err(failed)
         }
-        Command::Calendar { command: CalendarCommand::Publish { file, store } } => publish_calendar(&file, store).await,
+        Command::Calendar { command: CalendarCommand::Publish { file, store } } => publish_calendar(&file, *store).await,
         Command::Calendar { command: CalendarCommand::Due { .. } } | Command::Serve => {
             unreachable!("handled without a runtime")
         }
