@@ -21,7 +21,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the service: HTTP API, projector, watchdog and alert delivery.
-    Serve,
+    Serve(ServeArgs),
+    /// Manage bearer tokens (stored only as hashes).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Working-day calendar (official schedules, Beijing time).
     Calendar {
         #[command(subcommand)]
@@ -80,6 +85,60 @@ pub enum CalendarCommand {
         #[command(flatten)]
         store: Box<StoreArgs>,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "WHISTLE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Organisation file (TOML: townships, departments, office, coordinator, supervisors,
+    /// alerts); without it the data folder's org.toml, or a demo one written on first start.
+    #[arg(long, env = "WHISTLE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token for a role and unit and print it (the only time it is shown).
+    Add {
+        #[arg(long, value_parser = parse_role)]
+        role: crate::domain::event::Role,
+        #[arg(long)]
+        unit: String,
+        /// A note on whom the token is for.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long, env = "WHISTLE_DATA", default_value = DEFAULT_DATA_DIR)]
+        data: PathBuf,
+        /// Organisation file to check the unit against (default: the data folder's org.toml).
+        #[arg(long, env = "WHISTLE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn parse_role(text: &str) -> Result<crate::domain::event::Role, String> {
+    use crate::domain::event::Role;
+    match text {
+        "township" => Ok(Role::Township),
+        "department" => Ok(Role::Department),
+        "office" => Ok(Role::Office),
+        "coordinator" => Ok(Role::Coordinator),
+        "supervisor" => Ok(Role::Supervisor),
+        "admin" => Ok(Role::Admin),
+        other => Err(format!("{other:?} is not a role: township, department, office, coordinator, supervisor, admin")),
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,12 +14,15 @@
 //! Every state change is an event; views and alerts are derived from the log of events.
 
 pub mod alerts;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod domain;
 pub mod execute;
 pub mod log;
 pub mod projector;
+pub mod serve;
 pub mod service;
 pub mod sim;
 pub mod watchdog;
+pub mod web;

@@ -2,7 +2,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use whistle::cli::{calendar_due_line, shown, CalendarCommand, Cli, Command, ProgressReport, StoreArgs, ViewsCommand};
+use whistle::cli::{
+    calendar_due_line, shown, CalendarCommand, Cli, Command, ProgressReport, ServeArgs, StoreArgs, TokenCommand,
+    ViewsCommand,
+};
 use whistle::domain::Calendar;
 use whistle::projector::{self, Projector};
 use whistle::service::{load_policy, open_views, LogHandle};
@@ -26,20 +29,17 @@ fn failed(message: impl std::fmt::Display) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WHISTLE_LOG").unwrap_or_else(|_| "warn,whistle=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let json_logs = matches!(&cli.command, Command::Serve(args) if args.log_format == whistle::cli::LogFormat::Json);
+    init_logging(json_logs);
     let outcome = match cli.command {
         Command::Calendar { command: CalendarCommand::Due { from, working_days } } => {
-            calendar_due_line(&Calendar::official(), from, working_days).map(|line| println!("{line}")).map_err(bad_input)
+            calendar_due_line(&Calendar::official(), from, working_days)
+                .map(|line| println!("{line}"))
+                .map_err(bad_input)
         }
-        Command::Serve => Err(failed(
-            "whistle serve: the HTTP service is not part of this build yet; `whistle rebuild`, `whistle project` and `whistle calendar due` work today.",
-        )),
+        Command::Token { command: TokenCommand::Add { role, unit, label, data, config } } => {
+            add_token(role, &unit, &label, &data, config.as_deref())
+        }
         command => runtime().and_then(|rt| rt.block_on(run_async(command))),
     };
     match outcome {
@@ -49,6 +49,57 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+fn init_logging(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("WHISTLE_LOG").unwrap_or_else(|_| "warn,whistle=info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let policy = load_policy(args.store.policy.as_deref()).map_err(bad_input)?;
+    let options = whistle::serve::ServeOptions {
+        data: args.store.data.clone(),
+        listen: args.listen,
+        nats: args.store.nats.options(),
+        config: args.config.clone(),
+        policy,
+        clock: Arc::new(whistle::clock::SystemClock),
+    };
+    whistle::serve::serve(options).await.map_err(|e| match e {
+        whistle::serve::ServeError::Config(m) => bad_input(m),
+        whistle::serve::ServeError::Failed(m) => failed(m),
+    })
+}
+
+fn add_token(
+    role: whistle::domain::event::Role,
+    unit: &str,
+    label: &str,
+    data: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    let (org, _) = whistle::serve::load_or_create_org(data, config).map_err(|e| bad_input(e.to_string()))?;
+    let actor = whistle::domain::event::Actor::new(role, unit.trim());
+    if !org.knows(&actor) {
+        return Err(bad_input(format!("{} is not a {} of this organisation", actor.unit, role.as_str())));
+    }
+    let path = whistle::serve::DataFiles::of(data).tokens;
+    let token = whistle::api::auth::add_token(&path, &actor, label).map_err(failed)?;
+    println!("{token}");
+    eprintln!(
+        "token for {} {} stored (as a hash) in {}; it is not shown again",
+        role.as_str(),
+        actor.unit,
+        shown(&path)
+    );
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -71,8 +122,11 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             println!("appended {stored} events; log head {}", handle.log().head().await.map_err(failed)?);
             handle.close().await.map_err(failed)
         }
-        Command::Calendar { command: CalendarCommand::Publish { file, store } } => publish_calendar(&file, *store).await,
-        Command::Calendar { command: CalendarCommand::Due { .. } } | Command::Serve => {
+        Command::Calendar { command: CalendarCommand::Publish { file, store } } => {
+            publish_calendar(&file, *store).await
+        }
+        Command::Serve(args) => serve(args).await,
+        Command::Calendar { command: CalendarCommand::Due { .. } } | Command::Token { .. } => {
             unreachable!("handled without a runtime")
         }
     }

@@ -170,6 +170,11 @@ impl Node {
         Ok(Node { views, progress, delivery, live_alerts, stop, tasks })
     }
 
+    /// The sender side of the live alerts, for the HTTP layer to subscribe from.
+    pub fn live_alerts_sender(&self) -> tokio::sync::broadcast::Sender<crate::projector::model::AlertView> {
+        self.live_alerts.clone()
+    }
+
     /// Live alerts, as the projector records them.
     pub fn live_alerts(&self) -> tokio::sync::broadcast::Receiver<crate::projector::model::AlertView> {
         self.live_alerts.subscribe()

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::model::{alert_view, contributions, AlertView, CaseView, DeadLetter, StatsCell};
 use super::views::{
-    alert_key, calendar_key, dead_letter_key, history_key, index_key, open_alert_key, overdue_key, stats_key,
-    status_list_key, unit_list_key, Overlay, ViewError,
+    alert_key, calendar_key, dead_letter_key, history_key, index_key, list_keys, open_alert_key, stats_key, Overlay,
+    ViewError,
 };
 use crate::domain::calendar::HolidayRange;
 use crate::domain::event::{EventBody, SCHEMA_VERSION};
@@ -108,10 +108,9 @@ fn replace_derived(overlay: &mut Overlay, before: &CaseView, after: &CaseView) -
 fn derived_keys(view: &CaseView) -> BTreeSet<Vec<u8>> {
     let mut keys: BTreeSet<Vec<u8>> = view.pending_alerts().iter().map(index_key).collect();
     if let (Some(kind), Some(status)) = (view.kind(), view.status()) {
-        keys.insert(status_list_key(kind, status, view.case_id));
-        keys.extend(view.units().iter().map(|u| unit_list_key(u, view.case_id)));
-        if !view.overdue().is_empty() {
-            keys.insert(overdue_key(view.case_id));
+        if let Some(opened_at) = view.opened_at() {
+            let overdue = !view.overdue().is_empty();
+            keys.extend(list_keys(kind, status, &view.units(), overdue, opened_at, view.case_id));
         }
     }
     keys

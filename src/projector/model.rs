@@ -60,6 +60,14 @@ impl CaseView {
         }
     }
 
+    pub fn opened_at(&self) -> Option<DateTime<Utc>> {
+        match &self.state {
+            State::Whistle(c) => Some(c.opened_at),
+            State::Feedback(c) => Some(c.opened_at),
+            State::Empty | State::Calendar(_) => None,
+        }
+    }
+
     /// The title shown in lists and alerts.
     pub fn title(&self) -> String {
         match &self.state {

@@ -163,19 +163,30 @@ impl Views {
         Ok(out)
     }
 
-    /// Case ids (newest first: ids are UUIDv7) under a list prefix, starting after `cursor`.
-    pub fn list(&self, prefix: &[u8], cursor: Option<Uuid>, max: usize) -> Result<Vec<Uuid>, ViewError> {
-        let iter = match cursor {
-            Some(c) => self.tree.range(prefix.to_vec()..prefixed(prefix, c.as_bytes())),
-            None => self.tree.range(prefix.to_vec()..prefix_end(prefix)),
+    /// Case ids under a list prefix, newest opened first, after `cursor` (a list suffix from
+    /// an earlier page); returns the ids and the cursor for the next page.
+    pub fn list(
+        &self,
+        prefix: &[u8],
+        cursor: Option<&[u8]>,
+        max: usize,
+    ) -> Result<(Vec<Uuid>, Option<Vec<u8>>), ViewError> {
+        let end = match cursor {
+            Some(c) => prefixed(prefix, c),
+            None => prefix_end(prefix),
         };
-        let mut out = Vec::new();
-        for item in iter.rev().take(max) {
+        let mut ids = Vec::new();
+        let mut last_suffix = None;
+        for item in self.tree.range(prefix.to_vec()..end).rev().take(max) {
             let (key, _) = item.map_err(storage)?;
-            let id = key.get(key.len().saturating_sub(16)..).and_then(|b| Uuid::from_slice(b).ok());
-            out.extend(id);
+            let suffix = &key[prefix.len()..];
+            if let Some(id) = suffix.get(8..24).and_then(|b| Uuid::from_slice(b).ok()) {
+                ids.push(id);
+                last_suffix = Some(suffix.to_vec());
+            }
         }
-        Ok(out)
+        let next = if ids.len() == max { last_suffix } else { None };
+        Ok((ids, next))
     }
 
     /// Statistics cells of one dimension with dates in `[from, to]` (YYYY-MM-DD), by unit.
@@ -382,28 +393,49 @@ pub fn index_key(entry: &IndexEntry) -> Vec<u8> {
     .concat()
 }
 
-pub fn unit_list_key(unit: &str, case_id: Uuid) -> Vec<u8> {
-    [b"l:u:".as_slice(), unit.as_bytes(), &[0], case_id.as_bytes()].concat()
+/// The part of a list key that orders it: opening time (ms, BE, sign-flipped) and case id.
+pub fn list_suffix(opened_at: DateTime<Utc>, case_id: Uuid) -> Vec<u8> {
+    let millis = (opened_at.timestamp_millis() as u64) ^ (1 << 63);
+    [millis.to_be_bytes().as_slice(), case_id.as_bytes()].concat()
+}
+
+/// Every case, by opening time.
+pub fn all_list_prefix() -> Vec<u8> {
+    b"l:a:".to_vec()
 }
 
 pub fn unit_list_prefix(unit: &str) -> Vec<u8> {
     [b"l:u:".as_slice(), unit.as_bytes(), &[0]].concat()
 }
 
-pub fn status_list_key(kind: &str, status: &str, case_id: Uuid) -> Vec<u8> {
-    [status_list_prefix(kind, Some(status)).as_slice(), case_id.as_bytes()].concat()
-}
-
 /// Prefix of the status list of a kind, or of one status of it.
 pub fn status_list_prefix(kind: &str, status: Option<&str>) -> Vec<u8> {
     match status {
         Some(s) => [b"l:s:".as_slice(), kind.as_bytes(), &[0], s.as_bytes(), &[0]].concat(),
-        None => [b"l:s:".as_slice(), kind.as_bytes(), &[0]].concat(),
+        None => [b"l:k:".as_slice(), kind.as_bytes(), &[0]].concat(),
     }
 }
 
-pub fn overdue_key(case_id: Uuid) -> Vec<u8> {
-    prefixed(b"l:o:", case_id.as_bytes())
+pub fn overdue_list_prefix() -> Vec<u8> {
+    b"l:o:".to_vec()
+}
+
+/// Every list key a case belongs to.
+pub fn list_keys(
+    kind: &str,
+    status: &str,
+    units: &[String],
+    overdue: bool,
+    opened_at: DateTime<Utc>,
+    case_id: Uuid,
+) -> Vec<Vec<u8>> {
+    let suffix = list_suffix(opened_at, case_id);
+    let mut prefixes = vec![all_list_prefix(), status_list_prefix(kind, None), status_list_prefix(kind, Some(status))];
+    prefixes.extend(units.iter().map(|u| unit_list_prefix(u)));
+    if overdue {
+        prefixes.push(overdue_list_prefix());
+    }
+    prefixes.into_iter().map(|p| [p.as_slice(), suffix.as_slice()].concat()).collect()
 }
 
 pub fn alert_key(alert_id: Uuid) -> Vec<u8> {

@@ -1,0 +1,345 @@
+//! Command endpoints: each turns a request into one domain command, runs it through
+//! `execute`, and answers with the case as the command left it.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::auth::can_see;
+use super::queries::case_json;
+use super::{authenticated, caller, command_id, derived_id, parse_json, parse_json_bytes, refuse, ApiError, Shared};
+use crate::domain::command::{Command, CommandBody};
+use crate::domain::event::{Actor, ClockKind, ClockRef, ExtensionSpan, FeedbackTopic, Role, Satisfaction, Urgency};
+use crate::domain::{armed_clocks, State as CaseState};
+use crate::execute::{execute, replay, Executed};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaiseRequest {
+    title: String,
+    description: String,
+    departments: Vec<String>,
+    category: Option<String>,
+    location: Option<String>,
+    urgency: Option<Urgency>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    topic: FeedbackTopic,
+    body: String,
+    #[serde(default)]
+    anonymous: bool,
+}
+
+/// The fields any action may carry; which are required depends on the action.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    reason: Option<String>,
+    departments: Option<Vec<String>>,
+    note: Option<String>,
+    summary: Option<String>,
+    body: Option<String>,
+    satisfaction: Option<Satisfaction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionRequest {
+    /// `ack:<department>`, `dispute:<department>`, `whistle_resolve:<department>`,
+    /// `feedback_reply` or `feedback_resolve`.
+    clock: String,
+    working_days: Option<u32>,
+    hours: Option<u32>,
+    reason: String,
+}
+
+fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::invalid(format!("{field} is required")))
+}
+
+/// An action body: empty means `{}`.
+fn action_body(bytes: &Bytes) -> Result<ActionRequest, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ActionRequest::default());
+    }
+    parse_json_bytes(bytes)
+}
+
+fn known_departments(state: &Shared, departments: &[String]) -> Result<(), ApiError> {
+    match departments.iter().find(|d| !state.org.departments.contains(&d.trim().to_owned())) {
+        Some(d) => Err(ApiError::invalid(format!("department {d} is not part of this organisation"))),
+        None => Ok(()),
+    }
+}
+
+/// Runs a command and answers with the case.
+async fn run(state: &Shared, cmd: Command, created: bool) -> Result<Response, ApiError> {
+    let result = execute(state.log.as_ref(), &cmd, state.clock.now()).await;
+    match &result {
+        Ok(done) if !done.repeated => {
+            state.metrics.appends.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(crate::execute::ExecuteError::Rejected(_)) => {
+            state.metrics.rejections.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(crate::execute::ExecuteError::Busy(_)) => {
+            state.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    let done = result?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(answer(state, &cmd, &done))).into_response())
+}
+
+fn answer(state: &Shared, cmd: &Command, done: &Executed) -> Value {
+    let armed = armed_clocks(&done.state, &state.policy, &super::calendar(state)).unwrap_or_default();
+    json!({
+        "case": case_json(cmd.case_id, &done.state, &armed, None),
+        "events": done.events,
+        "repeated": done.repeated,
+    })
+}
+
+/// Reads a case from the log for a scope check: unknown or out of scope is 404.
+async fn visible_case(state: &Shared, actor: &Actor, case_id: Uuid) -> Result<CaseState, ApiError> {
+    let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let case = replay(&records);
+    if !can_see(actor, &case) {
+        return Err(ApiError::not_found(format!("no case {case_id}")));
+    }
+    Ok(case)
+}
+
+pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    let req: RaiseRequest = parse_json(&headers, &bytes)?;
+    if actor.role != Role::Township {
+        return Err(refuse(&state, &actor, "raise a whistle"));
+    }
+    known_departments(&state, &req.departments)?;
+    let (command_id, case_id) = creation_ids(&headers, &actor)?;
+    let body = CommandBody::RaiseWhistle {
+        title: req.title,
+        description: req.description,
+        departments: req.departments,
+        category: req.category,
+        location: req.location,
+        urgency: req.urgency.unwrap_or_default(),
+    };
+    run(&state, Command::new(command_id, case_id, actor, body), true).await
+}
+
+/// Command and case ids for a creation: derived from the Idempotency-Key when there is one,
+/// so a retried request finds the case it created.
+fn creation_ids(headers: &HeaderMap, actor: &Actor) -> Result<(Uuid, Uuid), ApiError> {
+    let command_id = command_id(headers, actor, "create")?;
+    let case_id = if headers.contains_key("idempotency-key") { command_id } else { Uuid::now_v7() };
+    Ok((command_id, case_id))
+}
+
+pub async fn whistle_action(
+    State(state): State<Shared>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    let case_id = super::parse_id(&id)?;
+    let req = action_body(&bytes)?;
+    let body = match action.as_str() {
+        "ack" => CommandBody::AcknowledgeSummons,
+        "decline" => CommandBody::DeclineSummons { reason: required(req.reason, "reason")? },
+        "assign" | "departments" => {
+            let departments = required(req.departments, "departments")?;
+            known_departments(&state, &departments)?;
+            if action == "assign" {
+                CommandBody::AssignDepartments { departments }
+            } else {
+                CommandBody::AddDepartments { departments }
+            }
+        }
+        "progress" => CommandBody::NoteProgress { note: required(req.note, "note")? },
+        "handled" => CommandBody::ReportHandled { summary: required(req.summary, "summary")? },
+        "confirm" => CommandBody::ConfirmWhistle { satisfaction: required(req.satisfaction, "satisfaction")? },
+        "reopen" => CommandBody::ReopenWhistle { reason: required(req.reason, "reason")? },
+        "withdraw" => CommandBody::WithdrawWhistle { reason: req.reason },
+        other => return Err(ApiError::not_found(format!("no whistle action {other:?}"))),
+    };
+    visible_case(&state, &actor, case_id).await?;
+    let command_id = command_id(&headers, &actor, &format!("{case_id}/{action}"))?;
+    run(&state, Command::new(command_id, case_id, actor, body), false).await
+}
+
+pub async fn submit(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    let req: SubmitRequest = parse_json(&headers, &bytes)?;
+    if actor.role != Role::Township {
+        return Err(refuse(&state, &actor, "submit feedback"));
+    }
+    let (command_id, case_id) = creation_ids(&headers, &actor)?;
+    let code = req.anonymous.then(|| follow_up_code(&state, &headers, &actor));
+    let mut cmd = Command::new(
+        command_id,
+        case_id,
+        actor,
+        CommandBody::SubmitFeedback { topic: req.topic, body: req.body, anonymous: req.anonymous },
+    );
+    cmd.follow_up_code = code.clone();
+    let response = run(&state, cmd, true).await?;
+    let Some(code) = code else { return Ok(response) };
+    // The code is shown here only: the service keeps its hash.
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, super::REQUEST_BODY_BYTES_MAX * 16)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::unavailable(e.to_string()))?;
+    value["follow_up_code"] = Value::String(code);
+    Ok((parts.status, Json(value)).into_response())
+}
+
+/// A follow-up code: random, or derived from the installation secret and the
+/// Idempotency-Key so that a retried request is given the same code.
+fn follow_up_code(state: &Shared, headers: &HeaderMap, actor: &Actor) -> String {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let id = match key {
+        Some(key) => derived_id(&[&state.secret, actor.role.as_str(), &actor.unit, "follow-up", key]),
+        None => Uuid::new_v4(),
+    };
+    format!("fu-{}", id.simple())
+}
+
+pub async fn feedback_action(
+    State(state): State<Shared>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let who = caller(&state, &headers)?;
+    let case_id = super::parse_id(&id)?;
+    let req = action_body(&bytes)?;
+    let body = match action.as_str() {
+        "reply" => CommandBody::ReplyFeedback { body: required(req.body, "body")? },
+        "resolve" => CommandBody::ResolveFeedback { summary: required(req.summary, "summary")? },
+        "rate" => CommandBody::RateFeedback { satisfaction: required(req.satisfaction, "satisfaction")? },
+        "reopen" => CommandBody::ReopenFeedback { reason: required(req.reason, "reason")? },
+        other => return Err(ApiError::not_found(format!("no feedback action {other:?}"))),
+    };
+    let (actor, code) = match (&who.actor, &who.follow_up_code) {
+        (_, Some(code)) if matches!(action.as_str(), "rate" | "reopen") => {
+            let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+            if !matches_code(&replay(&records), code) {
+                return Err(ApiError::not_found(format!("no case {case_id}")));
+            }
+            (Actor::anonymous(), Some(code.clone()))
+        }
+        (Some(actor), _) => {
+            visible_case(&state, actor, case_id).await?;
+            (actor.clone(), None)
+        }
+        (None, _) => {
+            return Err(ApiError::unauthorized(
+                "send Authorization: Bearer <token> (or X-Follow-Up-Code to rate or reopen anonymous feedback)",
+            ))
+        }
+    };
+    let salt_unit = code.clone().unwrap_or_default();
+    let command_id = command_id(&headers, &actor, &format!("{case_id}/{action}/{salt_unit}"))?;
+    let mut cmd = Command::new(command_id, case_id, actor, body);
+    cmd.follow_up_code = code;
+    run(&state, cmd, false).await
+}
+
+/// Whether a follow-up code belongs to this (anonymous) feedback.
+pub fn matches_code(case: &CaseState, code: &str) -> bool {
+    matches!(case, CaseState::Feedback(c) if c.kind.follow_up_code_sha256.as_deref() == Some(crate::domain::decide::follow_up_code_sha256(code).as_str()))
+}
+
+pub async fn request_extension(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    let req: ExtensionRequest = parse_json(&headers, &bytes)?;
+    let case_id = super::parse_id(&id)?;
+    let clock = parse_clock(&req.clock)?;
+    let span = match (req.working_days, req.hours) {
+        (Some(d), None) => ExtensionSpan::WorkingDays(d),
+        (None, Some(h)) => ExtensionSpan::Hours(h),
+        _ => return Err(ApiError::invalid("give either working_days or hours")),
+    };
+    visible_case(&state, &actor, case_id).await?;
+    let command_id = command_id(&headers, &actor, &format!("{case_id}/extension"))?;
+    let body = CommandBody::RequestExtension { clock, span, reason: req.reason };
+    run(&state, Command::new(command_id, case_id, actor, body), true).await
+}
+
+fn parse_clock(text: &str) -> Result<ClockRef, ApiError> {
+    let (kind, department) = match text.split_once(':') {
+        Some((k, d)) => (k, Some(d.trim().to_owned())),
+        None => (text, None),
+    };
+    let kind = ClockKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind.trim())
+        .ok_or_else(|| ApiError::invalid(format!("clock {text:?} is not one of ack:<department>, dispute:<department>, whistle_resolve:<department>, feedback_reply, feedback_resolve")))?;
+    if kind.per_department() != department.is_some() {
+        return Err(ApiError::invalid(format!(
+            "clock {text:?}: {} clocks {} a department",
+            kind.as_str(),
+            if kind.per_department() { "name" } else { "do not name" }
+        )));
+    }
+    Ok(ClockRef { kind, department })
+}
+
+pub async fn decide_extension(
+    State(state): State<Shared>,
+    Path((id, number, decision)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    let case_id = super::parse_id(&id)?;
+    let number: u32 = number.parse().map_err(|_| ApiError::not_found(format!("no extension request {number}")))?;
+    let req = action_body(&bytes)?;
+    let body = match decision.as_str() {
+        "approve" => CommandBody::ApproveExtension { number },
+        "refuse" => CommandBody::RefuseExtension { number, reason: req.reason },
+        other => return Err(ApiError::not_found(format!("no extension decision {other:?}"))),
+    };
+    visible_case(&state, &actor, case_id).await?;
+    let command_id = command_id(&headers, &actor, &format!("{case_id}/extension/{number}/{decision}"))?;
+    run(&state, Command::new(command_id, case_id, actor, body), false).await
+}
+
+pub async fn ack_alert(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    let alert_id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found(format!("no alert {id}")))?;
+    let alert = state.views.alert(alert_id)?.ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
+    if !super::queries::alert_visible(&state, &actor, &alert) {
+        return Err(ApiError::not_found(format!("no alert {id}")));
+    }
+    if actor.role != Role::Supervisor {
+        return Err(refuse(&state, &actor, "acknowledge an alert"));
+    }
+    let command_id = command_id(&headers, &actor, &format!("alert/{alert_id}"))?;
+    let cmd = Command::new(command_id, alert.case_id, actor, CommandBody::AcknowledgeAlert { alert_id });
+    run(&state, cmd, false).await
+}

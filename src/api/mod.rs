@@ -1,0 +1,335 @@
+//! The HTTP API (axum): commands, queries, the live alert stream, metrics, health.
+//!
+//! `app(state)` builds the router without a socket, so tests call it directly.
+//! Every error is `{"error":{"code","message"}}`: 400 malformed, 401 no or unknown token,
+//! 403 not allowed, 404 unknown or out-of-scope case, 409 illegal transition or conflict,
+//! 413 body too large, 422 invalid field, 503 log unavailable. Nothing a client sends
+//! produces a 500.
+
+pub mod auth;
+mod commands;
+mod openapi;
+mod queries;
+mod sse;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::domain::event::{Actor, Role};
+use crate::domain::{Calendar, Rejection, SlaPolicy};
+use crate::execute::ExecuteError;
+use crate::log::EventLog;
+use crate::projector::model::AlertView;
+use crate::projector::views::{ViewError, Views};
+use auth::{Org, Tokens};
+
+/// Largest request body accepted, in bytes.
+pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Longest Idempotency-Key accepted, in characters.
+pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 200;
+/// How often an unknown token may trigger a reload of the token file.
+const TOKEN_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Counters the API keeps for /metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub appends: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub rejections: AtomicU64,
+    pub refusals: AtomicU64,
+}
+
+/// Everything a request handler can reach.
+pub struct AppState {
+    pub log: Arc<dyn EventLog>,
+    pub views: Views,
+    pub clock: Arc<dyn Clock>,
+    pub org: Org,
+    pub policy: SlaPolicy,
+    pub tokens: RwLock<Tokens>,
+    pub tokens_path: Option<std::path::PathBuf>,
+    pub tokens_loaded: RwLock<Instant>,
+    pub live_alerts: broadcast::Sender<AlertView>,
+    pub checkpoint: watch::Receiver<u64>,
+    /// The log's head when the service started: ready once the views have reached it.
+    pub startup_head: u64,
+    pub metrics: Metrics,
+    pub delivery: Option<Arc<crate::alerts::Delivery>>,
+    /// Per-installation secret: anonymous follow-up codes for keyed requests derive from it.
+    pub secret: String,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// The whole router.
+pub fn app(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(crate::web::index))
+        .route("/assets/app.js", get(crate::web::script))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(queries::ready))
+        .route("/metrics", get(queries::metrics))
+        .route("/openapi.json", get(openapi::document))
+        .route("/v1/me", get(queries::me))
+        .route("/v1/org", get(queries::org))
+        .route("/v1/whistles", post(commands::raise))
+        .route("/v1/whistles/{id}/{action}", post(commands::whistle_action))
+        .route("/v1/feedback", post(commands::submit))
+        .route("/v1/feedback/{id}/{action}", post(commands::feedback_action))
+        .route("/v1/cases", get(queries::list_cases))
+        .route("/v1/cases/{id}", get(queries::case))
+        .route("/v1/cases/{id}/extensions", post(commands::request_extension))
+        .route("/v1/cases/{id}/extensions/{n}/{decision}", post(commands::decide_extension))
+        .route("/v1/alerts", get(queries::alerts))
+        .route("/v1/alerts/stream", get(sse::stream))
+        .route("/v1/alerts/{id}/ack", post(commands::ack_alert))
+        .route("/v1/stats", get(queries::stats))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(axum::middleware::map_response(too_large))
+        .with_state(state)
+}
+
+// ------------------------------------------------------------------------------------ errors
+
+/// An error answer: a status, a stable code and a sentence.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        (self.status, body).into_response()
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        let status = match r {
+            Rejection::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::Forbidden(_) => StatusCode::FORBIDDEN,
+            Rejection::NotFound(_) => StatusCode::NOT_FOUND,
+            Rejection::Conflict(_) => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, r.code(), r.to_string())
+    }
+}
+
+impl From<ExecuteError> for ApiError {
+    fn from(e: ExecuteError) -> Self {
+        match e {
+            ExecuteError::Rejected(r) => r.into(),
+            ExecuteError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            ExecuteError::Log(l) => {
+                ApiError::unavailable(format!("{l}; the command may be retried with the same Idempotency-Key"))
+            }
+        }
+    }
+}
+
+impl From<ViewError> for ApiError {
+    fn from(e: ViewError) -> Self {
+        tracing::error!("views: {e}");
+        ApiError::unavailable("the views are not readable right now")
+    }
+}
+
+/// Parses a JSON request body, after the caller has been checked: a body error never
+/// reaches an unauthenticated caller.
+pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
+    let json_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if !json_type {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    parse_json_bytes(bytes)
+}
+
+/// Parses JSON: syntax errors are 400, wrong or missing fields 422.
+pub fn parse_json_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid(e.to_string()),
+        _ => ApiError::bad_request(format!("the body is not valid JSON: {e}")),
+    })
+}
+
+/// Turns axum's body-size refusal into this API's error shape.
+pub async fn too_large(response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {REQUEST_BODY_BYTES_MAX} bytes"),
+        )
+        .into_response();
+    }
+    response
+}
+
+// ------------------------------------------------------------------------------------ callers
+
+/// Who is calling: a bearer token's identity, or (for anonymous feedback) a follow-up code.
+pub struct Caller {
+    pub actor: Option<Actor>,
+    pub follow_up_code: Option<String>,
+}
+
+impl Caller {
+    /// The identity, or 401.
+    pub fn actor(&self) -> Result<&Actor, ApiError> {
+        self.actor.as_ref().ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))
+    }
+}
+
+/// Reads the caller from the headers; a present but unknown token is 401.
+pub fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let follow_up_code = headers
+        .get("x-follow-up-code")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let token = match headers.get(axum::http::header::AUTHORIZATION) {
+        None => return Ok(Caller { actor: None, follow_up_code }),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <token>"))?,
+    };
+    match identify(state, token) {
+        Some(actor) => Ok(Caller { actor: Some(actor), follow_up_code }),
+        None => {
+            state.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("refused: unknown token");
+            Err(ApiError::unauthorized("unknown token"))
+        }
+    }
+}
+
+/// A caller with a token, or 401.
+pub fn authenticated(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    caller(state, headers)?.actor().cloned()
+}
+
+fn identify(state: &AppState, token: &str) -> Option<Actor> {
+    if let Some(actor) = state.tokens.read().ok()?.identify(token) {
+        return Some(actor.clone());
+    }
+    // A token added with `whistle token add` while serving: reload, at most once a second.
+    let path = state.tokens_path.as_ref()?;
+    {
+        let mut loaded = state.tokens_loaded.write().ok()?;
+        if loaded.elapsed() < TOKEN_RELOAD_EVERY {
+            return None;
+        }
+        *loaded = Instant::now();
+    }
+    let fresh = Tokens::load(path).ok()?;
+    let found = fresh.identify(token).cloned();
+    if let Ok(mut tokens) = state.tokens.write() {
+        *tokens = fresh;
+    }
+    found
+}
+
+/// Logs and counts a refusal.
+pub fn refuse(state: &AppState, actor: &Actor, what: &str) -> ApiError {
+    state.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(role = actor.role.as_str(), unit = %actor.unit, "refused: {what}");
+    ApiError::forbidden(format!("a {} may not {what}", actor.role.as_str()))
+}
+
+/// The command id for a request: derived from the caller and its Idempotency-Key, so a
+/// repeated request is recognised; a fresh one otherwise.
+pub fn command_id(headers: &HeaderMap, actor: &Actor, salt: &str) -> Result<Uuid, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(Uuid::now_v7()),
+        Some(v) => {
+            let key = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?;
+            if key.is_empty() || key.chars().count() > IDEMPOTENCY_KEY_CHARS_MAX {
+                return Err(ApiError::bad_request(format!(
+                    "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters"
+                )));
+            }
+            Ok(derived_id(&[actor.role.as_str(), &actor.unit, salt, key]))
+        }
+    }
+}
+
+/// A UUID (version 8) from the hash of some parts.
+pub fn derived_id(parts: &[&str]) -> Uuid {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hasher.finalize()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The calendar as published so far: shipped years plus those recorded in the log.
+pub fn calendar(state: &AppState) -> Calendar {
+    let mut calendar = Calendar::official();
+    for year in state.views.published_calendars().unwrap_or_default() {
+        calendar.load(&year);
+    }
+    calendar
+}
+
+pub fn parse_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::not_found(format!("no case {text}")))
+}
+
+pub fn is_role(actor: &Actor, roles: &[Role]) -> bool {
+    roles.contains(&actor.role)
+}

@@ -1,0 +1,120 @@
+//! `GET /openapi.json`: the API described as OpenAPI 3.1.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+/// (method, path, summary, request body schema or null, success status)
+const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
+    ("post", "/v1/whistles", "Raise a whistle (吹哨): a township summons departments", "RaiseWhistle", "201"),
+    ("post", "/v1/whistles/{id}/ack", "A summoned department reports in (报到)", "", "200"),
+    ("post", "/v1/whistles/{id}/decline", "A summoned department declines, with a reason", "Reason", "200"),
+    ("post", "/v1/whistles/{id}/assign", "A coordinator settles responsibility disputes", "Departments", "200"),
+    ("post", "/v1/whistles/{id}/departments", "The township summons more departments", "Departments", "200"),
+    ("post", "/v1/whistles/{id}/progress", "A working department notes progress", "Note", "200"),
+    ("post", "/v1/whistles/{id}/handled", "A department reports its part handled", "Summary", "200"),
+    ("post", "/v1/whistles/{id}/confirm", "The township confirms and rates the resolution", "Satisfaction", "200"),
+    ("post", "/v1/whistles/{id}/reopen", "The township reopens a resolved whistle", "Reason", "200"),
+    ("post", "/v1/whistles/{id}/withdraw", "The township withdraws its whistle", "OptionalReason", "200"),
+    ("post", "/v1/feedback", "Submit feedback (基层意见直通车), optionally anonymous", "SubmitFeedback", "201"),
+    ("post", "/v1/feedback/{id}/reply", "The office replies", "ReplyBody", "200"),
+    ("post", "/v1/feedback/{id}/resolve", "The office resolves", "Summary", "200"),
+    ("post", "/v1/feedback/{id}/rate", "The submitter rates (anonymous: X-Follow-Up-Code)", "Satisfaction", "200"),
+    ("post", "/v1/feedback/{id}/reopen", "The submitter reopens (anonymous: X-Follow-Up-Code)", "Reason", "200"),
+    ("post", "/v1/cases/{id}/extensions", "The party owing a clock asks for more time", "Extension", "201"),
+    ("post", "/v1/cases/{id}/extensions/{n}/approve", "A supervisor approves an extension", "", "200"),
+    ("post", "/v1/cases/{id}/extensions/{n}/refuse", "A supervisor refuses an extension", "OptionalReason", "200"),
+    ("get", "/v1/cases/{id}", "A case: state, armed clocks, history", "", "200"),
+    (
+        "get",
+        "/v1/cases",
+        "Cases in scope, newest first; filters kind, status, overdue, unit; paged by cursor",
+        "",
+        "200",
+    ),
+    ("get", "/v1/alerts", "Alerts in scope; open=true for unacknowledged ones", "", "200"),
+    ("post", "/v1/alerts/{id}/ack", "A supervisor acknowledges an alert", "", "200"),
+    ("get", "/v1/alerts/stream", "Live alerts in scope (Server-Sent Events; resumable with Last-Event-ID)", "", "200"),
+    (
+        "get",
+        "/v1/stats",
+        "响应率 / 解决率 / 满意率 by department, township or topic; CSV with Accept: text/csv",
+        "",
+        "200",
+    ),
+    ("get", "/v1/me", "The caller's identity", "", "200"),
+    ("get", "/v1/org", "The organisation", "", "200"),
+    ("get", "/healthz", "Alive", "", "200"),
+    ("get", "/readyz", "Ready once the views have caught up with the log", "", "200"),
+    ("get", "/metrics", "Prometheus metrics", "", "200"),
+];
+
+fn schemas() -> Value {
+    let text = json!({ "type": "string" });
+    let departments = json!({ "type": "array", "items": { "type": "string" }, "minItems": 1, "maxItems": 30 });
+    let satisfaction = json!({ "type": "string", "enum": ["satisfied", "basically_satisfied", "unsatisfied"] });
+    let object = |props: Value, required: &[&str]| json!({ "type": "object", "properties": props, "required": required, "additionalProperties": false });
+    json!({
+        "RaiseWhistle": object(json!({
+            "title": text, "description": text, "departments": departments,
+            "category": text, "location": text, "urgency": { "type": "string", "enum": ["normal", "urgent"] }
+        }), &["title", "description", "departments"]),
+        "SubmitFeedback": object(json!({
+            "topic": { "type": "string", "enum": ["documents_meetings", "excessive_paperwork", "apps_chat_groups", "inspections_assessments", "work_pushed_down", "other"] },
+            "body": text, "anonymous": { "type": "boolean" }
+        }), &["topic", "body"]),
+        "Reason": object(json!({ "reason": text }), &["reason"]),
+        "OptionalReason": object(json!({ "reason": text }), &[]),
+        "Departments": object(json!({ "departments": departments }), &["departments"]),
+        "Note": object(json!({ "note": text }), &["note"]),
+        "Summary": object(json!({ "summary": text }), &["summary"]),
+        "ReplyBody": object(json!({ "body": text }), &["body"]),
+        "Satisfaction": object(json!({ "satisfaction": satisfaction }), &["satisfaction"]),
+        "Extension": object(json!({
+            "clock": { "type": "string", "description": "ack:<department>, dispute:<department>, whistle_resolve:<department>, feedback_reply or feedback_resolve" },
+            "working_days": { "type": "integer", "minimum": 1, "maximum": 30 },
+            "hours": { "type": "integer", "minimum": 1, "maximum": 720 },
+            "reason": text
+        }), &["clock", "reason"]),
+        "Error": object(json!({ "error": object(json!({ "code": text, "message": text }), &["code", "message"]) }), &["error"]),
+    })
+}
+
+fn error_responses() -> Value {
+    let e = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    json!({
+        "400": e("malformed request"), "401": e("no or unknown token"), "403": e("not allowed"),
+        "404": e("unknown or out-of-scope case"), "409": e("illegal transition or conflict"),
+        "413": e("body too large"), "422": e("invalid field"), "503": e("log unavailable; retry with the same Idempotency-Key")
+    })
+}
+
+pub fn spec() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary, body, status) in OPERATIONS {
+        let mut op = json!({ "summary": summary, "responses": error_responses(), "security": [{ "bearer": [] }] });
+        op["responses"][*status] = json!({ "description": "success" });
+        if !body.is_empty() {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{body}") } } } });
+        }
+        if *method == "post" {
+            op["parameters"] = json!([{ "name": "Idempotency-Key", "in": "header", "required": false, "schema": { "type": "string", "maxLength": 200 },
+                "description": "The same key returns the same result and writes nothing twice" }]);
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "whistle", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "吹哨报到 and 基层意见直通车: cases, SLA clocks and supervisor alerts" },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } }
+        }
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}

@@ -1,0 +1,411 @@
+//! Query endpoints: cases, alerts, statistics, identity, health and metrics. Reads come from
+//! the views; a case the views have not reached yet is read from the log.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Datelike;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::auth::can_see;
+use super::commands::matches_code;
+use super::{authenticated, caller, ApiError, Shared};
+use crate::domain::calendar::beijing;
+use crate::domain::clocks::ArmedClock;
+use crate::domain::event::{Actor, ClockKind, Role};
+use crate::domain::state::State as CaseState;
+use crate::domain::{armed_clocks, Event};
+use crate::execute::replay;
+use crate::projector::model::{AlertView, CaseView, StatsCell, StatsDimension};
+use crate::projector::views::{all_list_prefix, overdue_list_prefix, status_list_prefix, unit_list_prefix};
+
+/// Largest page of cases.
+pub const PAGE_CASES_MAX: usize = 100;
+/// Most list entries examined for one page (filters may skip many).
+const PAGE_SCAN_MAX: usize = 5_000;
+/// Most alerts listed at once.
+pub const ALERTS_LIST_MAX: usize = 500;
+
+/// A case as the API shows it.
+pub fn case_json(case_id: Uuid, state: &CaseState, armed: &[ArmedClock], history: Option<&[Event]>) -> Value {
+    let view = CaseView { case_id, state: state.clone(), last_position: 0, armed: armed.to_vec() };
+    let overdue: Vec<&ArmedClock> = view.overdue();
+    let mut out = json!({
+        "id": case_id,
+        "kind": view.kind(),
+        "status": view.status(),
+        "title": view.title(),
+        "township": view.township(),
+        "urgent": view.urgent(),
+        "opened_at": view.opened_at(),
+        "clocks": armed,
+        "overdue": overdue.iter().map(|c| c.clock.to_string()).collect::<Vec<_>>(),
+        "detail": state,
+    });
+    if let Some(events) = history {
+        out["history"] = json!(events);
+    }
+    out
+}
+
+pub async fn ready(State(state): State<Shared>) -> Response {
+    let checkpoint = *state.checkpoint.borrow();
+    if checkpoint >= state.startup_head {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("catching up: {checkpoint}/{}", state.startup_head)).into_response()
+    }
+}
+
+pub async fn metrics(State(state): State<Shared>) -> Response {
+    let head = state.log.head().await.unwrap_or(0);
+    let checkpoint = *state.checkpoint.borrow();
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    metric(
+        "whistle_appends_total",
+        "Commands stored through the API.",
+        "counter",
+        state.metrics.appends.load(Ordering::Relaxed),
+    );
+    metric(
+        "whistle_append_conflicts_total",
+        "Commands given up after repeated conflicts.",
+        "counter",
+        state.metrics.conflicts.load(Ordering::Relaxed),
+    );
+    metric(
+        "whistle_rejections_total",
+        "Commands the domain refused.",
+        "counter",
+        state.metrics.rejections.load(Ordering::Relaxed),
+    );
+    metric(
+        "whistle_refusals_total",
+        "Requests refused for authentication or permission.",
+        "counter",
+        state.metrics.refusals.load(Ordering::Relaxed),
+    );
+    metric("whistle_log_head", "Position of the last record in the log.", "gauge", head);
+    metric("whistle_projector_checkpoint", "Last log position applied to the views.", "gauge", checkpoint);
+    metric("whistle_projector_lag", "Records not yet applied to the views.", "gauge", head.saturating_sub(checkpoint));
+    metric("whistle_armed_clocks", "Clocks in the deadline index.", "gauge", state.views.armed_count() as u64);
+    metric(
+        "whistle_open_alerts",
+        "Alerts not yet acknowledged.",
+        "gauge",
+        state.views.alerts(true, usize::MAX).map_or(0, |a| a.len() as u64),
+    );
+    metric(
+        "whistle_dead_letters",
+        "Log records the projector could not use.",
+        "gauge",
+        state.views.dead_letter_count() as u64,
+    );
+    if let Some(delivery) = &state.delivery {
+        let stats = &delivery.stats;
+        metric(
+            "whistle_alerts_published_total",
+            "Alerts published on whistle.alert subjects.",
+            "counter",
+            stats.published.load(Ordering::Relaxed),
+        );
+        metric(
+            "whistle_webhook_deliveries_total",
+            "Webhook calls that succeeded.",
+            "counter",
+            stats.webhook_sent.load(Ordering::Relaxed),
+        );
+        metric(
+            "whistle_webhook_failures_total",
+            "Webhook calls given up after retries.",
+            "counter",
+            stats.webhook_failed.load(Ordering::Relaxed),
+        );
+        metric(
+            "whistle_alerts_held_total",
+            "Alerts held for working hours.",
+            "counter",
+            stats.held.load(Ordering::Relaxed),
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+pub async fn me(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    let level = state.org.supervisors.iter().find(|s| s.unit == actor.unit).map(|s| s.level);
+    Ok(Json(json!({ "role": actor.role, "unit": actor.unit, "level": level })))
+}
+
+pub async fn org(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authenticated(&state, &headers)?;
+    Ok(Json(json!(state.org)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    kind: Option<String>,
+    status: Option<String>,
+    overdue: Option<bool>,
+    unit: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+pub async fn list_cases(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some(kind) = &q.kind {
+        if kind != "whistle" && kind != "feedback" {
+            return Err(ApiError::invalid("kind is whistle or feedback"));
+        }
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, PAGE_CASES_MAX);
+    let unit =
+        q.unit.clone().or_else(|| matches!(actor.role, Role::Township | Role::Department).then(|| actor.unit.clone()));
+    let prefix = match (&unit, q.overdue, &q.kind, &q.status) {
+        (Some(u), _, _, _) => unit_list_prefix(u),
+        (None, Some(true), _, _) => overdue_list_prefix(),
+        (None, _, Some(kind), status) => status_list_prefix(kind, status.as_deref()),
+        _ => all_list_prefix(),
+    };
+    let mut cursor = match &q.cursor {
+        Some(c) => Some(decode_cursor(c)?),
+        None => None,
+    };
+    let mut items = Vec::new();
+    let mut scanned = 0;
+    while items.len() < limit && scanned < PAGE_SCAN_MAX {
+        let (ids, next) = state.views.list(&prefix, cursor.as_deref(), limit)?;
+        scanned += ids.len();
+        for id in ids {
+            let Some(view) = state.views.case(id)? else { continue };
+            if can_see(&actor, &view.state) && matches_filters(&view, &q) && items.len() < limit {
+                items.push(case_json(id, &view.state, &view.armed, None));
+            }
+        }
+        cursor = next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(Json(json!({ "items": items, "next_cursor": cursor.map(|c| encode_cursor(&c)) })))
+}
+
+fn matches_filters(view: &CaseView, q: &ListQuery) -> bool {
+    q.kind.as_deref().is_none_or(|k| view.kind() == Some(k))
+        && q.status.as_deref().is_none_or(|s| view.status() == Some(s))
+        && q.overdue.is_none_or(|o| o != view.overdue().is_empty())
+}
+
+fn encode_cursor(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(text: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = || ApiError::bad_request("cursor is not one this service gave out");
+    if text.len() != 48 || !text.is_ascii() {
+        return Err(bad());
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| bad())).collect()
+}
+
+pub async fn case(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let case_id = super::parse_id(&id)?;
+    let (case_state, armed, history) = match state.views.case(case_id)? {
+        Some(view) => (view.state, view.armed, state.views.history(case_id)?),
+        None => {
+            let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+            let case_state = replay(&records);
+            let armed = armed_clocks(&case_state, &state.policy, &super::calendar(&state)).unwrap_or_default();
+            let history = records.iter().filter_map(|r| r.decode().ok()).flat_map(|c| c.events).collect();
+            (case_state, armed, history)
+        }
+    };
+    let allowed = match (&who.actor, &who.follow_up_code) {
+        (Some(actor), _) if can_see(actor, &case_state) => true,
+        (_, Some(code)) => matches_code(&case_state, code),
+        (None, None) => return Err(ApiError::unauthorized("send Authorization: Bearer <token>")),
+        _ => false,
+    };
+    if !allowed {
+        return Err(ApiError::not_found(format!("no case {case_id}")));
+    }
+    Ok(Json(case_json(case_id, &case_state, &armed, Some(&history))))
+}
+
+/// Whether an alert is in the caller's scope.
+pub fn alert_visible(state: &Shared, actor: &Actor, alert: &AlertView) -> bool {
+    match actor.role {
+        Role::Supervisor | Role::Admin => true,
+        Role::Department => alert.unit == actor.unit,
+        Role::Office => alert.case_kind == "feedback",
+        Role::Coordinator => alert.clock.kind == ClockKind::Dispute,
+        Role::Township => alert.case_kind == "whistle" && alert.township.as_deref() == Some(actor.unit.as_str()),
+        Role::System | Role::Anonymous => {
+            let _ = state;
+            false
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsQuery {
+    open: Option<bool>,
+}
+
+pub async fn alerts(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let all = state.views.alerts(q.open.unwrap_or(false), ALERTS_LIST_MAX)?;
+    let items: Vec<AlertView> = all.into_iter().filter(|a| alert_visible(&state, &actor, a)).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<String>,
+}
+
+pub async fn stats(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    if !matches!(actor.role, Role::Supervisor | Role::Admin | Role::Office | Role::Coordinator) {
+        return Err(super::refuse(&state, &actor, "read statistics"));
+    }
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let dimension = match q.by.as_deref().unwrap_or("department") {
+        "department" => StatsDimension::Department,
+        "township" => StatsDimension::Township,
+        "topic" => StatsDimension::Topic,
+        other => return Err(ApiError::invalid(format!("by is department, township or topic, not {other:?}"))),
+    };
+    let today = state.clock.now().with_timezone(&beijing()).date_naive();
+    let first = today.with_day(1).unwrap_or(today);
+    let from = parse_date("from", q.from.as_deref(), first)?;
+    let to = parse_date("to", q.to.as_deref(), today)?;
+    if from > to {
+        return Err(ApiError::invalid("from is after to"));
+    }
+    let cells = state.views.stats(dimension, &from.to_string(), &to.to_string())?;
+    let rows: Vec<Value> = cells.iter().map(|(unit, cell)| stats_row(unit, cell)).collect();
+    let wants_csv = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], stats_csv(&rows)).into_response());
+    }
+    Ok(Json(json!({ "from": from, "to": to, "by": dimension, "rows": rows })).into_response())
+}
+
+fn parse_date(field: &str, text: Option<&str>, default: chrono::NaiveDate) -> Result<chrono::NaiveDate, ApiError> {
+    match text {
+        None => Ok(default),
+        Some(t) => chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .map_err(|_| ApiError::invalid(format!("{field} is a date like 2026-03-01, not {t:?}"))),
+    }
+}
+
+const STATS_COLUMNS: [&str; 15] = [
+    "unit",
+    "cases",
+    "acknowledged",
+    "acknowledged_on_time",
+    "response_rate",
+    "median_ack_minutes",
+    "resolved",
+    "resolution_rate",
+    "rated",
+    "satisfied",
+    "basically_satisfied",
+    "unsatisfied",
+    "satisfaction_rate",
+    "reopened",
+    "breaches",
+];
+
+/// One row: counts and the three rates (响应率, 解决率, 满意率), rates as fractions 0..1.
+pub fn stats_row(unit: &str, cell: &StatsCell) -> Value {
+    let rate = |n: i64, d: i64| if d > 0 { Some(n as f64 / d as f64) } else { None };
+    json!({
+        "unit": unit,
+        "cases": cell.cases,
+        "acknowledged": cell.acknowledged,
+        "acknowledged_on_time": cell.acknowledged_on_time,
+        "response_rate": rate(cell.acknowledged_on_time, cell.cases),
+        "median_ack_minutes": median_minutes(&cell.ack_seconds),
+        "resolved": cell.resolved,
+        "resolution_rate": rate(cell.resolved, cell.cases),
+        "rated": cell.rated,
+        "satisfied": cell.satisfied,
+        "basically_satisfied": cell.basically_satisfied,
+        "unsatisfied": cell.unsatisfied,
+        "satisfaction_rate": rate(cell.satisfied + cell.basically_satisfied, cell.rated),
+        "reopened": cell.reopened,
+        "breaches": cell.breaches,
+    })
+}
+
+fn median_minutes(histogram: &BTreeMap<i64, i64>) -> Option<f64> {
+    let total: i64 = histogram.values().sum();
+    if total <= 0 {
+        return None;
+    }
+    let mut seen = 0;
+    for (seconds, count) in histogram {
+        seen += count;
+        if seen * 2 >= total {
+            return Some((*seconds as f64 / 60.0 * 10.0).round() / 10.0);
+        }
+    }
+    None
+}
+
+fn stats_csv(rows: &[Value]) -> String {
+    let mut out = STATS_COLUMNS.join(",") + "\n";
+    for row in rows {
+        let cells: Vec<String> = STATS_COLUMNS
+            .iter()
+            .map(|c| match &row[*c] {
+                Value::String(s) => format!("\"{}\"", s.replace('"', "\"\"")),
+                Value::Null => String::new(),
+                Value::Number(n) => {
+                    n.as_f64().filter(|f| f.fract() != 0.0).map_or_else(|| n.to_string(), |f| format!("{f:.4}"))
+                }
+                other => other.to_string(),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,65 @@
+//! The live alert stream (Server-Sent Events), scoped to the caller. Each new alert is an
+//! `alert` event whose id is its log position; a client that reconnects with
+//! `Last-Event-ID` first gets the alerts after that position from the views, then live ones.
+//! Acknowledgements arrive as `alert_acknowledged` events.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::queries::{alert_visible, ALERTS_LIST_MAX};
+use super::{authenticated, ApiError, Shared};
+use crate::projector::model::AlertView;
+
+/// How often an idle stream sends a comment, so proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub async fn stream(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let live = BroadcastStream::new(state.live_alerts.subscribe());
+    let last_seen: Option<u64> =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let mut backlog: Vec<AlertView> = match last_seen {
+        Some(after) => state
+            .views
+            .alerts(false, ALERTS_LIST_MAX)?
+            .into_iter()
+            .filter(|a| a.position > after && alert_visible(&state, &actor, a))
+            .collect(),
+        None => Vec::new(),
+    };
+    backlog.sort_by_key(|a| a.position);
+    let replayed_up_to = backlog.last().map(|a| a.position).or(last_seen).unwrap_or(0);
+    let backlog = futures::stream::iter(backlog.into_iter().map(|a| Ok(event(&a))));
+    let scope = state.clone();
+    let live = live.filter_map(move |item| {
+        let out = match item {
+            Ok(alert) if alert_visible(&scope, &actor, &alert) => {
+                let fresh = alert.position > replayed_up_to || alert.acknowledged_by.is_some();
+                fresh.then(|| Ok(event(&alert)))
+            }
+            // A listener that fell behind catches up from the alerts list.
+            _ => None,
+        };
+        std::future::ready(out)
+    });
+    Ok(Sse::new(backlog.chain(live)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+fn event(alert: &AlertView) -> Event {
+    let data = serde_json::to_string(alert).expect("alert views serialise (plain data)");
+    if alert.acknowledged_by.is_some() {
+        Event::default().event("alert_acknowledged").data(data)
+    } else {
+        Event::default().event("alert").id(alert.position.to_string()).data(data)
+    }
+}

@@ -1,0 +1,159 @@
+//! `whistle serve`: one process with the API, projector, watchdog and alert delivery.
+//!
+//! On first start without `--config` it writes a demo organisation and one token per demo
+//! identity into the data folder and says where they are.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crate::api::auth::{add_token, write_private, Org, Tokens};
+use crate::api::{AppState, Metrics};
+use crate::clock::Clock;
+use crate::domain::{Calendar, SlaPolicy};
+use crate::log::nats::NatsOptions;
+use crate::service::{open_views, LogHandle, Node, NodeConfig};
+
+pub struct ServeOptions {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub nats: Option<NatsOptions>,
+    pub config: Option<PathBuf>,
+    pub policy: SlaPolicy,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Files a data folder holds besides the log and views.
+pub struct DataFiles {
+    pub org: PathBuf,
+    pub tokens: PathBuf,
+    pub demo_tokens: PathBuf,
+    pub secret: PathBuf,
+}
+
+impl DataFiles {
+    pub fn of(data: &Path) -> Self {
+        DataFiles {
+            org: data.join("org.toml"),
+            tokens: data.join("tokens.toml"),
+            demo_tokens: data.join("demo-tokens.txt"),
+            secret: data.join("secret"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad configuration given by the operator (exit code 2).
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The organisation: from `--config`, from the data folder, or the demo one written there now.
+pub fn load_or_create_org(data: &Path, config: Option<&Path>) -> Result<(Org, bool), ServeError> {
+    let files = DataFiles::of(data);
+    if let Some(path) = config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ServeError::Config(format!("cannot read {}: {e}", path.display())))?;
+        let org = Org::from_toml(&text).map_err(|e| ServeError::Config(format!("{}: {e}", path.display())))?;
+        return Ok((org, false));
+    }
+    if files.org.exists() {
+        let text = std::fs::read_to_string(&files.org).map_err(|e| ServeError::Failed(e.to_string()))?;
+        let org = Org::from_toml(&text).map_err(|e| ServeError::Config(format!("{}: {e}", files.org.display())))?;
+        return Ok((org, false));
+    }
+    let org = Org::demo();
+    std::fs::create_dir_all(data).map_err(|e| ServeError::Failed(format!("cannot create {}: {e}", data.display())))?;
+    std::fs::write(&files.org, org.to_toml()).map_err(|e| ServeError::Failed(e.to_string()))?;
+    let mut lines =
+        vec!["# One token per demo identity. Keep this file private; delete it once tokens are handed out.".to_owned()];
+    for actor in org.identities() {
+        let token = add_token(&files.tokens, &actor, "demo").map_err(ServeError::Failed)?;
+        lines.push(format!("{:<12} {:<10} {token}", actor.role.as_str(), actor.unit));
+    }
+    write_private(&files.demo_tokens, &(lines.join("\n") + "\n")).map_err(|e| ServeError::Failed(e.to_string()))?;
+    Ok((org, true))
+}
+
+fn load_secret(path: &Path) -> Result<String, ServeError> {
+    if let Ok(secret) = std::fs::read_to_string(path) {
+        return Ok(secret.trim().to_owned());
+    }
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    write_private(path, &secret).map_err(|e| ServeError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    Ok(secret)
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let files = DataFiles::of(&options.data);
+    let (org, created) = load_or_create_org(&options.data, options.config.as_deref())?;
+    let secret = load_secret(&files.secret)?;
+    let tokens = Tokens::load(&files.tokens).map_err(ServeError::Config)?;
+    let handle =
+        LogHandle::open(&options.data, options.nats.as_ref()).await.map_err(|e| ServeError::Failed(e.to_string()))?;
+    let log = handle.log();
+    let views = open_views(&options.data).map_err(|e| ServeError::Failed(e.to_string()))?;
+    let startup_head = log.head().await.map_err(|e| ServeError::Failed(e.to_string()))?;
+    let config =
+        NodeConfig { policy: options.policy.clone(), calendar: Calendar::official(), alerts: org.alerts.clone() };
+    let node = Node::start(log.clone(), views.clone(), options.clock.clone(), config)
+        .await
+        .map_err(|e| ServeError::Failed(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| ServeError::Failed(format!("cannot listen on {}: {e}", options.listen)))?;
+    let state = Arc::new(AppState {
+        log,
+        views,
+        clock: options.clock.clone(),
+        org,
+        policy: options.policy,
+        tokens: RwLock::new(tokens),
+        tokens_path: Some(files.tokens.clone()),
+        tokens_loaded: RwLock::new(Instant::now()),
+        live_alerts: node.live_alerts_sender(),
+        checkpoint: node.progress.checkpoint.clone(),
+        startup_head,
+        metrics: Metrics::default(),
+        delivery: Some(node.delivery.clone()),
+        secret,
+    });
+    announce(&options.data, options.listen, &handle, created, &files);
+    let app = crate::api::app(state);
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    tracing::info!("shutting down");
+    node.stop().await;
+    handle.close().await.map_err(|e| ServeError::Failed(e.to_string()))?;
+    served.map_err(|e| ServeError::Failed(e.to_string()))
+}
+
+fn announce(data: &Path, listen: SocketAddr, handle: &LogHandle, created: bool, files: &DataFiles) {
+    let shown = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    eprintln!("whistle serving on http://{listen}/ ({}, data in {})", handle.describe(), shown(data));
+    if created {
+        eprintln!("first start: wrote a demo organisation to {}", shown(&files.org));
+        eprintln!("             and one token per demo identity to {} (mode 0600)", shown(&files.demo_tokens));
+    } else if files.demo_tokens.exists() {
+        eprintln!("demo tokens: {}", shown(&files.demo_tokens));
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
