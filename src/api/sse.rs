@@ -39,13 +39,13 @@ pub async fn stream(
     };
     backlog.sort_by_key(|a| a.position);
     let replayed_up_to = backlog.last().map(|a| a.position).or(last_seen).unwrap_or(0);
-    let backlog = futures::stream::iter(backlog.into_iter().map(|a| Ok(event(&a))));
+    let backlog = futures::stream::iter(backlog.into_iter().map(|a| Ok(event(&a, false))));
     let scope = state.clone();
     let live = live.filter_map(move |item| {
         let out = match item {
             Ok(alert) if alert_visible(&scope, &actor, &alert) => {
                 let fresh = alert.position > replayed_up_to || alert.acknowledged_by.is_some();
-                fresh.then(|| Ok(event(&alert)))
+                fresh.then(|| Ok(event(&alert, alert.acknowledged_by.is_some())))
             }
             // A listener that fell behind catches up from the alerts list.
             _ => None,
@@ -55,9 +55,11 @@ pub async fn stream(
     Ok(Sse::new(backlog.chain(live)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
-fn event(alert: &AlertView) -> Event {
+/// An `alert` event (id: its log position), or an `alert_acknowledged` update. Replayed
+/// alerts are always `alert` events; their data says whether they were acknowledged since.
+fn event(alert: &AlertView, acknowledgement: bool) -> Event {
     let data = serde_json::to_string(alert).expect("alert views serialise (plain data)");
-    if alert.acknowledged_by.is_some() {
+    if acknowledgement {
         Event::default().event("alert_acknowledged").data(data)
     } else {
         Event::default().event("alert").id(alert.position.to_string()).data(data)

@@ -1,0 +1,542 @@
+//! The HTTP API on a real socket, real sled, manual clock: lifecycles, idempotency, every
+//! error status, the live stream, statistics, and the whole permission matrix.
+
+#[path = "support/api_server.rs"]
+mod api_server;
+
+use std::time::Duration;
+
+use api_server::TestServer;
+use chrono::Duration as ChronoDuration;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const T_IN: &str = "township:东坝镇";
+const T_OUT: &str = "township:西湖街道";
+const D_IN: &str = "department:住建局";
+const D_OUT: &str = "department:交通局";
+const OFFICE: &str = "office:市减负办";
+const COORD: &str = "coordinator:市委编办";
+const SUP: &str = "supervisor:区委督查室";
+const ADMIN: &str = "admin:管理员";
+const START: &str = "2026-03-02T10:00:00+08:00";
+
+fn raise_body() -> Value {
+    json!({ "title": "河道垃圾堆积", "description": "村口河道需多部门协调", "departments": ["住建局", "城管局"] })
+}
+
+async fn raise(s: &TestServer) -> String {
+    let (status, body) = s.call("POST", "/v1/whistles", Some(T_IN), Some(raise_body())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["case"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn submit(s: &TestServer, anonymous: bool) -> (String, Value) {
+    let body = json!({ "topic": "excessive_paperwork", "body": "每次活动要交四类材料", "anonymous": anonymous });
+    let (status, body) = s.call("POST", "/v1/feedback", Some(T_IN), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (body["case"]["id"].as_str().unwrap().to_owned(), body)
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whistle_goes_from_raised_to_confirmed_over_http() {
+    let s = TestServer::start(START).await;
+    let id = raise(&s).await;
+    for dept in ["department:住建局", "department:城管局"] {
+        let (status, body) = s.call("POST", &format!("/v1/whistles/{id}/ack"), Some(dept), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, body) =
+        s.call("POST", &format!("/v1/whistles/{id}/handled"), Some(D_IN), Some(json!({ "summary": "已清淤" }))).await;
+    assert_eq!(body["case"]["status"], "open");
+    let (_, body) = s
+        .call(
+            "POST",
+            &format!("/v1/whistles/{id}/handled"),
+            Some("department:城管局"),
+            Some(json!({ "summary": "已清运" })),
+        )
+        .await;
+    assert_eq!(body["case"]["status"], "resolved");
+    let (status, body) = s
+        .call("POST", &format!("/v1/whistles/{id}/confirm"), Some(T_IN), Some(json!({ "satisfaction": "satisfied" })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["case"]["status"], "confirmed");
+    s.settle().await;
+    let (status, body) = s.call("GET", &format!("/v1/cases/{id}"), Some(SUP), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let types: Vec<&str> = body["history"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "whistle_raised",
+            "department_acknowledged",
+            "department_acknowledged",
+            "department_handled",
+            "department_handled",
+            "whistle_resolved",
+            "whistle_confirmed"
+        ]
+    );
+    assert!(body["history"][0]["actor"]["unit"] == "东坝镇");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_returns_the_same_result_and_writes_once() {
+    let s = TestServer::start(START).await;
+    let key = [("Idempotency-Key", "raise-0001")];
+    let (a_status, a) = s.call_with("POST", "/v1/whistles", Some(T_IN), Some(raise_body()), &key).await;
+    let head = s.log.head().await.unwrap();
+    let (b_status, b) = s.call_with("POST", "/v1/whistles", Some(T_IN), Some(raise_body()), &key).await;
+    assert_eq!((a_status, b_status), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(a["case"]["id"], b["case"]["id"]);
+    assert_eq!(a["events"], b["events"]);
+    assert_eq!(b["repeated"], true);
+    assert_eq!(s.log.head().await.unwrap(), head, "nothing written twice");
+    // Another township's identical key is another request.
+    let (_, c) = s.call_with("POST", "/v1/whistles", Some(T_OUT), Some(raise_body()), &key).await;
+    assert_ne!(c["case"]["id"], a["case"]["id"]);
+    // An action retried after later changes still answers as the first time.
+    let id = a["case"]["id"].as_str().unwrap();
+    let ack_key = [("Idempotency-Key", "ack-1")];
+    let (_, first) = s.call_with("POST", &format!("/v1/whistles/{id}/ack"), Some(D_IN), None, &ack_key).await;
+    s.call("POST", &format!("/v1/whistles/{id}/ack"), Some("department:城管局"), None).await;
+    let (status, again) = s.call_with("POST", &format!("/v1/whistles/{id}/ack"), Some(D_IN), None, &ack_key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["events"], again["events"]);
+    // Anonymous feedback gets the same follow-up code on a retry.
+    let fb = json!({ "topic": "apps_chat_groups", "body": "打卡群太多", "anonymous": true });
+    let k = [("Idempotency-Key", "fb-1")];
+    let (_, x) = s.call_with("POST", "/v1/feedback", Some(T_IN), Some(fb.clone()), &k).await;
+    let (_, y) = s.call_with("POST", "/v1/feedback", Some(T_IN), Some(fb), &k).await;
+    assert_eq!(x["follow_up_code"], y["follow_up_code"]);
+    assert!(x["follow_up_code"].as_str().unwrap().starts_with("fu-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx_errors_and_write_nothing() {
+    let s = TestServer::start(START).await;
+    let id = raise(&s).await;
+    let head = s.log.head().await.unwrap();
+    let raw = |body: &'static str, ct: &'static str| {
+        let req = s
+            .http
+            .post(format!("{}/v1/whistles", s.base))
+            .bearer_auth(s.token(T_IN))
+            .header("content-type", ct)
+            .body(body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, b) = raw("{not json", "application/json").await;
+    assert_eq!((st, error_code(&b)), (StatusCode::BAD_REQUEST, "bad_request"));
+    let (st, _) = raw("{}", "text/plain").await;
+    assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (st, b) =
+        raw(r#"{"title":"t","description":"d","departments":["住建局"],"extra":1}"#, "application/json").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["error"]["message"].as_str().unwrap().contains("unknown field `extra`"), "{b}");
+    let (st, b) = raw(r#"{"title":"t","description":"d","departments":["不存在局"]}"#, "application/json").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["error"]["message"].as_str().unwrap().contains("department 不存在局 is not part of this organisation"));
+    let (st, b) = raw(r#"{"title":"  ","description":"d","departments":["住建局"]}"#, "application/json").await;
+    assert_eq!((st, error_code(&b)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
+    let big = format!(r#"{{"title":"t","description":"{}","departments":["住建局"]}}"#, "长".repeat(40_000));
+    let r = s
+        .http
+        .post(format!("{}/v1/whistles", s.base))
+        .bearer_auth(s.token(T_IN))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&r.json::<Value>().await.unwrap()), "too_large");
+    let (st, b) = s.call("POST", "/v1/whistles", None, Some(raise_body())).await;
+    assert_eq!((st, error_code(&b)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let r =
+        s.http.post(format!("{}/v1/whistles", s.base)).bearer_auth("wt_nope").json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "an unknown token is 401 before the body is read");
+    let (st, _) = s.call("GET", "/v1/cases/01234567-89ab-7def-8123-456789abcdef", Some(SUP), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s.call("GET", "/v1/cases/not-a-uuid", Some(SUP), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    s.call("POST", &format!("/v1/whistles/{id}/ack"), Some(D_IN), None).await;
+    let head_after_ack = s.log.head().await.unwrap();
+    let (st, b) = s.call("POST", &format!("/v1/whistles/{id}/ack"), Some(D_IN), None).await;
+    assert_eq!((st, error_code(&b)), (StatusCode::CONFLICT, "conflict"));
+    assert!(b["error"]["message"].as_str().unwrap().contains("already reported in"));
+    let (st, _) =
+        s.call("POST", &format!("/v1/whistles/{id}/decline"), Some("department:城管局"), Some(json!({}))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "a decline needs a reason");
+    let (st, _) = s.call("POST", &format!("/v1/whistles/{id}/fly"), Some(D_IN), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s.call("GET", "/v1/cases?kind=rocket", Some(SUP), None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (st, _) = s.call("GET", "/v1/cases?cursor=zz", Some(SUP), None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(s.log.head().await.unwrap(), head_after_ack, "refused requests wrote nothing");
+    assert_eq!(head_after_ack, head + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_feedback_is_followed_up_with_its_code_only() {
+    let s = TestServer::start(START).await;
+    let (id, created) = submit(&s, true).await;
+    let code = created["follow_up_code"].as_str().unwrap().to_owned();
+    assert_eq!(created["case"]["detail"]["submitter"], Value::Null);
+    let (st, _) =
+        s.call("POST", &format!("/v1/feedback/{id}/resolve"), Some(OFFICE), Some(json!({ "summary": "已整改" }))).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s.call("GET", &format!("/v1/cases/{id}"), Some(T_IN), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "the submitter's unit is not recorded, so its token does not reach it");
+    let (st, body) = s.call_with("GET", &format!("/v1/cases/{id}"), None, None, &[("X-Follow-Up-Code", &code)]).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, _) = s
+        .call_with(
+            "POST",
+            &format!("/v1/feedback/{id}/rate"),
+            None,
+            Some(json!({ "satisfaction": "satisfied" })),
+            &[("X-Follow-Up-Code", "fu-wrong")],
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, body) = s
+        .call_with(
+            "POST",
+            &format!("/v1/feedback/{id}/rate"),
+            None,
+            Some(json!({ "satisfaction": "satisfied" })),
+            &[("X-Follow-Up-Code", &code)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["events"][0]["actor"]["role"], "anonymous");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_sees_a_breach_arrive_on_the_live_stream_and_acknowledges_it() {
+    let s = TestServer::start(START).await;
+    let id = raise(&s).await;
+    s.settle().await;
+    let mut stream = s.http.get(format!("{}/v1/alerts/stream", s.base)).bearer_auth(s.token(SUP)).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut dept_stream =
+        s.http.get(format!("{}/v1/alerts/stream", s.base)).bearer_auth(s.token(D_OUT)).send().await.unwrap();
+    s.clock.advance(ChronoDuration::hours(25));
+    let text = read_sse_until(&mut stream, "event: alert").await;
+    assert!(text.contains(&id), "{text}");
+    assert!(text.contains("\"stage\":\"breach\""));
+    let out_of_scope = tokio::time::timeout(Duration::from_millis(800), dept_stream.chunk()).await;
+    assert!(
+        out_of_scope.is_err()
+            || !String::from_utf8_lossy(&out_of_scope.unwrap().unwrap().unwrap_or_default()).contains("alert"),
+        "交通局 is not summoned: it hears nothing"
+    );
+    s.settle().await;
+    let (_, alerts) = s.call("GET", "/v1/alerts?open=true", Some(SUP), None).await;
+    let items = alerts["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "both summoned departments missed the clock: {alerts}");
+    let alert_id = items[0]["alert_id"].as_str().unwrap();
+    let (st, body) = s.call("POST", &format!("/v1/alerts/{alert_id}/ack"), Some(SUP), None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.settle().await;
+    let (_, alerts) = s.call("GET", "/v1/alerts?open=true", Some(SUP), None).await;
+    assert_eq!(alerts["items"].as_array().unwrap().len(), 1);
+    // Resuming with Last-Event-ID replays what came after it.
+    let first_position = items.iter().map(|a| a["position"].as_u64().unwrap()).min().unwrap();
+    let mut resumed = s
+        .http
+        .get(format!("{}/v1/alerts/stream", s.base))
+        .bearer_auth(s.token(SUP))
+        .header("Last-Event-ID", (first_position - 1).to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = read_sse_until(&mut resumed, &format!("id: {}", first_position + 1)).await;
+    assert!(text.contains(&format!("id: {first_position}")), "{text}");
+}
+
+async fn read_sse_until(res: &mut reqwest::Response, needle: &str) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !text.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, res.chunk()).await.expect("stream delivers").unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_give_the_three_rates_as_json_and_csv() {
+    let s = TestServer::start(START).await;
+    let on_time = raise(&s).await;
+    s.call("POST", &format!("/v1/whistles/{on_time}/ack"), Some(D_IN), None).await;
+    s.clock.advance(ChronoDuration::minutes(30));
+    s.call("POST", &format!("/v1/whistles/{on_time}/ack"), Some("department:城管局"), None).await;
+    s.call("POST", &format!("/v1/whistles/{on_time}/handled"), Some(D_IN), Some(json!({ "summary": "ok" }))).await;
+    s.call(
+        "POST",
+        &format!("/v1/whistles/{on_time}/handled"),
+        Some("department:城管局"),
+        Some(json!({ "summary": "ok" })),
+    )
+    .await;
+    s.call(
+        "POST",
+        &format!("/v1/whistles/{on_time}/confirm"),
+        Some(T_IN),
+        Some(json!({ "satisfaction": "basically_satisfied" })),
+    )
+    .await;
+    let late = raise(&s).await;
+    s.clock.advance(ChronoDuration::hours(25));
+    s.settle().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.call("POST", &format!("/v1/whistles/{late}/ack"), Some(D_IN), None).await;
+    s.settle().await;
+    let (st, body) = s.call("GET", "/v1/stats?by=department&from=2026-03-01&to=2026-03-31", Some(SUP), None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let row = body["rows"].as_array().unwrap().iter().find(|r| r["unit"] == "住建局").unwrap().clone();
+    assert_eq!(row["cases"], 2);
+    assert_eq!(row["acknowledged"], 2);
+    assert_eq!(row["acknowledged_on_time"], 1, "{row}");
+    assert_eq!(row["response_rate"], 0.5);
+    assert_eq!(row["resolution_rate"], 0.5);
+    assert_eq!(row["satisfaction_rate"], 1.0);
+    assert_eq!(row["breaches"], 1);
+    let r = s
+        .http
+        .get(format!("{}/v1/stats?by=department&from=2026-03-01&to=2026-03-31", s.base))
+        .bearer_auth(s.token(SUP))
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("unit,cases,acknowledged,acknowledged_on_time,response_rate"), "{csv}");
+    assert!(csv.contains("\"住建局\",2,2,1,0.5000"), "{csv}");
+    let (st, _) = s.call("GET", "/v1/stats?by=mood", Some(SUP), None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_metrics_and_health_describe_the_service() {
+    let s = TestServer::start(START).await;
+    raise(&s).await;
+    s.settle().await;
+    let (st, spec) = s.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    for path in [
+        "/v1/whistles",
+        "/v1/whistles/{id}/ack",
+        "/v1/feedback/{id}/rate",
+        "/v1/alerts/stream",
+        "/v1/stats",
+        "/v1/cases/{id}/extensions/{n}/approve",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} missing");
+    }
+    let (st, text) = s.call("GET", "/metrics", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    for series in [
+        "whistle_appends_total 1",
+        "whistle_projector_lag 0",
+        "whistle_armed_clocks 2",
+        "whistle_webhook_deliveries_total",
+    ] {
+        assert!(text.contains(series), "{series} in {text}");
+    }
+    assert_eq!(s.call("GET", "/healthz", None, None).await.0, StatusCode::OK);
+    assert_eq!(s.call("GET", "/readyz", None, None).await.0, StatusCode::OK);
+    let (st, page) = s.call("GET", "/", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("吹哨报到"));
+}
+
+// ----------------------------------------------------------------------------- the matrix
+
+const EVERYONE: [Option<&str>; 9] =
+    [Some(T_IN), Some(T_OUT), Some(D_IN), Some(D_OUT), Some(OFFICE), Some(COORD), Some(SUP), Some(ADMIN), None];
+
+/// Expected status per caller, in the order of EVERYONE.
+type Row = (&'static str, &'static str, Option<Value>, [u16; 9]);
+
+fn whistle_rows() -> Vec<Row> {
+    let r = |m, p, b, e| (m, p, b, e);
+    //                                                                               T_IN T_OUT D_IN D_OUT OFF COORD SUP ADMIN none
+    vec![
+        r("POST", "/v1/whistles/{W}/ack", None, [403, 404, 200, 404, 404, 403, 403, 403, 401]),
+        r(
+            "POST",
+            "/v1/whistles/{W}/decline",
+            Some(json!({"reason": "不是本部门"})),
+            [403, 404, 200, 404, 404, 403, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/whistles/{W}/assign",
+            Some(json!({"departments": ["城管局"]})),
+            [403, 404, 403, 404, 404, 409, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/whistles/{W}/departments",
+            Some(json!({"departments": ["交通局"]})),
+            [200, 404, 403, 404, 404, 403, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/whistles/{W}/progress",
+            Some(json!({"note": "n"})),
+            [403, 404, 409, 404, 404, 403, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/whistles/{W}/handled",
+            Some(json!({"summary": "s"})),
+            [403, 404, 409, 404, 404, 403, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/whistles/{W}/confirm",
+            Some(json!({"satisfaction": "satisfied"})),
+            [409, 404, 403, 404, 404, 403, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/whistles/{W}/reopen",
+            Some(json!({"reason": "r"})),
+            [409, 404, 403, 404, 404, 403, 403, 403, 401],
+        ),
+        r("POST", "/v1/whistles/{W}/withdraw", None, [200, 404, 403, 404, 404, 403, 403, 403, 401]),
+        r(
+            "POST",
+            "/v1/cases/{W}/extensions",
+            Some(json!({"clock": "ack:住建局", "hours": 12, "reason": "r"})),
+            [403, 404, 201, 404, 404, 403, 403, 403, 401],
+        ),
+        r("GET", "/v1/cases/{W}", None, [200, 404, 200, 404, 404, 200, 200, 200, 401]),
+        r(
+            "POST",
+            "/v1/feedback/{F}/reply",
+            Some(json!({"body": "收到"})),
+            [403, 404, 404, 404, 200, 404, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/feedback/{F}/resolve",
+            Some(json!({"summary": "已解决"})),
+            [403, 404, 404, 404, 200, 404, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/feedback/{F}/rate",
+            Some(json!({"satisfaction": "satisfied"})),
+            [409, 404, 404, 404, 403, 404, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/feedback/{F}/reopen",
+            Some(json!({"reason": "r"})),
+            [409, 404, 404, 404, 403, 404, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/cases/{F}/extensions",
+            Some(json!({"clock": "feedback_reply", "working_days": 2, "reason": "r"})),
+            [403, 404, 404, 404, 201, 404, 403, 403, 401],
+        ),
+        r("GET", "/v1/cases/{F}", None, [200, 404, 404, 404, 200, 404, 200, 200, 401]),
+        r("POST", "/v1/whistles", Some(raise_body()), [201, 201, 403, 403, 403, 403, 403, 403, 401]),
+        r(
+            "POST",
+            "/v1/feedback",
+            Some(json!({"topic": "other", "body": "b"})),
+            [201, 201, 403, 403, 403, 403, 403, 403, 401],
+        ),
+        r("GET", "/v1/cases", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
+        r("GET", "/v1/alerts", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
+        r("GET", "/v1/stats", None, [403, 403, 403, 403, 200, 200, 200, 200, 401]),
+        r("GET", "/v1/me", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
+        r("GET", "/v1/alerts/stream", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_for_every_role_in_and_out_of_scope() {
+    let s = TestServer::start(START).await;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (method, template, body, expected) in whistle_rows() {
+        for (who, want) in EVERYONE.iter().zip(expected) {
+            // A fresh whistle and feedback for every call, so calls do not affect each other.
+            let w = raise(&s).await;
+            let (f, _) = submit(&s, false).await;
+            let path = template.replace("{W}", &w).replace("{F}", &f);
+            let status = if path.ends_with("/stream") {
+                let mut req = s.http.get(format!("{}{path}", s.base));
+                if let Some(who) = who {
+                    req = req.bearer_auth(s.token(who));
+                }
+                req.send().await.unwrap().status()
+            } else {
+                s.call(method, &path, *who, body.clone()).await.0
+            };
+            checked += 1;
+            if status.as_u16() != want {
+                failures.push(format!("{method} {template} as {}: got {status}, want {want}", who.unwrap_or("nobody")));
+            }
+        }
+    }
+    // Extension decisions and alert acknowledgements need a request and an alert first.
+    let w = raise(&s).await;
+    s.call(
+        "POST",
+        &format!("/v1/cases/{w}/extensions"),
+        Some(D_IN),
+        Some(json!({"clock": "ack:住建局", "hours": 12, "reason": "r"})),
+    )
+    .await;
+    for (who, want) in EVERYONE.iter().zip([403, 404, 403, 404, 404, 403, 200, 403, 401]) {
+        let (status, _) = s.call("POST", &format!("/v1/cases/{w}/extensions/1/refuse"), *who, None).await;
+        checked += 1;
+        if status.as_u16() != want && !(who == &Some(SUP) && status == StatusCode::CONFLICT) {
+            failures.push(format!("refuse extension as {}: got {status}, want {want}", who.unwrap_or("nobody")));
+        }
+    }
+    let a = raise(&s).await;
+    s.settle().await;
+    s.clock.advance(ChronoDuration::hours(25));
+    let alert_id = loop {
+        s.settle().await;
+        let (_, alerts) = s.call("GET", "/v1/alerts", Some(SUP), None).await;
+        let found =
+            alerts["items"].as_array().unwrap().iter().find(|x| x["case_id"] == a && x["unit"] == "住建局").cloned();
+        if let Some(alert) = found {
+            break alert["alert_id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    //                              T_IN T_OUT D_IN D_OUT OFF COORD SUP ADMIN none
+    for (who, want) in EVERYONE.iter().zip([403, 404, 403, 404, 404, 404, 200, 403, 401]) {
+        let (status, _) = s.call("POST", &format!("/v1/alerts/{alert_id}/ack"), *who, None).await;
+        checked += 1;
+        if status.as_u16() != want {
+            failures.push(format!("ack alert as {}: got {status}, want {want}", who.unwrap_or("nobody")));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {checked} checks failed:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(checked, 24 * 9 + 9 + 9);
+}
