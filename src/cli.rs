@@ -42,6 +42,95 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Raise a whistle (client: WHISTLE_URL, WHISTLE_TOKEN).
+    Raise {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        description: String,
+        /// A department to summon; repeat for several.
+        #[arg(long = "department", required = true)]
+        departments: Vec<String>,
+        #[arg(long)]
+        location: Option<String>,
+        #[arg(long)]
+        urgent: bool,
+    },
+    /// Report in (报到) on a whistle, as the department the token belongs to.
+    Ack {
+        #[command(flatten)]
+        client: ClientArgs,
+        case: String,
+    },
+    /// Decline a summons, with a reason.
+    Decline {
+        #[command(flatten)]
+        client: ClientArgs,
+        case: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Report your department's part of a whistle handled.
+    Handled {
+        #[command(flatten)]
+        client: ClientArgs,
+        case: String,
+        #[arg(long)]
+        summary: String,
+    },
+    /// Confirm a resolved whistle and rate it (satisfied, basically_satisfied, unsatisfied).
+    Confirm {
+        #[command(flatten)]
+        client: ClientArgs,
+        case: String,
+        #[arg(long)]
+        satisfaction: String,
+    },
+    /// Grassroots feedback (基层意见直通车).
+    Feedback {
+        #[command(subcommand)]
+        command: FeedbackCommand,
+    },
+    /// List or show cases in your scope.
+    Cases {
+        #[command(subcommand)]
+        command: CasesCommand,
+    },
+    /// List, acknowledge or watch alerts.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+    /// 响应率 / 解决率 / 满意率.
+    Stats {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// department, township or topic.
+        #[arg(long, default_value = "department")]
+        by: String,
+        /// First day (YYYY-MM-DD); default: the first of this month.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Start a service on short clocks and play a scripted morning, to watch live.
+    Demo {
+        /// Address for the demo service.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Stop once the script has played instead of serving on.
+        #[arg(long)]
+        exit: bool,
+        /// The demo's 报到 clock.
+        #[arg(long, default_value = "45s", value_parser = crate::domain::policy::parse_duration)]
+        ack_clock: std::time::Duration,
+    },
     /// Inspect the views.
     Views {
         #[command(subcommand)]
@@ -107,6 +196,90 @@ pub struct ServeArgs {
 pub enum LogFormat {
     Human,
     Json,
+}
+
+/// Where the service is and who is calling.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    #[arg(long, env = "WHISTLE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    #[arg(long, env = "WHISTLE_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FeedbackCommand {
+    /// Submit feedback; --anonymous stores no identity and prints a follow-up code.
+    Submit {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// documents_meetings, excessive_paperwork, apps_chat_groups, inspections_assessments,
+        /// work_pushed_down or other.
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        body: String,
+        #[arg(long)]
+        anonymous: bool,
+    },
+    /// Reply to feedback (the office).
+    Reply {
+        #[command(flatten)]
+        client: ClientArgs,
+        case: String,
+        #[arg(long)]
+        body: String,
+    },
+    /// Resolve feedback (the office).
+    Resolve {
+        #[command(flatten)]
+        client: ClientArgs,
+        case: String,
+        #[arg(long)]
+        summary: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CasesCommand {
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long)]
+        unit: Option<String>,
+    },
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        case: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCommand {
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only alerts not yet acknowledged.
+        #[arg(long)]
+        open: bool,
+    },
+    Ack {
+        #[command(flatten)]
+        client: ClientArgs,
+        alert: String,
+    },
+    /// Print alerts as they happen.
+    Watch {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -16,7 +16,9 @@
 pub mod alerts;
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod clock;
+pub mod demo;
 pub mod domain;
 pub mod execute;
 pub mod log;

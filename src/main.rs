@@ -3,9 +3,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use whistle::cli::{
-    calendar_due_line, shown, CalendarCommand, Cli, Command, ProgressReport, ServeArgs, StoreArgs, TokenCommand,
-    ViewsCommand,
+    calendar_due_line, shown, AlertsCommand, CalendarCommand, CasesCommand, Cli, ClientArgs, Command, FeedbackCommand,
+    ProgressReport, ServeArgs, StoreArgs, TokenCommand, ViewsCommand,
 };
+use whistle::client::{alert_line, case_line, Client, ClientError};
 use whistle::domain::Calendar;
 use whistle::projector::{self, Projector};
 use whistle::service::{load_policy, open_views, LogHandle};
@@ -71,6 +72,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         config: args.config.clone(),
         policy,
         clock: Arc::new(whistle::clock::SystemClock),
+        stop: None,
     };
     whistle::serve::serve(options).await.map_err(|e| match e {
         whistle::serve::ServeError::Config(m) => bad_input(m),
@@ -102,6 +104,126 @@ fn add_token(
     Ok(())
 }
 
+async fn run_client(command: Command) -> Result<(), ClientError> {
+    use reqwest::Method;
+    use serde_json::{json, Value};
+    let post = |client: &ClientArgs, path: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let c = Client::new(&client.url, &client.token)?;
+            let answer = c.json(Method::POST, &path, Some(body)).await?;
+            println!("{}", case_line(&answer["case"]));
+            if let Some(code) = answer["follow_up_code"].as_str() {
+                println!("follow-up code (shown once; keep it to read replies and rate): {code}");
+            }
+            Ok::<(), ClientError>(())
+        }
+    };
+    match command {
+        Command::Raise { client, title, description, departments, location, urgent } => {
+            let urgency = if urgent { "urgent" } else { "normal" };
+            let body = json!({ "title": title, "description": description, "departments": departments, "location": location, "urgency": urgency });
+            post(&client, "/v1/whistles".into(), body).await
+        }
+        Command::Ack { client, case } => post(&client, format!("/v1/whistles/{case}/ack"), json!({})).await,
+        Command::Decline { client, case, reason } => {
+            post(&client, format!("/v1/whistles/{case}/decline"), json!({ "reason": reason })).await
+        }
+        Command::Handled { client, case, summary } => {
+            post(&client, format!("/v1/whistles/{case}/handled"), json!({ "summary": summary })).await
+        }
+        Command::Confirm { client, case, satisfaction } => {
+            post(&client, format!("/v1/whistles/{case}/confirm"), json!({ "satisfaction": satisfaction })).await
+        }
+        Command::Feedback { command: FeedbackCommand::Submit { client, topic, body, anonymous } } => {
+            post(&client, "/v1/feedback".into(), json!({ "topic": topic, "body": body, "anonymous": anonymous })).await
+        }
+        Command::Feedback { command: FeedbackCommand::Reply { client, case, body } } => {
+            post(&client, format!("/v1/feedback/{case}/reply"), json!({ "body": body })).await
+        }
+        Command::Feedback { command: FeedbackCommand::Resolve { client, case, summary } } => {
+            post(&client, format!("/v1/feedback/{case}/resolve"), json!({ "summary": summary })).await
+        }
+        Command::Cases { command: CasesCommand::List { client, kind, status, overdue, unit } } => {
+            let c = Client::new(&client.url, &client.token)?;
+            let mut query = vec![];
+            for (k, v) in [("kind", kind), ("status", status), ("unit", unit)] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", urlencode(&v)));
+                }
+            }
+            if overdue {
+                query.push("overdue=true".into());
+            }
+            let answer = c.json(Method::GET, &format!("/v1/cases?{}", query.join("&")), None).await?;
+            for case in answer["items"].as_array().into_iter().flatten() {
+                println!("{}", case_line(case));
+            }
+            Ok(())
+        }
+        Command::Cases { command: CasesCommand::Show { client, case } } => {
+            let c = Client::new(&client.url, &client.token)?;
+            let answer = c.json(Method::GET, &format!("/v1/cases/{case}"), None).await?;
+            println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+            Ok(())
+        }
+        Command::Alerts { command: AlertsCommand::List { client, open } } => {
+            let c = Client::new(&client.url, &client.token)?;
+            let answer = c.json(Method::GET, &format!("/v1/alerts?open={open}"), None).await?;
+            for alert in answer["items"].as_array().into_iter().flatten() {
+                println!("{}", alert_line("alert", alert));
+            }
+            Ok(())
+        }
+        Command::Alerts { command: AlertsCommand::Ack { client, alert } } => {
+            let c = Client::new(&client.url, &client.token)?;
+            c.json(Method::POST, &format!("/v1/alerts/{alert}/ack"), Some(json!({}))).await?;
+            println!("acknowledged {alert}");
+            Ok(())
+        }
+        Command::Alerts { command: AlertsCommand::Watch { client } } => {
+            Client::new(&client.url, &client.token)?.watch().await
+        }
+        Command::Stats { client, by, from, to, csv } => {
+            let c = Client::new(&client.url, &client.token)?;
+            let mut path = format!("/v1/stats?by={}", urlencode(&by));
+            for (k, v) in [("from", from), ("to", to)] {
+                if let Some(v) = v {
+                    path.push_str(&format!("&{k}={}", urlencode(&v)));
+                }
+            }
+            if csv {
+                print!("{}", c.text(&path, "text/csv").await?);
+                return Ok(());
+            }
+            let answer = c.json(Method::GET, &path, None).await?;
+            println!("{:<14} {:>6} {:>8} {:>8} {:>8}", "unit", "cases", "响应率", "解决率", "满意率");
+            let pct = |v: &Value| v.as_f64().map_or("—".to_owned(), |f| format!("{:.0}%", f * 100.0));
+            for row in answer["rows"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<14} {:>6} {:>8} {:>8} {:>8}",
+                    row["unit"].as_str().unwrap_or(""),
+                    row["cases"],
+                    pct(&row["response_rate"]),
+                    pct(&row["resolution_rate"]),
+                    pct(&row["satisfaction_rate"])
+                );
+            }
+            Ok(())
+        }
+        _ => unreachable!("only client commands come here"),
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(failed)
 }
@@ -126,6 +248,16 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             publish_calendar(&file, *store).await
         }
         Command::Serve(args) => serve(args).await,
+        Command::Demo { listen, exit, ack_clock } => whistle::demo::run(listen, exit, ack_clock).await.map_err(failed),
+        command @ (Command::Raise { .. }
+        | Command::Ack { .. }
+        | Command::Decline { .. }
+        | Command::Handled { .. }
+        | Command::Confirm { .. }
+        | Command::Feedback { .. }
+        | Command::Cases { .. }
+        | Command::Alerts { .. }
+        | Command::Stats { .. }) => run_client(command).await.map_err(|e| Failure { code: e.code, message: e.message }),
         Command::Calendar { command: CalendarCommand::Due { .. } } | Command::Token { .. } => {
             unreachable!("handled without a runtime")
         }

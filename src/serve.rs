@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use crate::api::auth::{add_token, write_private, Org, Tokens};
 use crate::api::{AppState, Metrics};
@@ -22,6 +21,8 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     pub policy: SlaPolicy,
     pub clock: Arc<dyn Clock>,
+    /// Stops the service when it turns true (besides SIGTERM and Ctrl-C).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Files a data folder holds besides the log and views.
@@ -115,7 +116,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         policy: options.policy,
         tokens: RwLock::new(tokens),
         tokens_path: Some(files.tokens.clone()),
-        tokens_loaded: RwLock::new(Instant::now()),
+        tokens_loaded: RwLock::new(crate::api::token_file_modified(&files.tokens)),
         live_alerts: node.live_alerts_sender(),
         checkpoint: node.progress.checkpoint.clone(),
         startup_head,
@@ -125,7 +126,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     });
     announce(&options.data, options.listen, &handle, created, &files);
     let app = crate::api::app(state);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(options.stop)).await;
     tracing::info!("shutting down");
     node.stop().await;
     handle.close().await.map_err(|e| ServeError::Failed(e.to_string()))?;
@@ -143,7 +144,15 @@ fn announce(data: &Path, listen: SocketAddr, handle: &LogHandle, created: bool, 
     }
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(stop: Option<tokio::sync::watch::Receiver<bool>>) {
+    let asked = async move {
+        match stop {
+            Some(mut stop) => {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -155,5 +164,5 @@ async fn shutdown_signal() {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {}, _ = asked => {} }
 }

@@ -14,7 +14,6 @@ mod sse;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
@@ -40,8 +39,6 @@ use auth::{Org, Tokens};
 pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
 /// Longest Idempotency-Key accepted, in characters.
 pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 200;
-/// How often an unknown token may trigger a reload of the token file.
-const TOKEN_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Counters the API keeps for /metrics.
 #[derive(Debug, Default)]
@@ -61,7 +58,8 @@ pub struct AppState {
     pub policy: SlaPolicy,
     pub tokens: RwLock<Tokens>,
     pub tokens_path: Option<std::path::PathBuf>,
-    pub tokens_loaded: RwLock<Instant>,
+    /// Modification time of the token file when it was last read.
+    pub tokens_loaded: RwLock<Option<std::time::SystemTime>>,
     pub live_alerts: broadcast::Sender<AlertView>,
     pub checkpoint: watch::Receiver<u64>,
     /// The log's head when the service started: ready once the views have reached it.
@@ -264,14 +262,15 @@ fn identify(state: &AppState, token: &str) -> Option<Actor> {
     if let Some(actor) = state.tokens.read().ok()?.identify(token) {
         return Some(actor.clone());
     }
-    // A token added with `whistle token add` while serving: reload, at most once a second.
+    // A token added with `whistle token add` while serving: reload when the file changed.
     let path = state.tokens_path.as_ref()?;
+    let modified = token_file_modified(path);
     {
         let mut loaded = state.tokens_loaded.write().ok()?;
-        if loaded.elapsed() < TOKEN_RELOAD_EVERY {
+        if *loaded == modified {
             return None;
         }
-        *loaded = Instant::now();
+        *loaded = modified;
     }
     let fresh = Tokens::load(path).ok()?;
     let found = fresh.identify(token).cloned();
@@ -279,6 +278,11 @@ fn identify(state: &AppState, token: &str) -> Option<Actor> {
         *tokens = fresh;
     }
     found
+}
+
+/// The token file's modification time, to notice tokens added while serving.
+pub fn token_file_modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Logs and counts a refusal.

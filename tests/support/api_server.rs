@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
@@ -56,8 +55,8 @@ impl TestServer {
             org,
             policy: SlaPolicy::default(),
             tokens: RwLock::new(Tokens::load(&tokens_path).unwrap()),
+            tokens_loaded: RwLock::new(whistle::api::token_file_modified(&tokens_path)),
             tokens_path: Some(tokens_path),
-            tokens_loaded: RwLock::new(Instant::now()),
             live_alerts: node.live_alerts_sender(),
             checkpoint: node.progress.checkpoint.clone(),
             startup_head: 0,

@@ -1,0 +1,204 @@
+//! `whistle serve`, the CLI client and `whistle demo`, run as a user would run them.
+
+#[path = "support/nats_server.rs"]
+mod nats_server;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_whistle"))
+}
+
+/// A `whistle serve` process on a free port with its own data folder.
+struct Serve {
+    child: Child,
+    url: String,
+    data: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let data = tempfile::tempdir().unwrap();
+        let port = nats_server::free_port();
+        let child = bin()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data.path().join("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let serve = Serve { child, url, data };
+        serve.wait_ready();
+        serve
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "serve did not start: {}",
+            std::fs::read_to_string(self.data.path().join("serve.log")).unwrap_or_default()
+        );
+    }
+
+    fn token(&self, unit: &str) -> String {
+        let text = std::fs::read_to_string(self.data.path().join("demo-tokens.txt")).unwrap();
+        text.lines()
+            .find_map(|l| {
+                let parts: Vec<&str> = l.split_whitespace().collect();
+                (parts.len() == 3 && parts[1] == unit).then(|| parts[2].to_owned())
+            })
+            .unwrap_or_else(|| panic!("no demo token for {unit}"))
+    }
+
+    fn client(&self, unit: &str, args: &[&str]) -> Output {
+        bin().args(args).env("WHISTLE_URL", &self.url).env("WHISTLE_TOKEN", self.token(unit)).output().unwrap()
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn first_start_writes_a_demo_org_and_private_tokens_then_stops_cleanly_on_sigterm() {
+    let serve = Serve::start();
+    let data = serve.data.path().to_path_buf();
+    let log = std::fs::read_to_string(data.join("serve.log")).unwrap();
+    assert!(log.contains("first start: wrote a demo organisation to"), "{log}");
+    assert!(log.contains("demo-tokens.txt (mode 0600)"));
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["demo-tokens.txt", "tokens.toml", "secret"] {
+        let mode = std::fs::metadata(data.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    let hashes = std::fs::read_to_string(data.join("tokens.toml")).unwrap();
+    assert!(!hashes.contains(&serve.token("东坝镇")), "only hashes are stored");
+    let status = serve.stop();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[test]
+fn the_cli_client_runs_a_whistle_and_reports_server_errors() {
+    let serve = Serve::start();
+    let out =
+        serve.client("东坝镇", &["raise", "--title", "河道垃圾", "--description", "需协调", "--department", "住建局"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout(&out);
+    let id = line.split_whitespace().next().unwrap().to_owned();
+    assert!(line.contains("whistle") && line.contains("open") && line.contains("河道垃圾"), "{line}");
+    let out = serve.client("住建局", &["ack", &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = serve.client("住建局", &["ack", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("department 住建局 has already reported in (409)"));
+    let out = serve.client("交通局", &["ack", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(404)"));
+    let out = serve.client("住建局", &["handled", &id, "--summary", "已清理"]);
+    assert!(stdout(&out).contains("resolved"), "{}", stdout(&out));
+    let out = serve.client("东坝镇", &["confirm", &id, "--satisfaction", "satisfied"]);
+    assert!(stdout(&out).contains("confirmed"));
+    std::thread::sleep(Duration::from_millis(300));
+    let out = serve.client("区委督查室", &["cases", "list", "--kind", "whistle"]);
+    assert!(stdout(&out).contains(&id), "{}", stdout(&out));
+    let out = serve.client("区委督查室", &["cases", "show", &id]);
+    assert!(stdout(&out).contains("whistle_confirmed"));
+    let out = serve.client(
+        "东坝镇",
+        &["feedback", "submit", "--topic", "apps_chat_groups", "--body", "打卡群太多", "--anonymous"],
+    );
+    assert!(stdout(&out).contains("follow-up code (shown once"), "{}", stdout(&out));
+    let fid = stdout(&out).split_whitespace().next().unwrap().to_owned();
+    let out = serve.client("市减负办", &["feedback", "reply", &fid, "--body", "已收到"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = serve.client("区委督查室", &["stats", "--csv"]);
+    assert!(stdout(&out).starts_with("unit,cases"), "{}", stdout(&out));
+    let out = serve.client("区委督查室", &["alerts", "list", "--open"]);
+    assert!(out.status.success());
+    let out =
+        bin().args(["cases", "list"]).env("WHISTLE_URL", &serve.url).env("WHISTLE_TOKEN", "wt_wrong").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown token (401)"));
+    assert!(serve.stop().success());
+}
+
+#[test]
+fn token_add_prints_a_working_token_once_and_refuses_unknown_units() {
+    let serve = Serve::start();
+    let data = serve.data.path();
+    let out =
+        bin().args(["token", "add", "--role", "department", "--unit", "城管局", "--data"]).arg(data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = stdout(&out).trim().to_owned();
+    assert!(token.starts_with("wt_"));
+    let me =
+        bin().args(["cases", "list"]).env("WHISTLE_URL", &serve.url).env("WHISTLE_TOKEN", &token).output().unwrap();
+    assert!(me.status.success(), "a token added while serving works: {}", String::from_utf8_lossy(&me.stderr));
+    let out = bin()
+        .args(["token", "add", "--role", "department", "--unit", "不存在局", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin().args(["token", "add", "--role", "mayor", "--unit", "x", "--data"]).arg(data).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    serve.stop();
+}
+
+#[test]
+fn serve_with_nats_down_is_one_clear_error_line() {
+    let data = tempfile::tempdir().unwrap();
+    let port = nats_server::free_port();
+    let out = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--nats", &format!("nats://127.0.0.1:{port}"), "--data"])
+        .arg(data.path())
+        .env("WHISTLE_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> =
+        err.lines().filter(|l| !l.starts_with("first start") && !l.trim_start().starts_with("and one token")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].starts_with(&format!("error: event log: cannot reach NATS at nats://127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn the_demo_plays_its_morning_and_the_missed_clock_alerts() {
+    let port = nats_server::free_port();
+    let out = bin()
+        .args(["demo", "--exit", "--ack-clock", "4s", "--listen", &format!("127.0.0.1:{port}")])
+        .env("WHISTLE_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "东坝镇 吹哨",
+        "住建局 报到",
+        "市减负办 回应",
+        "督查提醒【超时】交通局 「报到」 主干道路灯损坏",
+        "Dashboard: http://127.0.0.1:",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+    assert!(!Path::new(&std::env::temp_dir().join(format!("whistle-demo-{}", out.status.code().unwrap_or(0)))).exists());
+}
