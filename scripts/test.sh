@@ -27,6 +27,18 @@ fi
 export WHISTLE_NATS_SERVER
 "$WHISTLE_NATS_SERVER" --version
 
+# Headless Chromium and ChromeDriver for the dashboard test, from Debian; a CJK font so the
+# screenshots in test-artifacts/ are readable.
+step "chromium and chromedriver"
+if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi'; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null
+fi
+chromedriver --version
+
 # Lint first: a warning fails the run, like a failed test.
 step "cargo fmt --check"
 cargo fmt --check

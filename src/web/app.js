@@ -28,7 +28,11 @@ const el = (tag, attrs = {}, ...children) => {
   for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
   return node;
 };
-const say = (text) => { $("#message").textContent = text || ""; };
+const say = (text, ok) => {
+  const box = $("#message");
+  box.textContent = text || "";
+  box.style.color = ok ? "var(--ok)" : "var(--red)";
+};
 const when = (iso) => iso ? new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : "";
 
 async function api(method, path, body) {
@@ -52,7 +56,6 @@ async function act(method, path, body, done) {
 }
 
 function countdown(dueIso) {
-  const left = new Date(dueIso) - Date.now();
   const span = el("span", { "data-due": dueIso });
   paintCountdown(span);
   return span;
@@ -155,7 +158,7 @@ async function raise() {
   await act("POST", "/v1/whistles", body, async () => {
     $("#raise-title").value = ""; $("#raise-description").value = "";
     document.querySelectorAll("input[name=dept]").forEach((i) => { i.checked = false; });
-    say("已吹哨，各部门须在24小时内报到。");
+    say("已吹哨，各部门须在24小时内报到。", true);
     await renderMyWhistles();
   });
 }
@@ -195,7 +198,7 @@ async function submitFeedback() {
   try {
     const res = await api("POST", "/v1/feedback", { topic: $("#fb-topic").value, body: $("#fb-body").value, anonymous: $("#fb-anonymous").checked });
     $("#fb-body").value = "";
-    say(res.follow_up_code ? `已提交。查询码（只显示一次，请保存）：${res.follow_up_code}` : "已提交，减负办将在3个工作日内回应。");
+    say(res.follow_up_code ? `已提交。查询码（只显示一次，请保存）：${res.follow_up_code}` : "已提交，减负办将在3个工作日内回应。", true);
   } catch (e) { say(e.message); }
 }
 
@@ -320,7 +323,7 @@ async function startStream() {
             if (i > 0) fields[line.slice(0, i)] = (fields[line.slice(0, i)] || "") + line.slice(i + 1).replace(/^ /, "");
           }
           if (fields.id) lastId = fields.id;
-          if (fields.data && fields.event === "alert") { addLiveAlert(JSON.parse(fields.data)); renderOverdue(); }
+          if (fields.data && fields.event === "alert") { addLiveAlert(JSON.parse(fields.data)); renderOverdue(); renderStats(); }
           if (fields.data && fields.event === "alert_acknowledged") {
             const row = $(`#live-alerts [data-alert="${JSON.parse(fields.data).alert_id}"]`);
             if (row) row.remove();
