@@ -14,6 +14,14 @@ pub trait Clock: Send + Sync {
     async fn sleep_until(&self, at: DateTime<Utc>);
 }
 
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+pub async fn sleep_until_if(clock: &dyn Clock, at: Option<DateTime<Utc>>) {
+    match at {
+        Some(at) => clock.sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The system's wall clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

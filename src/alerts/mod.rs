@@ -308,13 +308,7 @@ impl Delivery {
                 }
                 let _ = self.views.delivery_remove(&key);
             }
-            let clock = self.clock.clone();
-            let sleep = async move {
-                match next {
-                    Some(at) => clock.sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = crate::clock::sleep_until_if(self.clock.as_ref(), next);
             tokio::select! { _ = sleep => {}, _ = changed => {}, _ = stop.changed() => {} }
         }
     }

@@ -26,6 +26,13 @@ use crate::execute::replay;
 use crate::projector::model::{AlertView, CaseView, StatsCell, StatsDimension};
 use crate::projector::views::{all_list_prefix, overdue_list_prefix, status_list_prefix, unit_list_prefix};
 
+type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// A query string, or 400 saying what is wrong with it.
+fn parse_query<T>(query: QueryResult<T>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
 /// Largest page of cases.
 pub const PAGE_CASES_MAX: usize = 100;
 /// Most list entries examined for one page (filters may skip many).
@@ -166,10 +173,10 @@ pub struct ListQuery {
 pub async fn list_cases(
     State(state): State<Shared>,
     headers: HeaderMap,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: QueryResult<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticated(&state, &headers)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = parse_query(query)?;
     if let Some(kind) = &q.kind {
         if kind != "whistle" && kind != "feedback" {
             return Err(ApiError::invalid("kind is whistle or feedback"));
@@ -278,10 +285,10 @@ pub struct AlertsQuery {
 pub async fn alerts(
     State(state): State<Shared>,
     headers: HeaderMap,
-    query: Result<Query<AlertsQuery>, axum::extract::rejection::QueryRejection>,
+    query: QueryResult<AlertsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticated(&state, &headers)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = parse_query(query)?;
     let all = state.views.alerts(q.open.unwrap_or(false), ALERTS_LIST_MAX)?;
     let items: Vec<AlertView> = all.into_iter().filter(|a| alert_visible(&state, &actor, a)).collect();
     Ok(Json(json!({ "items": items })))
@@ -298,13 +305,13 @@ pub struct StatsQuery {
 pub async fn stats(
     State(state): State<Shared>,
     headers: HeaderMap,
-    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+    query: QueryResult<StatsQuery>,
 ) -> Result<Response, ApiError> {
     let actor = authenticated(&state, &headers)?;
     if !matches!(actor.role, Role::Supervisor | Role::Admin | Role::Office | Role::Coordinator) {
         return Err(super::refuse(&state, &actor, "read statistics"));
     }
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = parse_query(query)?;
     let dimension = match q.by.as_deref().unwrap_or("department") {
         "department" => StatsDimension::Department,
         "township" => StatsDimension::Township,

@@ -194,19 +194,7 @@ impl EventLog for NatsLog {
             .map_err(|e| LogError::Unavailable(format!("cannot subscribe to the log: {e}")))?;
         Ok(Box::pin(messages.map(|item| {
             let message = item.map_err(|e| LogError::Unavailable(format!("log subscription: {e}")))?;
-            let position =
-                message.info().map_err(|e| LogError::Unavailable(format!("log message: {e}")))?.stream_sequence;
-            let msg_id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                .map(|v| v.to_string());
-            Ok(StoredRecord {
-                position,
-                subject: message.subject.to_string(),
-                msg_id,
-                payload: message.payload.clone(),
-            })
+            record_from_message(&message)
         })))
     }
 
@@ -237,18 +225,7 @@ impl EventLog for NatsLog {
             .map_err(|e| LogError::Unavailable(format!("cannot read consumer {name}: {e}")))?;
         Ok(Box::pin(messages.map(|item| {
             let message = item.map_err(|e| LogError::Unavailable(format!("claim: {e}")))?;
-            let position = message.info().map_err(|e| LogError::Unavailable(format!("claim: {e}")))?.stream_sequence;
-            let msg_id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                .map(|v| v.to_string());
-            let record = StoredRecord {
-                position,
-                subject: message.subject.to_string(),
-                msg_id,
-                payload: message.payload.clone(),
-            };
+            let record = record_from_message(&message)?;
             Ok(Claimed { record, ack: Acker(AckerInner::Nats(Box::new(message))) })
         })))
     }
@@ -271,6 +248,14 @@ impl EventLog for NatsLog {
         self.client.flush().await.map_err(|e| LogError::Unavailable(format!("watching alerts: {e}")))?;
         Ok(Box::pin(subscriber.map(|m| (m.subject.to_string(), m.payload))))
     }
+}
+
+/// A delivered JetStream message as a stored record.
+fn record_from_message(message: &jetstream::Message) -> Result<StoredRecord, LogError> {
+    let position = message.info().map_err(|e| LogError::Unavailable(format!("log message: {e}")))?.stream_sequence;
+    let msg_id =
+        message.headers.as_ref().and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID)).map(|v| v.to_string());
+    Ok(StoredRecord { position, subject: message.subject.to_string(), msg_id, payload: message.payload.clone() })
 }
 
 fn record_from_stream_message(message: jetstream::message::StreamMessage) -> StoredRecord {

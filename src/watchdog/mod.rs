@@ -68,13 +68,7 @@ impl Watchdog {
                     Some(self.clock.now() + Duration::seconds(1))
                 }
             };
-            let clock = self.clock.clone();
-            let sleep = async move {
-                match next {
-                    Some(at) => clock.sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = crate::clock::sleep_until_if(self.clock.as_ref(), next);
             tokio::select! {
                 _ = sleep => {}
                 _ = batch_written => {}
