@@ -19,7 +19,7 @@ use super::commands::matches_code;
 use super::{authenticated, caller, ApiError, Shared};
 use crate::domain::calendar::beijing;
 use crate::domain::clocks::ArmedClock;
-use crate::domain::event::{Actor, ClockKind, Role};
+use crate::domain::event::{Actor, AlertStage, ClockKind, Role};
 use crate::domain::state::State as CaseState;
 use crate::domain::{armed_clocks, Event};
 use crate::execute::replay;
@@ -112,6 +112,10 @@ pub async fn metrics(State(state): State<Shared>) -> Response {
         "gauge",
         state.views.alerts(true, usize::MAX).map_or(0, |a| a.len() as u64),
     );
+    for stage in [AlertStage::Warning, AlertStage::Breach, AlertStage::Escalation] {
+        let name = format!("whistle_alerts_{}_total", stage.as_str());
+        metric(&name, "SLA alerts recorded of this stage.", "counter", state.views.alert_count(stage));
+    }
     metric(
         "whistle_dead_letters",
         "Log records the projector could not use.",

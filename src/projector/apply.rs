@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::model::{alert_view, contributions, AlertView, CaseView, DeadLetter, StatsCell};
 use super::views::{
-    alert_key, calendar_key, dead_letter_key, history_key, index_key, list_keys, open_alert_key, stats_key, Overlay,
-    ViewError,
+    alert_count_key, alert_key, calendar_key, dead_letter_key, history_key, index_key, list_keys, open_alert_key,
+    stats_key, Overlay, ViewError,
 };
 use crate::domain::calendar::HolidayRange;
 use crate::domain::event::{EventBody, SCHEMA_VERSION};
@@ -138,6 +138,7 @@ fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], positi
                     _ => 1,
                 };
                 let alert = alert_view(view, alert, level, position);
+                count_alert(overlay, alert.stage)?;
                 overlay.put_json(alert_key(alert.alert_id), &alert);
                 overlay.put(open_alert_key(alert.alert_id), Vec::new());
                 overlay.alerts.push(alert);
@@ -155,6 +156,14 @@ fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], positi
             _ => {}
         }
     }
+    Ok(())
+}
+
+/// Counts alerts by stage, for metrics without a scan.
+fn count_alert(overlay: &mut Overlay, stage: crate::domain::event::AlertStage) -> Result<(), ViewError> {
+    let key = alert_count_key(stage);
+    let count = overlay.get(&key)?.map_or(0, |v| u64::from_be_bytes(v.try_into().unwrap_or([0; 8])));
+    overlay.put(key, (count + 1).to_be_bytes().to_vec());
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `m:checkpoint` | | last applied log position (u64 BE) |
 //! | `m:calendar:` | year (i32 BE) | a published [`YearSchedule`] (JSON) |
+//! | `m:alerts:` | stage | alerts recorded of that stage (u64 BE) |
 //! | `c:` | case id | [`CaseView`] |
 //! | `h:` | case id ‖ position ‖ index | the event (JSON) |
 //! | `i:` | fire time (ms, BE) ‖ case id ‖ clock | [`IndexEntry`]: the watchdog's deadline index |
@@ -222,6 +223,11 @@ impl Views {
         Ok(out)
     }
 
+    /// How many alerts of a stage have been recorded.
+    pub fn alert_count(&self, stage: crate::domain::event::AlertStage) -> u64 {
+        self.get_raw(&alert_count_key(stage)).ok().flatten().map_or(0, |v| u64_from(&v))
+    }
+
     pub fn dead_letter_count(&self) -> usize {
         self.tree.scan_prefix(b"d:").count()
     }
@@ -436,6 +442,10 @@ pub fn list_keys(
         prefixes.push(overdue_list_prefix());
     }
     prefixes.into_iter().map(|p| [p.as_slice(), suffix.as_slice()].concat()).collect()
+}
+
+pub fn alert_count_key(stage: crate::domain::event::AlertStage) -> Vec<u8> {
+    prefixed(b"m:alerts:", stage.as_str().as_bytes())
 }
 
 pub fn alert_key(alert_id: Uuid) -> Vec<u8> {
