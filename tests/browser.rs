@@ -4,61 +4,24 @@
 
 #[path = "support/nats_server.rs"]
 mod nats_server;
+#[path = "support/serve_process.rs"]
+mod serve_process;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use serve_process::ServeProcess;
 use webdriver::Browser;
 
 /// The 报到 clock in this test: short, so the breach happens while the page is open.
 const POLICY: &str = "warn_at_percent = 0\n[clocks.ack]\ntarget = \"10s\"\n";
 
-struct Serve {
-    child: Child,
-    url: String,
-    data: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> Serve {
-    let data = tempfile::tempdir().unwrap();
-    std::fs::write(data.path().join("policy.toml"), POLICY).unwrap();
-    let port = nats_server::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_whistle"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data.path())
-        .arg("--policy")
-        .arg(data.path().join("policy.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serve { child, url: format!("http://127.0.0.1:{port}"), data }
-}
-
-fn token(serve: &Serve, unit: &str) -> String {
-    let text = std::fs::read_to_string(serve.data.path().join("demo-tokens.txt")).unwrap();
-    text.lines()
-        .find_map(|l| {
-            let p: Vec<&str> = l.split_whitespace().collect();
-            (p.len() == 3 && p[1] == unit).then(|| p[2].to_owned())
-        })
-        .unwrap()
+fn serve(data: &std::path::Path) -> ServeProcess {
+    std::fs::write(data.join("policy.toml"), POLICY).unwrap();
+    let policy = data.join("policy.toml");
+    ServeProcess::start(data, &["--policy", policy.to_str().unwrap()])
 }
 
 fn artifacts() -> PathBuf {
@@ -73,13 +36,15 @@ async fn sign_in(browser: &Browser, token: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn township_raises_department_reports_in_supervisor_sees_the_breach_live() {
-    let serve = serve();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve(dir.path());
+    let url = serve.url();
     let browser = Browser::start().await;
     let wait = Duration::from_secs(15);
 
     // A township raises a whistle through the form.
-    browser.goto(&serve.url).await;
-    sign_in(&browser, &token(&serve, "东坝镇")).await;
+    browser.goto(&url).await;
+    sign_in(&browser, &serve.token("东坝镇")).await;
     browser.type_into("#raise-title", "村口河道垃圾堆积").await;
     browser.type_into("#raise-description", "需住建局协同清理").await;
     browser.click("input[name=dept][value='住建局']").await;
@@ -92,7 +57,7 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
 
     // The department reports in from its view.
     browser.click("#signout").await;
-    sign_in(&browser, &token(&serve, "住建局")).await;
+    sign_in(&browser, &serve.token("住建局")).await;
     browser.wait_for(".awaiting-row .ack-button", wait).await;
     browser.wait_until("return document.querySelector('.awaiting-row [data-due]').textContent.length > 0", wait).await;
     browser.screenshot(&artifacts().join("dashboard-department.png")).await;
@@ -104,8 +69,8 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
     // A second whistle summons a department that will not report in.
     let http = reqwest::Client::new();
     let res = http
-        .post(format!("{}/v1/whistles", serve.url))
-        .bearer_auth(token(&serve, "西湖街道"))
+        .post(format!("{url}/v1/whistles"))
+        .bearer_auth(serve.token("西湖街道"))
         .json(
             &serde_json::json!({ "title": "主干道路灯损坏", "description": "夜间通行隐患", "departments": ["交通局"] }),
         )
@@ -116,7 +81,7 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
 
     // The supervisor's open page receives the breach live.
     browser.click("#signout").await;
-    sign_in(&browser, &token(&serve, "区委督查室")).await;
+    sign_in(&browser, &serve.token("区委督查室")).await;
     browser.wait_until("return document.querySelector('#stream-state').textContent.includes('已连接')", wait).await;
     browser.exec("window.__noReload = true; return true;").await;
     browser

@@ -2,10 +2,14 @@
 
 #[path = "support/nats_server.rs"]
 mod nats_server;
+#[path = "support/serve_process.rs"]
+mod serve_process;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serve_process::ServeProcess;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_whistle"))
@@ -13,7 +17,7 @@ fn bin() -> Command {
 
 /// A `whistle serve` process on a free port with its own data folder.
 struct Serve {
-    child: Child,
+    process: ServeProcess,
     url: String,
     data: tempfile::TempDir,
 }
@@ -21,42 +25,12 @@ struct Serve {
 impl Serve {
     fn start() -> Serve {
         let data = tempfile::tempdir().unwrap();
-        let port = nats_server::free_port();
-        let child = bin()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-            .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(data.path().join("serve.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let serve = Serve { child, url, data };
-        serve.wait_ready();
-        serve
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "serve did not start: {}",
-            std::fs::read_to_string(self.data.path().join("serve.log")).unwrap_or_default()
-        );
+        let process = ServeProcess::start(data.path(), &[]);
+        Serve { url: process.url(), process, data }
     }
 
     fn token(&self, unit: &str) -> String {
-        let text = std::fs::read_to_string(self.data.path().join("demo-tokens.txt")).unwrap();
-        text.lines()
-            .find_map(|l| {
-                let parts: Vec<&str> = l.split_whitespace().collect();
-                (parts.len() == 3 && parts[1] == unit).then(|| parts[2].to_owned())
-            })
-            .unwrap_or_else(|| panic!("no demo token for {unit}"))
+        self.process.token(unit)
     }
 
     fn client(&self, unit: &str, args: &[&str]) -> Output {
@@ -64,19 +38,7 @@ impl Serve {
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Serve {
-    /// A failed test must not leave a server running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.stop().expect("serve was running")
     }
 }
 
@@ -88,7 +50,7 @@ fn stdout(out: &Output) -> String {
 fn first_start_writes_a_demo_org_and_private_tokens_then_stops_cleanly_on_sigterm() {
     let serve = Serve::start();
     let data = serve.data.path().to_path_buf();
-    let log = std::fs::read_to_string(data.join("serve.log")).unwrap();
+    let log = serve.process.log();
     assert!(log.contains("first start: wrote a demo organisation to"), "{log}");
     assert!(log.contains("demo-tokens.txt (mode 0600)"));
     use std::os::unix::fs::PermissionsExt;
