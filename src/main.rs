@@ -92,6 +92,7 @@ fn add_token(
     if !org.knows(&actor) {
         return Err(bad_input(format!("{} is not a {} of this organisation", actor.unit, role.as_str())));
     }
+    std::fs::create_dir_all(data).map_err(|e| failed(format!("cannot create {}: {e}", data.display())))?;
     let path = whistle::serve::DataFiles::of(data).tokens;
     let token = whistle::api::auth::add_token(&path, &actor, label).map_err(failed)?;
     println!("{token}");

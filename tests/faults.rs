@@ -1,0 +1,489 @@
+//! Faults, bounded in time, all on loopback: malformed input on every POST endpoint; SIGKILL
+//! of `whistle serve` under load; a nats-server restart under load; a 3-node NATS cluster
+//! losing a node under load, with two service instances delivering each alert once.
+
+#[path = "support/api_server.rs"]
+mod api_server;
+#[path = "support/nats_server.rs"]
+mod nats_server;
+#[path = "support/serve_process.rs"]
+mod serve_process;
+#[path = "support/webhook.rs"]
+mod webhook;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use serve_process::ServeProcess;
+use uuid::Uuid;
+use whistle::domain::event::EventBody;
+use whistle::log::EventLog;
+use whistle::sim::Rng;
+
+const CLIENTS: usize = 8;
+
+/// The load tests take turns: on a 2-core machine, two at once would measure each other.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Short 报到 clock, no warnings or escalations: every unanswered summons breaches once.
+const POLICY: &str = "warn_at_percent = 0\n[clocks.ack]\ntarget = \"2s\"\nnever_escalate = true\n";
+
+// ----------------------------------------------------------------------------- malformed input
+
+/// A body that can never be a valid command.
+fn garbage(rng: &mut Rng) -> (Vec<u8>, &'static str) {
+    let valid = json!({ "title": "t", "description": "d", "departments": ["住建局"], "topic": "other", "body": "b",
+                        "reason": "r", "summary": "s", "note": "n", "satisfaction": "satisfied", "clock": "ack:住建局", "hours": 1 });
+    match rng.below(9) {
+        0 => ((0..rng.below(300)).map(|_| rng.next_u64() as u8).collect(), "application/json"),
+        1 => (serde_json::to_vec(&json!([1, 2, 3])).unwrap(), "application/json"),
+        2 => (b"\"just a string\"".to_vec(), "application/json"),
+        3 => {
+            let mut v = valid.clone();
+            v["unexpected_field"] = json!(rng.next_u64());
+            (serde_json::to_vec(&v).unwrap(), "application/json")
+        }
+        4 => {
+            let mut v = valid.clone();
+            let fields =
+                ["title", "departments", "topic", "satisfaction", "reason", "hours", "clock", "summary", "body"];
+            v[fields[rng.below(fields.len() as u64) as usize]] = json!({ "nested": [true, null] });
+            v["unexpected_field"] = json!(1);
+            (serde_json::to_vec(&v).unwrap(), "application/json")
+        }
+        5 => {
+            // Past every field limit, under the body limit (413 is tested on its own).
+            let huge = "长".repeat(6_000 + rng.below(14_000) as usize);
+            (serde_json::to_vec(&json!({ "title": huge, "extra": 1 })).unwrap(), "application/json")
+        }
+        6 => {
+            let mut bytes = serde_json::to_vec(&valid).unwrap();
+            let at = 5 + rng.below(bytes.len() as u64 - 10) as usize;
+            bytes[at] = 0xFF;
+            bytes.insert(at, 0xC3);
+            (bytes, "application/json")
+        }
+        7 => (serde_json::to_vec(&valid).unwrap(), "text/plain"),
+        _ => (b"{\"title\": \"unterminated".to_vec(), "application/json"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_malformed_requests_never_get_a_5xx_and_never_write() {
+    let s = api_server::TestServer::start("2026-03-02T10:00:00+08:00").await;
+    let (_, w) = s
+        .call(
+            "POST",
+            "/v1/whistles",
+            Some("township:东坝镇"),
+            Some(json!({ "title": "t", "description": "d", "departments": ["住建局"] })),
+        )
+        .await;
+    let (_, f) =
+        s.call("POST", "/v1/feedback", Some("township:东坝镇"), Some(json!({ "topic": "other", "body": "b" }))).await;
+    let w = w["case"]["id"].as_str().unwrap().to_owned();
+    let f = f["case"]["id"].as_str().unwrap().to_owned();
+    s.settle().await;
+    let head = s.log.head().await.unwrap();
+    let ids = [w.clone(), f.clone(), Uuid::now_v7().to_string(), "not-an-id".into(), "%00".into(), "1".repeat(300)];
+    let paths = [
+        "/v1/whistles",
+        "/v1/feedback",
+        "/v1/whistles/{W}/ack",
+        "/v1/whistles/{W}/decline",
+        "/v1/whistles/{W}/assign",
+        "/v1/whistles/{W}/departments",
+        "/v1/whistles/{W}/progress",
+        "/v1/whistles/{W}/handled",
+        "/v1/whistles/{W}/confirm",
+        "/v1/whistles/{W}/reopen",
+        "/v1/whistles/{W}/withdraw",
+        "/v1/feedback/{F}/reply",
+        "/v1/feedback/{F}/resolve",
+        "/v1/feedback/{F}/rate",
+        "/v1/feedback/{F}/reopen",
+        "/v1/cases/{W}/extensions",
+        "/v1/cases/{W}/extensions/1/approve",
+        "/v1/cases/{W}/extensions/1/refuse",
+        "/v1/alerts/{W}/ack",
+    ];
+    let who = [
+        "township:东坝镇",
+        "department:住建局",
+        "office:市减负办",
+        "coordinator:市委编办",
+        "supervisor:区委督查室",
+        "admin:管理员",
+    ];
+    let mut rng = Rng::new(2026);
+    let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
+    let requests = 3_000;
+    for _ in 0..requests {
+        let template = paths[rng.below(paths.len() as u64) as usize];
+        let mut path = template.to_owned();
+        for (marker, good) in [("{W}", &w), ("{F}", &f)] {
+            let id = if rng.chance(70) { good.clone() } else { ids[rng.below(ids.len() as u64) as usize].clone() };
+            path = path.replace(marker, &id);
+        }
+        let (body, content_type) = garbage(&mut rng);
+        // Actions without a body (ack, approve…) are given garbage too; an empty body would be valid.
+        let res = s
+            .http
+            .post(format!("{}{path}", s.base))
+            .bearer_auth(s.token(who[rng.below(who.len() as u64) as usize]))
+            .header("content-type", content_type)
+            .header(
+                "Idempotency-Key",
+                if rng.chance(5) {
+                    reqwest::header::HeaderValue::from_bytes("中".as_bytes()).unwrap()
+                } else {
+                    "k".parse().unwrap()
+                },
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        assert!(status.is_client_error(), "{path}: {status} {}", res.text().await.unwrap_or_default());
+        *by_status.entry(status.as_u16()).or_default() += 1;
+    }
+    assert_eq!(s.log.head().await.unwrap(), head, "no malformed request wrote anything: {by_status:?}");
+    assert!(by_status.len() >= 4, "the mix reached several kinds of refusal: {by_status:?}");
+}
+
+// ----------------------------------------------------------------------------- load helpers
+
+/// What clients saw: case ids whose creation was acknowledged (2xx), and every other answer.
+#[derive(Default)]
+struct Outcomes {
+    acknowledged: BTreeSet<String>,
+    refused: BTreeMap<String, usize>,
+}
+
+fn record(outcomes: &Mutex<Outcomes>, outcome: Result<String, String>) {
+    let mut o = outcomes.lock().unwrap();
+    match outcome {
+        Ok(id) => {
+            o.acknowledged.insert(id);
+        }
+        Err(why) => *o.refused.entry(why).or_default() += 1,
+    }
+}
+
+/// `CLIENTS` clients raising urgent whistles against `urls` (round robin) until `stop`.
+async fn load(
+    urls: Vec<String>,
+    token: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    outcomes: Arc<Mutex<Outcomes>>,
+) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let clients = (0..CLIENTS).map(|c| {
+        let (http, urls, token, stop, outcomes) = (http.clone(), urls.clone(), token.clone(), stop.clone(), outcomes.clone());
+        async move {
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let url = &urls[(c + n) % urls.len()];
+                n += 1;
+                let body = json!({ "title": format!("负载 {c}-{n}"), "description": "d", "departments": ["交通局"], "urgency": "urgent" });
+                let answer = http.post(format!("{url}/v1/whistles")).bearer_auth(&token).json(&body).send().await;
+                let outcome: Result<String, String> = match answer {
+                    Ok(r) if r.status() == StatusCode::CREATED => {
+                        let v: Value = r.json().await.unwrap_or_default();
+                        v["case"]["id"].as_str().map(str::to_owned).ok_or_else(|| "created without a body".to_owned())
+                    }
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(e) => Err(if e.is_timeout() { "timeout".into() } else { "connection".into() }),
+                };
+                record(&outcomes, outcome);
+                // About ten commands a second per client: load, not a flood.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    futures::future::join_all(clients).await;
+}
+
+/// Runs the load for `total`, calling `fault` at the midpoint.
+async fn under_load(urls: Vec<String>, token: String, total: Duration, fault: impl FnOnce()) -> Outcomes {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+    let runner = tokio::spawn(load(urls, token, stop.clone(), outcomes.clone()));
+    tokio::time::sleep(total / 2).await;
+    tokio::task::block_in_place(fault);
+    tokio::time::sleep(total / 2).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    runner.await.unwrap();
+    let outcomes = Arc::try_unwrap(outcomes).ok().unwrap().into_inner().unwrap();
+    eprintln!("load: {} acknowledged, refused {:?}", outcomes.acknowledged.len(), outcomes.refused);
+    outcomes
+}
+
+/// Every acknowledged case is in the log exactly once; returns breach counts per case.
+async fn check_log(log: &dyn EventLog, acknowledged: &BTreeSet<String>) -> BTreeMap<String, usize> {
+    let mut breaches = BTreeMap::new();
+    for id in acknowledged {
+        let records = read_case_patiently(log, Uuid::parse_str(id).unwrap()).await;
+        let events: Vec<EventBody> = records.iter().flat_map(|r| r.decode().unwrap().events).map(|e| e.body).collect();
+        let raised = events.iter().filter(|e| matches!(e, EventBody::WhistleRaised { .. })).count();
+        assert_eq!(raised, 1, "case {id}: acknowledged creation stored {raised} times");
+        breaches.insert(id.clone(), events.iter().filter(|e| matches!(e, EventBody::SlaBreached { .. })).count());
+    }
+    breaches
+}
+
+/// A case's records; a cluster that just lost or regained a node may answer "temporarily
+/// unavailable" for a moment.
+async fn read_case_patiently(log: &dyn EventLog, case_id: Uuid) -> Vec<whistle::log::StoredRecord> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match log.read_case(case_id).await {
+            Ok(records) => return records,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("read_case {case_id}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("read_case {case_id}: {e}"),
+        }
+    }
+}
+
+async fn wait_ready(url: &str) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every case has its breach (clocks are 2 s), at most 60 s.
+async fn wait_breaches(log: &dyn EventLog, acknowledged: &BTreeSet<String>) -> BTreeMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let breaches = check_log(log, acknowledged).await;
+        if breaches.values().all(|n| *n >= 1) || Instant::now() > deadline {
+            return breaches;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+// ----------------------------------------------------------------------------- SIGKILL serve
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_serve_under_load_loses_nothing_acknowledged_and_doubles_no_alert() {
+    let _turn = HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let policy = dir.path().join("policy.toml");
+    let mut serve = ServeProcess::start(&data, &["--policy", policy.to_str().unwrap()]);
+    let url = serve.url();
+    wait_ready(&url).await;
+    let token = serve.token("西湖街道");
+    let outcomes = under_load(vec![url.clone()], token, Duration::from_secs(4), || serve.kill()).await;
+    assert!(outcomes.acknowledged.len() >= 20, "load ran: {} acknowledged", outcomes.acknowledged.len());
+    serve.restart();
+    wait_ready(&url).await;
+    // Nothing else holds the embedded log now: read it through the service's own store after a stop.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let http = reqwest::Client::new();
+    let supervisor = serve.token("区委督查室");
+    let mut breaches: BTreeMap<String, usize> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in &outcomes.acknowledged {
+        loop {
+            let v: Value = http
+                .get(format!("{url}/v1/cases/{id}"))
+                .bearer_auth(&supervisor)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let history = v["history"].as_array().cloned().unwrap_or_default();
+            let raised = history.iter().filter(|e| e["type"] == "whistle_raised").count();
+            assert_eq!(raised, 1, "acknowledged case {id} stored once: {v}");
+            let n = history.iter().filter(|e| e["type"] == "sla_breached").count();
+            if n >= 1 || Instant::now() > deadline {
+                breaches.insert(id.clone(), n);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(breaches.values().all(|n| *n == 1), "each missed clock alerted once, none lost: {breaches:?}");
+    assert_eq!(serve.stop().map(|s| s.success()), Some(true));
+    // The views left behind equal a fresh rebuild from the same log.
+    let fresh = dir.path().join("fresh");
+    copy_dir(&data.join("log"), &fresh.join("log"));
+    let digest = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_whistle")).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().rsplit(' ').next().unwrap().to_owned()
+    };
+    let rebuilt = digest(&["rebuild", "--policy", policy.to_str().unwrap(), "--data", fresh.to_str().unwrap()]);
+    assert_eq!(digest(&["views", "digest", "--data", data.to_str().unwrap()]), rebuilt);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------- NATS restart
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_under_load_gives_errors_never_a_false_success_and_the_service_recovers() {
+    let _turn = HEAVY.lock().await;
+    let mut server = nats_server::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let policy = dir.path().join("policy.toml");
+    let serve =
+        ServeProcess::start(&dir.path().join("data"), &["--nats", &server.url(), "--policy", policy.to_str().unwrap()]);
+    let url = serve.url();
+    wait_ready(&url).await;
+    let token = serve.token("西湖街道");
+    let outcomes = under_load(vec![url.clone()], token.clone(), Duration::from_secs(6), || server.restart()).await;
+    assert!(outcomes.acknowledged.len() >= 20, "load ran: {}", outcomes.acknowledged.len());
+    // The service reconnected by itself: a new command goes through.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http
+            .post(format!("{url}/v1/whistles"))
+            .bearer_auth(&token)
+            .json(&json!({ "title": "恢复后", "description": "d", "departments": ["交通局"] }))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::CREATED {
+            break;
+        }
+        assert!(r.status().is_server_error(), "only unavailability, never a client error: {}", r.status());
+        assert!(Instant::now() < deadline, "the service did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = whistle::log::nats::NatsLog::connect(&whistle::log::nats::NatsOptions::new(server.url())).await.unwrap();
+    let breaches = wait_breaches(&log, &outcomes.acknowledged).await;
+    assert!(breaches.values().all(|n| *n == 1), "one breach per case: {breaches:?}");
+}
+
+// ----------------------------------------------------------------------------- 3-node cluster
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_each_alert_once() {
+    let _turn = HEAVY.lock().await;
+    let receiver = webhook::Receiver::start(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster");
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let mut org = whistle::api::auth::Org::demo();
+    org.alerts.webhooks.push(whistle::alerts::WebhookConfig {
+        name: "supervisors".into(),
+        url: receiver.url(),
+        format: whistle::alerts::WebhookFormat::Generic,
+        stages: vec![],
+        units: vec![],
+    });
+    std::fs::write(dir.path().join("org.toml"), org.to_toml()).unwrap();
+    // Tokens for the instances: made before start, shared by both.
+    let data1 = cluster.join("whistle-1");
+    let token_out = std::process::Command::new(env!("CARGO_BIN_EXE_whistle"))
+        .args(["token", "add", "--role", "township", "--unit", "西湖街道", "--data"])
+        .arg(&data1)
+        .arg("--config")
+        .arg(dir.path().join("org.toml"))
+        .output()
+        .unwrap();
+    assert!(token_out.status.success(), "{}", String::from_utf8_lossy(&token_out.stderr));
+    let token = String::from_utf8(token_out.stdout).unwrap().trim().to_owned();
+    let base = free_block();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-cluster.sh");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&script)
+            .args(args)
+            .env("WHISTLE_BIN", env!("CARGO_BIN_EXE_whistle"))
+            .env("NATS_SERVER", nats_server::binary())
+            .env("WHISTLE_CONFIG", dir.path().join("org.toml"))
+            .env("WHISTLE_POLICY", dir.path().join("policy.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let cluster_dir = cluster.to_str().unwrap().to_owned();
+    run(&["start", &cluster_dir, &base.to_string()]);
+    let stop_cluster = StopOnDrop(script.clone(), cluster_dir.clone());
+    let urls = vec![format!("http://127.0.0.1:{}", base + 20), format!("http://127.0.0.1:{}", base + 21)];
+    for url in &urls {
+        wait_ready(url).await;
+    }
+    let outcomes = under_load(urls, token, Duration::from_secs(8), || run(&["node", &cluster_dir, "2", "kill"])).await;
+    run(&["node", &cluster_dir, "2", "start"]);
+    assert!(outcomes.acknowledged.len() >= 20, "load ran: {} ({:?})", outcomes.acknowledged.len(), outcomes.refused);
+    let nats_urls = format!("nats://127.0.0.1:{base},nats://127.0.0.1:{},nats://127.0.0.1:{}", base + 1, base + 2);
+    let mut options = whistle::log::nats::NatsOptions::new(nats_urls);
+    options.replicas = 3;
+    let log = whistle::log::nats::NatsLog::connect(&options).await.unwrap();
+    let breaches = wait_breaches(&log, &outcomes.acknowledged).await;
+    assert!(breaches.values().all(|n| *n == 1), "one breach per case in the log: {breaches:?}");
+    let expected = outcomes.acknowledged.len();
+    let bodies = receiver.wait_for(expected).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ids: BTreeSet<String> =
+        receiver.bodies().iter().filter_map(|b| b["case_id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(
+        receiver.bodies().len(),
+        expected,
+        "each breach delivered once by one of the two instances: {} bodies",
+        bodies.len()
+    );
+    assert_eq!(ids, outcomes.acknowledged);
+    drop(stop_cluster);
+}
+
+/// Stops the local cluster even when the test fails.
+struct StopOnDrop(std::path::PathBuf, String);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.0).args(["stop", &self.1]).output();
+    }
+}
+
+/// A base port whose block of 22 ports is free.
+fn free_block() -> u16 {
+    let mut rng = Rng::new(u64::from(std::process::id()));
+    loop {
+        let base = 20_000 + (rng.below(400) as u16) * 50;
+        let free = (0..22).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+}
