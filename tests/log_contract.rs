@@ -365,3 +365,44 @@ fn deploy_configs_are_valid_nats_server_configs() {
     }
     assert_eq!(checked, 4, "single node and three cluster nodes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accounts_file_lets_the_service_work_and_alert_consumers_only_listen() {
+    let accounts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nats/accounts.conf");
+    let text = std::fs::read_to_string(&accounts)
+        .unwrap()
+        .replace("$WHISTLE_NATS_PASSWORD", "\"service-secret\"")
+        .replace("$WHISTLE_ALERTS_PASSWORD", "\"alerts-secret\"");
+    let server = nats_server::NatsServer::start_prepared("include ./accounts.conf\n", |dir| {
+        std::fs::write(dir.join("accounts.conf"), &text).unwrap();
+    });
+    let mut options = NatsOptions::new(server.url());
+    options.user = Some("whistle".into());
+    options.password = Some("service-secret".into());
+    let log = NatsLog::connect(&options).await.expect("the service user creates and uses the stream");
+    let case = Uuid::now_v7();
+    log.append(&commit(case, 1), 0).await.unwrap();
+    assert_eq!(log.read_case(case).await.unwrap().len(), 1);
+    let mut claims = log.claim("permission-check").await.expect("the service user may run its consumer");
+    log.append(&commit(case, 2), log.head().await.unwrap()).await.unwrap();
+    let claimed = tokio::time::timeout(RECEIVE_TIMEOUT, claims.next()).await.unwrap().unwrap().unwrap();
+    claimed.ack.ack().await.unwrap();
+
+    let listener = async_nats::ConnectOptions::with_user_and_password("alerts".into(), "alerts-secret".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut alerts = listener.subscribe("whistle.alert.>").await.unwrap();
+    listener.flush().await.unwrap();
+    log.publish_alert("whistle.alert.breach.住建局", bytes::Bytes::from_static(b"{}")).await.unwrap();
+    let got = tokio::time::timeout(RECEIVE_TIMEOUT, alerts.next()).await.unwrap().unwrap();
+    assert_eq!(got.subject.as_str(), "whistle.alert.breach.住建局");
+    let head = log.head().await.unwrap();
+    let _ = listener.publish("whistle.case.forged", "forged".into()).await;
+    let _ = listener.flush().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(log.head().await.unwrap(), head, "an alert consumer cannot write events");
+    let js = async_nats::jetstream::new(listener);
+    let lookup = tokio::time::timeout(Duration::from_secs(2), js.get_stream("WHISTLE")).await;
+    assert!(!matches!(lookup, Ok(Ok(_))), "nor read the case stream");
+}

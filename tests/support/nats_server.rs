@@ -16,6 +16,7 @@ pub struct NatsServer {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     starts: u32,
+    extra: String,
 }
 
 pub fn binary() -> PathBuf {
@@ -44,8 +45,15 @@ pub fn free_port() -> u16 {
 
 impl NatsServer {
     pub fn start() -> Self {
-        let mut server =
-            NatsServer { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None, starts: 0 };
+        NatsServer::start_prepared("", |_| {})
+    }
+
+    /// Starts with more configuration appended (e.g. an include), after `prepare` has put any
+    /// files it names into the server's folder.
+    pub fn start_prepared(extra: &str, prepare: impl FnOnce(&Path)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        prepare(dir.path());
+        let mut server = NatsServer { port: free_port(), dir, child: None, starts: 0, extra: extra.to_owned() };
         server.launch();
         server
     }
@@ -67,7 +75,7 @@ impl NatsServer {
             store = store.display()
         );
         let path = self.dir.path().join("nats.conf");
-        std::fs::write(&path, text).expect("write nats config");
+        std::fs::write(&path, text + &self.extra).expect("write nats config");
         path
     }
 
