@@ -131,6 +131,21 @@ pub enum Command {
         #[arg(long, default_value = "45s", value_parser = crate::domain::policy::parse_duration)]
         ack_clock: std::time::Duration,
     },
+    /// Measure the service against raw baselines and print a table (and write JSON).
+    Bench {
+        /// Small sizes: a few minutes in all.
+        #[arg(long)]
+        quick: bool,
+        /// Events for the projection and rebuild sections (default 1,000,000; 20,000 with --quick).
+        #[arg(long)]
+        events: Option<usize>,
+        /// Also measure on NATS JetStream at this URL (an otherwise empty server).
+        #[arg(long)]
+        nats: Option<String>,
+        /// Where to write the results as JSON.
+        #[arg(long, default_value = "bench.json")]
+        json: PathBuf,
+    },
     /// Inspect the views.
     Views {
         #[command(subcommand)]

@@ -56,7 +56,8 @@ impl Demo {
     }
 }
 
-fn read_tokens(path: &std::path::Path) -> Result<HashMap<String, String>, String> {
+/// Demo tokens by unit, from the file `serve` writes on first start.
+pub fn read_tokens(path: &std::path::Path) -> Result<HashMap<String, String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(text
         .lines()

@@ -15,6 +15,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod clock;

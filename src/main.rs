@@ -249,6 +249,15 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             publish_calendar(&file, *store).await
         }
         Command::Serve(args) => serve(args).await,
+        Command::Bench { quick, events, nats, json } => {
+            let options = whistle::bench::BenchOptions {
+                quick,
+                events: events.unwrap_or(if quick { 20_000 } else { 1_000_000 }),
+                nats: nats.map(whistle::log::nats::NatsOptions::new),
+                json,
+            };
+            whistle::bench::run(options).await.map(|_| ()).map_err(failed)
+        }
         Command::Demo { listen, exit, ack_clock } => whistle::demo::run(listen, exit, ack_clock).await.map_err(failed),
         command @ (Command::Raise { .. }
         | Command::Ack { .. }

@@ -421,3 +421,29 @@ fn read_record(records: &sled::Tree, position: u64) -> Result<StoredRecord, LogE
 fn sled_error(e: sled::Error) -> LogError {
     LogError::Unavailable(format!("embedded log: {e}"))
 }
+
+/// Benchmark baseline: raw sled writes of `payload_bytes`-byte values in batches of `batch`,
+/// one flush per batch, for `duration`, in a scratch database at `path`. Returns writes per
+/// second.
+pub fn baseline_write_rate(
+    path: &Path,
+    batch: usize,
+    payload_bytes: usize,
+    duration: std::time::Duration,
+) -> Result<f64, LogError> {
+    let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open().map_err(sled_error)?;
+    let tree = db.open_tree("baseline").map_err(sled_error)?;
+    let payload = vec![b'x'; payload_bytes];
+    let started = std::time::Instant::now();
+    let mut written = 0u64;
+    while started.elapsed() < duration {
+        let mut b = sled::Batch::default();
+        for _ in 0..batch {
+            written += 1;
+            b.insert(&written.to_be_bytes(), payload.as_slice());
+        }
+        tree.apply_batch(b).map_err(sled_error)?;
+        db.flush().map_err(sled_error)?;
+    }
+    Ok(written as f64 / started.elapsed().as_secs_f64())
+}

@@ -371,3 +371,48 @@ pub fn incompatibilities(config: &stream::Config, replicas: usize) -> Vec<String
     }
     problems
 }
+
+/// Benchmark baseline: raw JetStream publishes of `payload_bytes`-byte messages with
+/// `in_flight` outstanding, for `duration`, to a scratch stream on the same server (created and
+/// deleted here). Returns acknowledged publishes per second.
+pub async fn baseline_publish_rate(
+    options: &NatsOptions,
+    in_flight: usize,
+    payload_bytes: usize,
+    duration: Duration,
+) -> Result<f64, LogError> {
+    let client = connect_client(options).await?;
+    let js = jetstream::new(client);
+    let name = "WHISTLE_BENCH_BASELINE";
+    let _ = js.delete_stream(name).await;
+    js.create_stream(stream::Config {
+        name: name.into(),
+        subjects: vec!["whistle-bench.>".into()],
+        storage: stream::StorageType::File,
+        num_replicas: options.replicas.max(1),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| LogError::Setup(format!("baseline stream: {e}")))?;
+    let payload = bytes::Bytes::from(vec![b'x'; payload_bytes]);
+    let deadline = tokio::time::Instant::now() + duration;
+    let started = std::time::Instant::now();
+    let workers = (0..in_flight).map(|w| {
+        let (js, payload) = (js.clone(), payload.clone());
+        async move {
+            let mut done = 0u64;
+            while tokio::time::Instant::now() < deadline {
+                let subject = format!("whistle-bench.{}", (w as u64 * 1_000_003 + done) % 4096);
+                let ack =
+                    js.publish(subject, payload.clone()).await.map_err(|e| LogError::Unavailable(e.to_string()))?;
+                ack.await.map_err(|e| LogError::Unavailable(e.to_string()))?;
+                done += 1;
+            }
+            Ok::<u64, LogError>(done)
+        }
+    });
+    let total: u64 = futures::future::join_all(workers).await.into_iter().collect::<Result<Vec<_>, _>>()?.iter().sum();
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let _ = js.delete_stream(name).await;
+    Ok(rate)
+}
