@@ -449,7 +449,18 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
     let nats_urls = format!("nats://127.0.0.1:{base},nats://127.0.0.1:{},nats://127.0.0.1:{}", base + 1, base + 2);
     let mut options = whistle::log::nats::NatsOptions::new(nats_urls);
     options.replicas = 3;
-    let log = whistle::log::nats::NatsLog::connect(&options).await.unwrap();
+    // Right after a node rejoins, the cluster may still be electing leaders.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = loop {
+        match whistle::log::nats::NatsLog::connect(&options).await {
+            Ok(log) => break log,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("connect: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("cluster unreachable: {e}"),
+        }
+    };
     let breaches = wait_breaches(&log, &outcomes.acknowledged).await;
     assert!(breaches.values().all(|n| *n == 1), "one breach per case in the log: {breaches:?}");
     let expected = outcomes.acknowledged.len();

@@ -245,6 +245,16 @@ async fn thousand_concurrent_appends_to_a_hundred_cases<H: Harness>() {
     assert!(all.windows(2).all(|w| w[1].position == w[0].position + 1), "no gaps, no reordering");
 }
 
+async fn a_delivery_is_claimed_once<H: Harness>() {
+    let h = H::start().await;
+    let log = h.log();
+    assert!(log.claim_delivery("webhook/督查室/alert-1").await.unwrap());
+    assert!(!log.claim_delivery("webhook/督查室/alert-1").await.unwrap(), "the second claim loses");
+    assert!(log.claim_delivery("webhook/督查室/alert-2").await.unwrap());
+    let claims = futures::future::join_all((0..8).map(|_| log.claim_delivery("subject/alert-3"))).await;
+    assert_eq!(claims.into_iter().filter(|c| *c.as_ref().unwrap()).count(), 1, "racing claims: one wins");
+}
+
 macro_rules! contract {
     ($module:ident, $harness:ty) => {
         mod $module {
@@ -272,6 +282,10 @@ macro_rules! contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn acknowledged_appends_survive_a_restart() {
                 super::acknowledged_appends_survive_a_restart::<$harness>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_delivery_is_claimed_once() {
+                super::a_delivery_is_claimed_once::<$harness>().await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn thousand_concurrent_appends_to_a_hundred_cases() {
@@ -354,7 +368,11 @@ fn deploy_configs_are_valid_nats_server_configs() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "conf") {
+        let server_config = path.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.ends_with(".conf") && (n.starts_with("single-node") || n.starts_with("cluster-node"))
+        });
+        if server_config {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.contains("sync_interval: always"), "{} must sync every write", path.display());
             let out =

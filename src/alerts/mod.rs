@@ -12,9 +12,9 @@
 //!
 //! Delivery reads the log through a durable claim of its own (its own checkpoint): a new
 //! service starts after the current head, so history is never delivered, and with several
-//! instances each alert goes to one of them. A claim is acknowledged *before* anything is
-//! sent: an alert is delivered at most once per channel and recipient, and a webhook marks
-//! each alert it has received so retries never send twice.
+//! instances each alert goes to one of them. A record can still reach two instances (an
+//! acknowledgement lost in a node failure), so each delivery — the subject, each webhook — is
+//! claimed in the log first (`EventLog::claim_delivery`): only the claimant sends it, once.
 
 pub mod notice;
 
@@ -44,6 +44,9 @@ pub const WEBHOOK_ATTEMPTS_MAX: u32 = 8;
 const WEBHOOK_BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const WEBHOOK_BACKOFF_MAX: Duration = Duration::from_secs(60);
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts to claim one delivery while the log is unavailable, and the first pause.
+const CLAIM_ATTEMPTS_MAX: u32 = 10;
+const CLAIM_BACKOFF_FIRST: Duration = Duration::from_millis(200);
 /// How long delivery waits for the projector to record an alert before sending what it has.
 const PROJECTION_WAIT: Duration = Duration::from_secs(10);
 /// Pause before claiming again after the log stream failed.
@@ -203,10 +206,10 @@ impl Delivery {
                 let item = tokio::select! { i = claims.next() => i, _ = stop.changed() => return };
                 match item {
                     Some(Ok(claimed)) => {
-                        // At most once: the claim is settled before anything goes out.
+                        // A record whose acknowledgement failed may be handed to another instance
+                        // too; the per-delivery claims below make sure only one sends each alert.
                         if let Err(e) = claimed.ack.ack().await {
-                            tracing::warn!(position = claimed.record.position, "claim not acknowledged, skipped: {e}");
-                            continue;
+                            tracing::warn!(position = claimed.record.position, "claim not acknowledged: {e}");
                         }
                         self.deliver_record(&claimed.record, &jobs).await;
                     }
@@ -250,6 +253,9 @@ impl Delivery {
     }
 
     async fn publish(&self, notice: &AlertNotice) {
+        if !self.claim(&format!("subject/{}", notice.alert_id)).await {
+            return;
+        }
         let subject = alert_subject(&notice.stage, &notice.unit);
         let payload = bytes::Bytes::from(serde_json::to_vec(notice).expect("notices serialise (plain data)"));
         match self.log.publish_alert(&subject, payload).await {
@@ -319,6 +325,11 @@ impl Delivery {
             if self.was_sent(&webhook.name, &job.notice) {
                 continue;
             }
+            // Another instance may have been handed the same record (a redelivery after a node
+            // failure): only the one that claims the delivery sends it.
+            if !self.claim(&format!("webhook/{}/{}", webhook.name, job.notice.alert_id)).await {
+                continue;
+            }
             if self.send_with_retries(webhook, &job.notice).await {
                 self.stats.webhook_sent.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = self.views.delivery_put(&sent_key(&webhook.name, &job.notice), b"") {
@@ -350,6 +361,24 @@ impl Delivery {
             if attempt < WEBHOOK_ATTEMPTS_MAX {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(WEBHOOK_BACKOFF_MAX);
+            }
+        }
+        false
+    }
+
+    /// Whether this instance is the one to deliver `key`. The log may be briefly unavailable
+    /// (a cluster electing a leader): try again for a while; give up (never send twice) after.
+    async fn claim(&self, key: &str) -> bool {
+        let mut backoff = CLAIM_BACKOFF_FIRST;
+        for attempt in 1..=CLAIM_ATTEMPTS_MAX {
+            match self.log.claim_delivery(key).await {
+                Ok(mine) => return mine,
+                Err(e) if attempt < CLAIM_ATTEMPTS_MAX => {
+                    tracing::warn!(%key, attempt, "delivery claim failed, retrying: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => tracing::error!(%key, "delivery not claimed, skipped: {e}"),
             }
         }
         false

@@ -197,6 +197,21 @@ impl EventLog for EmbeddedLog {
         Ok(())
     }
 
+    async fn claim_delivery(&self, key: &str) -> Result<bool, LogError> {
+        let claimed = self
+            .trees
+            .consumers
+            .compare_and_swap(
+                [b"delivery:".as_slice(), key.as_bytes()].concat(),
+                None as Option<&[u8]>,
+                Some(&[1u8][..]),
+            )
+            .map_err(sled_error)?
+            .is_ok();
+        self.trees.consumers.flush_async().await.map_err(sled_error)?;
+        Ok(claimed)
+    }
+
     async fn watch_alerts(&self, prefix: &str) -> Result<AlertStream, LogError> {
         let rx = self.alerts.subscribe();
         let prefix = prefix.to_owned();

@@ -180,6 +180,10 @@ pub trait EventLog: Send + Sync {
 
     /// Alerts published from now on whose subject starts with `prefix`.
     async fn watch_alerts(&self, prefix: &str) -> Result<AlertStream, LogError>;
+
+    /// Claims the one delivery of something (an alert on a channel) across every service
+    /// instance: true for the first caller with this key, false for every later one.
+    async fn claim_delivery(&self, key: &str) -> Result<bool, LogError>;
 }
 
 /// The last position of a case from its records (0 when there are none).

@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind, message::PublishMessage, stream};
 use async_trait::async_trait;
 use futures::StreamExt;
+use sha2::Digest;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -24,6 +25,11 @@ use super::{
 
 /// The stream's name.
 pub const STREAM_NAME: &str = "WHISTLE";
+/// The stream that records which alert deliveries have been claimed, and by subject prefix.
+pub const DELIVERY_STREAM_NAME: &str = "WHISTLE_DELIVERIES";
+pub const DELIVERY_SUBJECT_PREFIX: &str = "whistle.delivery.";
+/// How long delivery claims are kept: long past any retry of the same alert.
+const DELIVERY_CLAIMS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Appends waiting for a JetStream acknowledgement at once; more wait for room.
 pub const APPENDS_IN_FLIGHT_MAX: usize = 1_024;
 /// Attempts of one append when the server does not answer (same command id each time).
@@ -79,6 +85,7 @@ impl NatsLog {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(ACK_TIMEOUT);
         let stream = ensure_stream(&js, options.replicas.max(1)).await?;
+        ensure_delivery_stream(&js, options.replicas.max(1)).await?;
         Ok(NatsLog { client, stream, js, in_flight: Arc::new(Semaphore::new(APPENDS_IN_FLIGHT_MAX)) })
     }
 
@@ -238,6 +245,26 @@ impl EventLog for NatsLog {
         self.client.flush().await.map_err(|e| LogError::Unavailable(format!("publishing alert on {subject}: {e}")))
     }
 
+    async fn claim_delivery(&self, key: &str) -> Result<bool, LogError> {
+        // One subject per key in a stream of its own: the first publish with "no message yet on
+        // this subject" wins; every later one is told the subject already has one.
+        let digest: String = sha2::Sha256::digest(key.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let message = PublishMessage::build()
+            .payload(bytes::Bytes::copy_from_slice(key.as_bytes()))
+            .message_id(&digest)
+            .expected_last_subject_sequence(0);
+        let ack = self
+            .js
+            .send_publish(format!("{DELIVERY_SUBJECT_PREFIX}{digest}"), message)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("claiming a delivery: {e}")))?;
+        match ack.await {
+            Ok(ack) => Ok(!ack.duplicate),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+            Err(e) => Err(LogError::Unavailable(format!("claiming a delivery: {e}"))),
+        }
+    }
+
     async fn watch_alerts(&self, prefix: &str) -> Result<AlertStream, LogError> {
         let subscriber = self
             .client
@@ -333,6 +360,27 @@ async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<strea
             .await
             .map_err(|e| LogError::Setup(format!("cannot create stream {STREAM_NAME}: {e}"))),
         Err(e) => Err(LogError::Unavailable(format!("cannot look up stream {STREAM_NAME}: {e}"))),
+    }
+}
+
+/// The delivery-claims stream: created when missing; its contents are short-lived markers.
+async fn ensure_delivery_stream(js: &jetstream::Context, replicas: usize) -> Result<(), LogError> {
+    match js.get_stream(DELIVERY_STREAM_NAME).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => js
+            .create_stream(stream::Config {
+                name: DELIVERY_STREAM_NAME.into(),
+                description: Some("whistle: one marker per alert delivery, so several instances deliver once".into()),
+                subjects: vec![format!("{DELIVERY_SUBJECT_PREFIX}>")],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                max_age: DELIVERY_CLAIMS_KEPT,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| LogError::Setup(format!("cannot create stream {DELIVERY_STREAM_NAME}: {e}"))),
+        Err(e) => Err(LogError::Unavailable(format!("cannot look up stream {DELIVERY_STREAM_NAME}: {e}"))),
     }
 }
 
