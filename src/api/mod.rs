@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::domain::event::{Actor, Role};
+use crate::domain::event::Actor;
 use crate::domain::{Calendar, Rejection, SlaPolicy};
 use crate::execute::ExecuteError;
 use crate::log::EventLog;
@@ -332,8 +332,4 @@ pub fn calendar(state: &AppState) -> Calendar {
 
 pub fn parse_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::not_found(format!("no case {text}")))
-}
-
-pub fn is_role(actor: &Actor, roles: &[Role]) -> bool {
-    roles.contains(&actor.role)
 }

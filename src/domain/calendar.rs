@@ -149,11 +149,6 @@ impl Calendar {
         self.years.insert(schedule.year, days);
     }
 
-    /// Years with a loaded schedule.
-    pub fn years(&self) -> impl Iterator<Item = i32> + '_ {
-        self.years.keys().copied()
-    }
-
     pub fn has_year(&self, year: i32) -> bool {
         self.years.contains_key(&year)
     }
