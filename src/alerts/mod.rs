@@ -44,9 +44,6 @@ pub const WEBHOOK_ATTEMPTS_MAX: u32 = 8;
 const WEBHOOK_BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const WEBHOOK_BACKOFF_MAX: Duration = Duration::from_secs(60);
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Attempts to claim one delivery while the log is unavailable, and the first pause.
-const CLAIM_ATTEMPTS_MAX: u32 = 10;
-const CLAIM_BACKOFF_FIRST: Duration = Duration::from_millis(200);
 /// How long delivery waits for the projector to record an alert before sending what it has.
 const PROJECTION_WAIT: Duration = Duration::from_secs(10);
 /// Pause before claiming again after the log stream failed.
@@ -366,22 +363,16 @@ impl Delivery {
         false
     }
 
-    /// Whether this instance is the one to deliver `key`. The log may be briefly unavailable
-    /// (a cluster electing a leader): try again for a while; give up (never send twice) after.
+    /// Whether this instance is the one to deliver `key` (the log retries while it is briefly
+    /// unavailable); when the claim cannot be made at all, nothing is sent (never twice).
     async fn claim(&self, key: &str) -> bool {
-        let mut backoff = CLAIM_BACKOFF_FIRST;
-        for attempt in 1..=CLAIM_ATTEMPTS_MAX {
-            match self.log.claim_delivery(key).await {
-                Ok(mine) => return mine,
-                Err(e) if attempt < CLAIM_ATTEMPTS_MAX => {
-                    tracing::warn!(%key, attempt, "delivery claim failed, retrying: {e}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => tracing::error!(%key, "delivery not claimed, skipped: {e}"),
+        match self.log.claim_delivery(key).await {
+            Ok(mine) => mine,
+            Err(e) => {
+                tracing::error!(%key, "delivery not claimed, skipped: {e}");
+                false
             }
         }
-        false
     }
 
     fn was_sent(&self, webhook: &str, notice: &AlertNotice) -> bool {

@@ -28,6 +28,8 @@ pub const STREAM_NAME: &str = "WHISTLE";
 /// The stream that records which alert deliveries have been claimed, and by subject prefix.
 pub const DELIVERY_STREAM_NAME: &str = "WHISTLE_DELIVERIES";
 pub const DELIVERY_SUBJECT_PREFIX: &str = "whistle.delivery.";
+/// Attempts of one delivery claim (same message id each time).
+const CLAIM_ATTEMPTS_MAX: u32 = 12;
 /// How long delivery claims are kept: long past any retry of the same alert.
 const DELIVERY_CLAIMS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Appends waiting for a JetStream acknowledgement at once; more wait for room.
@@ -112,6 +114,27 @@ impl NatsLog {
             }
             Err(e) if e.kind() == PublishErrorKind::StreamNotFound => Err(Attempt::Retry(e.to_string())),
             Err(e) => Err(Attempt::Fail(LogError::Unavailable(e.to_string()))),
+        }
+    }
+
+    /// One attempt at a delivery claim: Ok(true) ours, Ok(false) someone else's.
+    async fn try_claim(&self, subject: &str, mine: &str, key: &str) -> Result<bool, LogError> {
+        let unavailable = |e: &dyn std::fmt::Display| LogError::Unavailable(e.to_string());
+        let message = PublishMessage::build()
+            .payload(bytes::Bytes::copy_from_slice(key.as_bytes()))
+            .message_id(mine)
+            .expected_last_subject_sequence(0);
+        let ack = self.js.send_publish(subject.to_owned(), message).await.map_err(|e| unavailable(&e))?;
+        match ack.await {
+            // A duplicate is this claim's own earlier attempt: the id is new per claim.
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                let delivery = self.js.get_stream(DELIVERY_STREAM_NAME).await.map_err(|e| unavailable(&e))?;
+                let last = delivery.get_last_raw_message_by_subject(subject).await.map_err(|e| unavailable(&e))?;
+                let holder = last.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.to_string());
+                Ok(holder.as_deref() == Some(mine))
+            }
+            Err(e) => Err(unavailable(&e)),
         }
     }
 
@@ -247,22 +270,25 @@ impl EventLog for NatsLog {
 
     async fn claim_delivery(&self, key: &str) -> Result<bool, LogError> {
         // One subject per key in a stream of its own: the first publish with "no message yet on
-        // this subject" wins; every later one is told the subject already has one.
+        // this subject" wins. The message id is new for this claim and kept across its retries,
+        // so a retry whose first attempt was stored (the answer lost) is recognised as ours.
         let digest: String = sha2::Sha256::digest(key.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
-        let message = PublishMessage::build()
-            .payload(bytes::Bytes::copy_from_slice(key.as_bytes()))
-            .message_id(&digest)
-            .expected_last_subject_sequence(0);
-        let ack = self
-            .js
-            .send_publish(format!("{DELIVERY_SUBJECT_PREFIX}{digest}"), message)
-            .await
-            .map_err(|e| LogError::Unavailable(format!("claiming a delivery: {e}")))?;
-        match ack.await {
-            Ok(ack) => Ok(!ack.duplicate),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
-            Err(e) => Err(LogError::Unavailable(format!("claiming a delivery: {e}"))),
+        let subject = format!("{DELIVERY_SUBJECT_PREFIX}{digest}");
+        let mine = format!("{digest}-{}", Uuid::new_v4().simple());
+        let mut backoff = RETRY_BACKOFF_FIRST;
+        let mut last_error = String::new();
+        // Enough attempts to outlast a cluster electing a leader.
+        for attempt in 1..=CLAIM_ATTEMPTS_MAX {
+            match self.try_claim(&subject, &mine, key).await {
+                Ok(won) => return Ok(won),
+                Err(e) => last_error = e.to_string(),
+            }
+            if attempt < CLAIM_ATTEMPTS_MAX {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
         }
+        Err(LogError::Unavailable(format!("claiming a delivery: {last_error}")))
     }
 
     async fn watch_alerts(&self, prefix: &str) -> Result<AlertStream, LogError> {
