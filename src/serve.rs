@@ -91,6 +91,8 @@ fn load_secret(path: &Path) -> Result<String, ServeError> {
 
 /// Runs until SIGTERM or Ctrl-C.
 pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    // Listen for SIGTERM before anything else, so a stop asked for during start-up is graceful.
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let files = DataFiles::of(&options.data);
     let (org, created) = load_or_create_org(&options.data, options.config.as_deref())?;
     let secret = load_secret(&files.secret)?;
@@ -126,7 +128,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     });
     announce(&options.data, options.listen, &handle, created, &files);
     let app = crate::api::app(state);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(options.stop)).await;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(options.stop, terminate)).await;
     tracing::info!("shutting down");
     node.stop().await;
     handle.close().await.map_err(|e| ServeError::Failed(e.to_string()))?;
@@ -144,7 +146,10 @@ fn announce(data: &Path, listen: SocketAddr, handle: &LogHandle, created: bool, 
     }
 }
 
-async fn shutdown_signal(stop: Option<tokio::sync::watch::Receiver<bool>>) {
+async fn shutdown_signal(
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+    terminate: Option<tokio::signal::unix::Signal>,
+) {
     let asked = async move {
         match stop {
             Some(mut stop) => {
@@ -156,12 +161,12 @@ async fn shutdown_signal(stop: Option<tokio::sync::watch::Receiver<bool>>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+    let terminate = async move {
+        match terminate {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {}, _ = asked => {} }
