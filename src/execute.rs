@@ -1,8 +1,18 @@
 //! Running one command: read the case from the log, decide, append with the case's expected
 //! position; on a conflict read again and decide again, a bounded number of times. A command
 //! id that is already stored returns what was stored, so a retried request writes nothing twice.
+//!
+//! [`Executor`] does the same with a cache of the cases it has written: their state, last
+//! position and command ids. A cached state is only ever used for an append that names the
+//! cached position, so a case that someone else has changed since is a conflict, and the
+//! command is decided again on the case as the log holds it. A rejection or a no-op decided
+//! on a cached state is also checked against the log before it is answered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::domain::{decide, evolve, Command, Event, Rejection, State};
 use crate::log::{last_position, Commit, EventLog, LogError};
@@ -33,28 +43,139 @@ pub enum ExecuteError {
     Busy(uuid::Uuid),
 }
 
-/// Executes `cmd` at time `now`.
+/// Most cases an [`Executor`] remembers; a full cache starts again empty.
+pub const CASE_CACHE_MAX: usize = 20_000;
+
+/// What an executor knows of a case it has written.
+#[derive(Clone)]
+struct Known {
+    state: State,
+    position: u64,
+    command_ids: Vec<Uuid>,
+}
+
+/// Executes commands against a log, remembering the cases it writes (see the module notes).
+pub struct Executor {
+    log: Arc<dyn EventLog>,
+    cache: Mutex<HashMap<Uuid, Known>>,
+}
+
+impl Executor {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Executor { log, cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// Executes `cmd` at time `now`.
+    pub async fn execute(&self, cmd: &Command, now: DateTime<Utc>) -> Result<Executed, ExecuteError> {
+        if let Some(known) = self.guess(cmd) {
+            if let Ok(events) = decide(&known.state, cmd, now) {
+                if !events.is_empty() {
+                    let commit = Commit { command_id: cmd.command_id, case_id: cmd.case_id, events };
+                    match self.log.append(&commit, known.position).await {
+                        Ok(appended) if !appended.duplicate => {
+                            let state = commit.events.iter().fold(known.state, evolve);
+                            let mut command_ids = known.command_ids;
+                            command_ids.push(cmd.command_id);
+                            self.remember(
+                                cmd.case_id,
+                                Known { state: state.clone(), position: appended.position, command_ids },
+                            );
+                            return Ok(Executed {
+                                events: commit.events,
+                                state,
+                                position: appended.position,
+                                repeated: false,
+                            });
+                        }
+                        Ok(_) | Err(LogError::Conflict { .. }) => self.forget(cmd.case_id),
+                        Err(e) => {
+                            self.forget(cmd.case_id);
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        }
+        match execute_reading(self.log.as_ref(), cmd, now).await {
+            Ok((done, Some(command_ids))) => {
+                self.remember(cmd.case_id, Known { state: done.state.clone(), position: done.position, command_ids });
+                Ok(done)
+            }
+            other => {
+                self.forget(cmd.case_id);
+                other.map(|(done, _)| done)
+            }
+        }
+    }
+
+    /// The state to decide on without reading the log: the cached case, or an empty one (a
+    /// case that does not exist yet, for commands that create one; if it does exist, the
+    /// append with expected position 0 is a conflict). None for a repeated command id.
+    fn guess(&self, cmd: &Command) -> Option<Known> {
+        let cache = self.cache.lock().expect("case cache lock");
+        match cache.get(&cmd.case_id) {
+            Some(known) if known.command_ids.contains(&cmd.command_id) => None,
+            Some(known) => Some(known.clone()),
+            None => Some(Known { state: State::Empty, position: 0, command_ids: Vec::new() }),
+        }
+    }
+
+    fn remember(&self, case_id: Uuid, known: Known) {
+        let mut cache = self.cache.lock().expect("case cache lock");
+        if cache.get(&case_id).is_some_and(|k| k.position > known.position) {
+            return;
+        }
+        if cache.len() >= CASE_CACHE_MAX && !cache.contains_key(&case_id) {
+            cache.clear();
+        }
+        cache.insert(case_id, known);
+    }
+
+    fn forget(&self, case_id: Uuid) {
+        self.cache.lock().expect("case cache lock").remove(&case_id);
+    }
+}
+
+/// Executes `cmd` at time `now`, reading the case from the log.
 pub async fn execute(log: &dyn EventLog, cmd: &Command, now: DateTime<Utc>) -> Result<Executed, ExecuteError> {
+    execute_reading(log, cmd, now).await.map(|(done, _)| done)
+}
+
+/// [`execute`], also answering every command id of the case as read (with this one) when the
+/// command was stored now.
+async fn execute_reading(
+    log: &dyn EventLog,
+    cmd: &Command,
+    now: DateTime<Utc>,
+) -> Result<(Executed, Option<Vec<Uuid>>), ExecuteError> {
     for _ in 0..CONFLICT_ATTEMPTS_MAX {
         let records = log.read_case(cmd.case_id).await?;
         let id = cmd.command_id.to_string();
         if let Some(stored) = records.iter().find(|r| r.msg_id.as_deref() == Some(id.as_str())) {
-            return Ok(repeat(&records, stored.position));
+            return Ok((repeat(&records, stored.position), None));
         }
         let state = replay(&records);
         let events = decide(&state, cmd, now)?;
         if events.is_empty() {
-            return Ok(Executed { events, state, position: 0, repeated: false });
+            return Ok((Executed { events, state, position: 0, repeated: false }, None));
         }
         let commit = Commit { command_id: cmd.command_id, case_id: cmd.case_id, events };
         match log.append(&commit, last_position(&records)).await {
             Ok(appended) if appended.duplicate => {
                 let records = log.read_case(cmd.case_id).await?;
-                return Ok(repeat(&records, appended.position));
+                return Ok((repeat(&records, appended.position), None));
             }
             Ok(appended) => {
                 let state = commit.events.iter().fold(state, evolve);
-                return Ok(Executed { events: commit.events, state, position: appended.position, repeated: false });
+                let mut command_ids: Vec<Uuid> =
+                    records.iter().filter_map(|r| r.msg_id.as_deref().and_then(|m| m.parse().ok())).collect();
+                command_ids.push(cmd.command_id);
+                let done = Executed { events: commit.events, state, position: appended.position, repeated: false };
+                return Ok((done, Some(command_ids)));
             }
             Err(LogError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),

@@ -28,6 +28,11 @@ fn failed(message: impl std::fmt::Display) -> Failure {
     Failure { code: 1, message: message.to_string() }
 }
 
+/// mimalloc: the projector and the HTTP handlers allocate from several threads at once, where
+/// the system allocator's arena locks showed up in profiles.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = matches!(&cli.command, Command::Serve(args) if args.log_format == whistle::cli::LogFormat::Json);

@@ -112,6 +112,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Failed(format!("cannot listen on {}: {e}", options.listen)))?;
     let state = Arc::new(AppState {
         log,
+        executor: node.executor.clone(),
         views,
         clock: options.clock.clone(),
         org,

@@ -102,6 +102,8 @@ pub struct Node {
     pub views: Views,
     pub progress: crate::projector::Progress,
     pub delivery: Arc<crate::alerts::Delivery>,
+    /// Runs commands; the HTTP layer shares it with the watchdog.
+    pub executor: Arc<crate::execute::Executor>,
     live_alerts: tokio::sync::broadcast::Sender<crate::projector::model::AlertView>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -152,7 +154,9 @@ impl Node {
                 tracing::error!("projector stopped: {e}");
             }
         }));
-        let mut watchdog = crate::watchdog::Watchdog::new(log.clone(), views.clone(), clock.clone(), progress.clone());
+        let executor = Arc::new(crate::execute::Executor::new(log.clone()));
+        let mut watchdog =
+            crate::watchdog::Watchdog::new(executor.clone(), views.clone(), clock.clone(), progress.clone());
         let watchdog_stop = stopped.clone();
         tasks.push(tokio::spawn(async move { watchdog.run(watchdog_stop).await }));
         let delivery = Arc::new(
@@ -167,7 +171,7 @@ impl Node {
             .map_err(|e| NodeError::Delivery(e.to_string()))?,
         );
         tasks.push(tokio::spawn(delivery.clone().run(stopped)));
-        Ok(Node { views, progress, delivery, live_alerts, stop, tasks })
+        Ok(Node { views, progress, delivery, executor, live_alerts, stop, tasks })
     }
 
     /// The sender side of the live alerts, for the HTTP layer to subscribe from.

@@ -19,7 +19,7 @@ use whistle::clock::{Clock, ManualClock};
 use whistle::domain::command::{Command, CommandBody};
 use whistle::domain::event::{Actor, ClockKind, ClockRef, EventBody, ExtensionSpan, FeedbackTopic, Role, Urgency};
 use whistle::domain::{Calendar, SlaPolicy, YearSchedule};
-use whistle::execute::{execute, Executed};
+use whistle::execute::{execute, Executed, Executor};
 use whistle::log::nats::{NatsLog, NatsOptions};
 use whistle::log::EventLog;
 use whistle::projector::views::Views;
@@ -88,7 +88,8 @@ impl Rig {
         let views = Views::open(dir.path().join("views")).unwrap();
         let projector = Projector::new(views.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
         let clock = ManualClock::new(at(start));
-        let watchdog = Watchdog::new(log.clone(), views, Arc::new(clock.clone()), projector.progress());
+        let watchdog =
+            Watchdog::new(Arc::new(Executor::new(log.clone())), views, Arc::new(clock.clone()), projector.progress());
         Rig { _server: server, _dir: dir, log, projector, watchdog, clock }
     }
 

@@ -18,7 +18,7 @@ use super::{authenticated, caller, command_id, derived_id, parse_json, parse_jso
 use crate::domain::command::{Command, CommandBody};
 use crate::domain::event::{Actor, ClockKind, ClockRef, ExtensionSpan, FeedbackTopic, Role, Satisfaction, Urgency};
 use crate::domain::{armed_clocks, State as CaseState};
-use crate::execute::{execute, replay, Executed};
+use crate::execute::{replay, Executed};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +84,7 @@ fn known_departments(state: &Shared, departments: &[String]) -> Result<(), ApiEr
 
 /// Runs a command and answers with the case.
 async fn run(state: &Shared, cmd: Command, created: bool) -> Result<Response, ApiError> {
-    let result = execute(state.log.as_ref(), &cmd, state.clock.now()).await;
+    let result = state.executor.execute(&cmd, state.clock.now()).await;
     match &result {
         Ok(done) if !done.repeated => {
             state.metrics.appends.fetch_add(1, Ordering::Relaxed);

@@ -52,6 +52,8 @@ pub struct Metrics {
 /// Everything a request handler can reach.
 pub struct AppState {
     pub log: Arc<dyn EventLog>,
+    /// Runs commands (shared with the watchdog, so both use one cache of cases).
+    pub executor: Arc<crate::execute::Executor>,
     pub views: Views,
     pub clock: Arc<dyn Clock>,
     pub org: Org,

@@ -1,10 +1,10 @@
 //! Applying records to the views: one batch of records into one [`Overlay`] of writes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::model::{alert_view, contributions, AlertView, CaseView, DeadLetter, StatsCell};
+use super::model::{alert_view, contributions, AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension};
 use super::views::{
     alert_count_key, alert_key, calendar_key, dead_letter_key, history_key, index_key, list_keys, open_alert_key,
     stats_key, Overlay, ViewError,
@@ -82,49 +82,64 @@ fn dead_letter(record: &StoredRecord, reason: &str) -> DeadLetter {
     }
 }
 
-/// Swaps a case's old index entries, list memberships and statistics for its new ones.
+/// Swaps a case's old index entries, list memberships and statistics for its new ones,
+/// writing only what changed.
 fn replace_derived(overlay: &mut Overlay, before: &CaseView, after: &CaseView) -> Result<(), ViewError> {
     let old_keys = derived_keys(before);
     let new_keys = derived_keys(after);
-    for key in old_keys.difference(&new_keys) {
+    for key in old_keys.keys().filter(|k| !new_keys.contains_key(*k)) {
         overlay.remove(key.clone());
     }
-    for entry in after.pending_alerts() {
-        overlay.put_json(index_key(&entry), &entry);
+    for (key, entry) in &new_keys {
+        if old_keys.get(key) != Some(entry) {
+            match entry {
+                Some(entry) => overlay.put_json(key.clone(), entry),
+                None => overlay.put(key.clone(), Vec::new()),
+            }
+        }
     }
-    for key in new_keys.iter().filter(|k| !k.starts_with(b"i:")) {
-        overlay.put(key.clone(), Vec::new());
+    let old_cells = summed_contributions(before);
+    let new_cells = summed_contributions(after);
+    for (cell_key, cell) in &old_cells {
+        if new_cells.get(cell_key) != Some(cell) {
+            let (dimension, unit, date) = cell_key;
+            overlay.add_stats(stats_key(*dimension, unit, date), cell, -1)?;
+        }
     }
-    for ((dimension, unit, date), cell) in contributions(before) {
-        add_stats(overlay, stats_key(dimension, &unit, &date), &cell, -1)?;
-    }
-    for ((dimension, unit, date), cell) in contributions(after) {
-        add_stats(overlay, stats_key(dimension, &unit, &date), &cell, 1)?;
+    for (cell_key, cell) in &new_cells {
+        if old_cells.get(cell_key) != Some(cell) {
+            let (dimension, unit, date) = cell_key;
+            overlay.add_stats(stats_key(*dimension, unit, date), cell, 1)?;
+        }
     }
     Ok(())
 }
 
-/// Keys a case view owns besides its own record: index entries and list memberships.
-fn derived_keys(view: &CaseView) -> BTreeSet<Vec<u8>> {
-    let mut keys: BTreeSet<Vec<u8>> = view.pending_alerts().iter().map(index_key).collect();
+type CellKey = (StatsDimension, String, String);
+
+/// A case's statistics contributions, one cell per key.
+fn summed_contributions(view: &CaseView) -> BTreeMap<CellKey, StatsCell> {
+    let mut cells: BTreeMap<CellKey, StatsCell> = BTreeMap::new();
+    for (key, cell) in contributions(view) {
+        cells.entry(key).or_default().add(&cell, 1);
+    }
+    cells
+}
+
+/// Keys a case view owns besides its own record: index entries (with their values) and list
+/// memberships (empty values).
+fn derived_keys(view: &CaseView) -> BTreeMap<Vec<u8>, Option<IndexEntry>> {
+    let mut keys: BTreeMap<Vec<u8>, Option<IndexEntry>> =
+        view.pending_alerts().into_iter().map(|entry| (index_key(&entry), Some(entry))).collect();
     if let (Some(kind), Some(status)) = (view.kind(), view.status()) {
         if let Some(opened_at) = view.opened_at() {
             let overdue = !view.overdue().is_empty();
-            keys.extend(list_keys(kind, status, &view.units(), overdue, opened_at, view.case_id));
+            keys.extend(
+                list_keys(kind, status, &view.units(), overdue, opened_at, view.case_id).into_iter().map(|k| (k, None)),
+            );
         }
     }
     keys
-}
-
-fn add_stats(overlay: &mut Overlay, key: Vec<u8>, cell: &StatsCell, sign: i64) -> Result<(), ViewError> {
-    let mut stored: StatsCell = overlay.get_json(&key)?.unwrap_or_default();
-    stored.add(cell, sign);
-    if stored.is_empty() {
-        overlay.remove(key);
-    } else {
-        overlay.put_json(key, &stored);
-    }
-    Ok(())
 }
 
 /// Alert views for the SLA events and acknowledgements of this commit.

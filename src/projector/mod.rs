@@ -23,7 +23,7 @@ use crate::domain::{Calendar, SlaPolicy};
 use crate::log::{EventLog, LogError, StoredRecord};
 use apply::{apply_record, Applied, Context};
 use model::AlertView;
-use views::{Overlay, ViewError, Views};
+use views::{Overlay, ViewCache, ViewError, Views};
 
 /// Most records applied in one batch (one atomic write).
 pub const BATCH_RECORDS_MAX: usize = 512;
@@ -59,6 +59,7 @@ pub struct Totals {
 
 pub struct Projector {
     views: Views,
+    cache: ViewCache,
     ctx: Context,
     checkpoint: watch::Sender<u64>,
     applied: Arc<Notify>,
@@ -86,6 +87,7 @@ impl Projector {
         let (alerts, _) = broadcast::channel(LIVE_ALERTS_BUFFER);
         Ok(Projector {
             views,
+            cache: ViewCache::default(),
             ctx: Context { policy, calendar },
             checkpoint,
             applied: Arc::new(Notify::new()),
@@ -126,7 +128,7 @@ impl Projector {
     /// nothing of the batch is written.
     pub fn apply_batch(&mut self, records: &[StoredRecord], strict: bool) -> Result<u64, ProjectorError> {
         let Some(last) = records.last() else { return Ok(*self.checkpoint.borrow()) };
-        let mut overlay = Overlay::new(&self.views);
+        let mut overlay = Overlay::new(&self.views, &self.cache);
         let mut totals = self.totals;
         for record in records {
             match apply_record(&mut self.ctx, &mut overlay, record)? {
@@ -147,8 +149,9 @@ impl Projector {
         }
         let live_alerts: Vec<AlertView> =
             std::mem::take(&mut overlay.alerts).into_iter().filter(|a| a.position > self.live_after).collect();
-        let writes = overlay.finish(last.position);
+        let (writes, values) = overlay.finish(last.position);
         self.views.apply(&writes)?;
+        self.cache.absorb(values);
         for alert in live_alerts {
             // No listener is not an error.
             let _ = self.alerts.send(alert);

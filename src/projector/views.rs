@@ -292,18 +292,62 @@ impl Views {
     }
 }
 
-/// Collects one batch's writes; reads see the batch's own writes first.
+/// Decoded case views and statistics cells kept between batches, so that a busy case or
+/// statistics cell is not decoded from JSON again on every record. Only the projector writes
+/// the views, and it adds a batch's values here only after sled has taken the batch, so the
+/// cache never holds what sled does not. Bounded: a full cache starts again empty.
+#[derive(Default)]
+pub struct ViewCache {
+    cases: HashMap<Uuid, CaseView>,
+    stats: HashMap<Vec<u8>, StatsCell>,
+}
+
+/// Most case views and statistics cells kept between batches (each).
+pub const VIEW_CACHE_MAX: usize = 50_000;
+
+impl ViewCache {
+    /// Takes in a committed batch's values.
+    pub fn absorb(&mut self, batch: BatchValues) {
+        absorb_bounded(&mut self.cases, batch.cases);
+        absorb_bounded(&mut self.stats, batch.stats);
+    }
+}
+
+fn absorb_bounded<K: std::hash::Hash + Eq, V>(cache: &mut HashMap<K, V>, new: HashMap<K, V>) {
+    if cache.len() + new.len() > VIEW_CACHE_MAX {
+        cache.clear();
+    }
+    cache.extend(new);
+}
+
+/// The decoded values a batch wrote, for the [`ViewCache`].
+pub struct BatchValues {
+    cases: HashMap<Uuid, CaseView>,
+    stats: HashMap<Vec<u8>, StatsCell>,
+}
+
+/// Collects one batch's writes; reads see the batch's own writes first, then the cache, then
+/// sled. Case views and statistics cells stay decoded until [`Overlay::finish`].
 pub struct Overlay<'a> {
     views: &'a Views,
+    cache: &'a ViewCache,
     pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     cases: HashMap<Uuid, CaseView>,
+    stats: HashMap<Vec<u8>, StatsCell>,
     /// Alert views raised or acknowledged in this batch, in order.
     pub alerts: Vec<AlertView>,
 }
 
 impl<'a> Overlay<'a> {
-    pub fn new(views: &'a Views) -> Self {
-        Overlay { views, writes: BTreeMap::new(), cases: HashMap::new(), alerts: Vec::new() }
+    pub fn new(views: &'a Views, cache: &'a ViewCache) -> Self {
+        Overlay {
+            views,
+            cache,
+            writes: BTreeMap::new(),
+            cases: HashMap::new(),
+            stats: HashMap::new(),
+            alerts: Vec::new(),
+        }
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ViewError> {
@@ -335,7 +379,7 @@ impl<'a> Overlay<'a> {
 
     /// The case as of this batch so far (a fresh, empty view if it does not exist yet).
     pub fn case(&mut self, case_id: Uuid) -> Result<CaseView, ViewError> {
-        if let Some(view) = self.cases.get(&case_id) {
+        if let Some(view) = self.cases.get(&case_id).or_else(|| self.cache.cases.get(&case_id)) {
             return Ok(view.clone());
         }
         Ok(self.get_json(&case_key(case_id))?.unwrap_or_else(|| CaseView::new(case_id)))
@@ -343,6 +387,19 @@ impl<'a> Overlay<'a> {
 
     pub fn set_case(&mut self, view: CaseView) {
         self.cases.insert(view.case_id, view);
+    }
+
+    /// Adds `cell` times `sign` to the statistics cell under `key`.
+    pub fn add_stats(&mut self, key: Vec<u8>, cell: &StatsCell, sign: i64) -> Result<(), ViewError> {
+        if !self.stats.contains_key(&key) {
+            let stored = match self.cache.stats.get(&key) {
+                Some(cached) => cached.clone(),
+                None => self.get_json(&key)?.unwrap_or_default(),
+            };
+            self.stats.insert(key.clone(), stored);
+        }
+        self.stats.get_mut(&key).expect("inserted above").add(cell, sign);
+        Ok(())
     }
 
     /// Index entries currently stored, batch writes included.
@@ -361,14 +418,23 @@ impl<'a> Overlay<'a> {
         stored.iter().map(|(k, v)| decode(k, v)).collect()
     }
 
-    /// Turns the cached cases into writes, sets the checkpoint, and returns the writes.
-    pub fn finish(mut self, checkpoint: u64) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
-        let cases: Vec<CaseView> = self.cases.drain().map(|(_, v)| v).collect();
-        for view in cases {
-            self.put_json(case_key(view.case_id), &view);
+    /// Encodes the batch's case views and statistics cells, sets the checkpoint, and returns
+    /// the writes and the decoded values (for the cache once the writes are stored).
+    pub fn finish(mut self, checkpoint: u64) -> (BTreeMap<Vec<u8>, Option<Vec<u8>>>, BatchValues) {
+        let cases = std::mem::take(&mut self.cases);
+        for view in cases.values() {
+            self.put_json(case_key(view.case_id), view);
+        }
+        let stats = std::mem::take(&mut self.stats);
+        for (key, cell) in &stats {
+            if cell.is_empty() {
+                self.remove(key.clone());
+            } else {
+                self.put_json(key.clone(), cell);
+            }
         }
         self.put(CHECKPOINT_KEY.to_vec(), checkpoint.to_be_bytes().to_vec());
-        self.writes
+        (self.writes, BatchValues { cases, stats })
     }
 }
 

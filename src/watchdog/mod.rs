@@ -17,8 +17,8 @@ use crate::clock::Clock;
 use crate::domain::command::{Command, CommandBody};
 use crate::domain::decide::sla_command_id;
 use crate::domain::event::{Actor, AlertStage};
-use crate::execute::{execute, ExecuteError};
-use crate::log::{EventLog, LogError};
+use crate::execute::{ExecuteError, Executor};
+use crate::log::LogError;
 use crate::projector::model::IndexEntry;
 use crate::projector::views::{index_key, Views};
 use crate::projector::Progress;
@@ -43,7 +43,7 @@ pub enum Fired {
 }
 
 pub struct Watchdog {
-    log: Arc<dyn EventLog>,
+    executor: Arc<Executor>,
     views: Views,
     clock: Arc<dyn Clock>,
     progress: Progress,
@@ -52,8 +52,8 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    pub fn new(log: Arc<dyn EventLog>, views: Views, clock: Arc<dyn Clock>, progress: Progress) -> Self {
-        Watchdog { log, views, clock, progress, fired: HashMap::new() }
+    pub fn new(executor: Arc<Executor>, views: Views, clock: Arc<dyn Clock>, progress: Progress) -> Self {
+        Watchdog { executor, views, clock, progress, fired: HashMap::new() }
     }
 
     /// Runs until `stop` turns true.
@@ -124,7 +124,7 @@ impl Watchdog {
         };
         let command_id = sla_command_id(entry.case_id, &entry.clock, stage, entry.due_at);
         let cmd = Command::new(command_id, entry.case_id, Actor::system(), body);
-        match execute(self.log.as_ref(), &cmd, now).await {
+        match self.executor.execute(&cmd, now).await {
             Ok(done) if done.repeated || done.events.is_empty() => Ok(Fired::AlreadyStored),
             Ok(done) => Ok(Fired::Stored { position: done.position }),
             Err(ExecuteError::Rejected(rejection)) => Ok(Fired::Moot(rejection.to_string())),

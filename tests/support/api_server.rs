@@ -50,6 +50,7 @@ impl TestServer {
             Node::start(log.clone(), views.clone(), Arc::new(clock.clone()), NodeConfig::default()).await.unwrap();
         let state = Arc::new(AppState {
             log: log.clone(),
+            executor: node.executor.clone(),
             views: views.clone(),
             clock: Arc::new(clock.clone()),
             org,
