@@ -124,6 +124,12 @@ impl Executor {
         }
     }
 
+    /// Whether this executor has the case cached and its cached state (which may be behind
+    /// the log) satisfies `test`.
+    pub fn cached_satisfies(&self, case_id: Uuid, test: impl FnOnce(&State) -> bool) -> bool {
+        self.cache.lock().expect("case cache lock").get(&case_id).is_some_and(|k| test(&k.state))
+    }
+
     fn remember(&self, case_id: Uuid, known: Known) {
         let mut cache = self.cache.lock().expect("case cache lock");
         if cache.get(&case_id).is_some_and(|k| k.position > known.position) {

@@ -112,13 +112,18 @@ fn answer(state: &Shared, cmd: &Command, done: &Executed) -> Value {
 }
 
 /// Reads a case from the log for a scope check: unknown or out of scope is 404.
-async fn visible_case(state: &Shared, actor: &Actor, case_id: Uuid) -> Result<CaseState, ApiError> {
+/// 404 unless the actor may see the case. The executor's cached copy answers when it shows
+/// the case to the actor (a command then still meets the log's state when it is appended);
+/// otherwise the log does.
+async fn visible_case(state: &Shared, actor: &Actor, case_id: Uuid) -> Result<(), ApiError> {
+    if state.executor.cached_satisfies(case_id, |case| can_see(actor, case)) {
+        return Ok(());
+    }
     let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let case = replay(&records);
-    if !can_see(actor, &case) {
+    if !can_see(actor, &replay(&records)) {
         return Err(ApiError::not_found(format!("no case {case_id}")));
     }
-    Ok(case)
+    Ok(())
 }
 
 pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {

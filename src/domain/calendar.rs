@@ -134,12 +134,17 @@ pub struct Calendar {
 impl Calendar {
     /// The calendar with every official schedule shipped in this build.
     pub fn official() -> Self {
-        let mut calendar = Calendar::default();
-        for text in OFFICIAL_SCHEDULES {
-            let schedule = YearSchedule::from_toml(text).expect("shipped calendar files are valid (tested)");
-            calendar.load(&schedule);
-        }
-        calendar
+        static OFFICIAL: std::sync::OnceLock<Calendar> = std::sync::OnceLock::new();
+        OFFICIAL
+            .get_or_init(|| {
+                let mut calendar = Calendar::default();
+                for text in OFFICIAL_SCHEDULES {
+                    let schedule = YearSchedule::from_toml(text).expect("shipped calendar files are valid (tested)");
+                    calendar.load(&schedule);
+                }
+                calendar
+            })
+            .clone()
     }
 
     /// Adds or replaces one year's schedule.
