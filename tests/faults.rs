@@ -392,7 +392,7 @@ async fn a_nats_restart_under_load_gives_errors_never_a_false_success_and_the_se
 // ----------------------------------------------------------------------------- 3-node cluster
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_never_deliver_an_alert_twice() {
+async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_each_alert_exactly_once() {
     let _turn = HEAVY.lock().await;
     let receiver = webhook::Receiver::start(0).await;
     let dir = tempfile::tempdir().unwrap();
@@ -463,11 +463,17 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_never_de
     };
     let breaches = wait_breaches(&log, &outcomes.acknowledged).await;
     assert!(breaches.values().all(|n| *n == 1), "one breach per case in the log: {breaches:?}");
-    // Deliveries settle: wait until every alert arrived or nothing new came for 10 seconds.
+    // Deliveries settle: wait until every alert arrived, or nothing new came for longer than
+    // the delivery claim's redelivery time (a record handed to an instance whose connection
+    // died is handed out again after it).
     let expected = outcomes.acknowledged.len();
     let mut seen = 0;
     let mut quiet_since = Instant::now();
-    while receiver.bodies().len() < expected && quiet_since.elapsed() < Duration::from_secs(10) {
+    let settle_by = Instant::now() + Duration::from_secs(120);
+    while receiver.bodies().len() < expected
+        && quiet_since.elapsed() < Duration::from_secs(20)
+        && Instant::now() < settle_by
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
         if receiver.bodies().len() > seen {
             seen = receiver.bodies().len();
@@ -479,11 +485,21 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_never_de
     let ids: Vec<String> = bodies.iter().filter_map(|b| b["case_id"].as_str().map(str::to_owned)).collect();
     let distinct: BTreeSet<String> = ids.iter().cloned().collect();
     eprintln!("cluster: {} of {expected} breach alerts delivered by webhook", bodies.len());
-    // At most once per channel, whichever instance claimed each: a node failure must not make
-    // two instances send the same alert.
+    // Exactly once per channel, whichever instance claimed each: a node failure must neither
+    // make two instances send the same alert nor make both skip it.
     assert_eq!(distinct.len(), ids.len(), "an alert was delivered twice");
-    assert!(distinct.is_subset(&outcomes.acknowledged), "only alerts of acknowledged cases");
-    assert!(!bodies.is_empty(), "alerts were delivered at all");
+    let missing: Vec<&String> = outcomes.acknowledged.difference(&distinct).collect();
+    if !missing.is_empty() {
+        for i in 1..=2 {
+            let log = std::fs::read_to_string(cluster.join(format!("whistle-{i}.log"))).unwrap_or_default();
+            let noteworthy = |l: &&str| (l.contains("WARN") || l.contains("ERROR")) && !l.contains("whistle::watchdog");
+            for line in log.lines().filter(noteworthy).take(40) {
+                eprintln!("whistle-{i}: {line}");
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{} breach alerts never delivered: {missing:?}", missing.len());
+    assert_eq!(distinct, outcomes.acknowledged, "only alerts of acknowledged cases");
     drop(stop_cluster);
 }
 

@@ -250,6 +250,37 @@ async fn publishing_a_year_recomputes_provisional_deadlines(backend: Backend) {
     assert!(reopened.calendar().has_year(2027));
 }
 
+async fn publishing_a_year_moves_a_deadline_whose_alerts_have_all_fired(backend: Backend) {
+    let mut rig = Rig::new(backend, "2026-12-28T10:00:00+08:00").await;
+    let case = Uuid::now_v7();
+    let submit =
+        CommandBody::SubmitFeedback {
+            topic: FeedbackTopic::Other, body: "年底材料过多".into(), anonymous: false
+        };
+    rig.run(case, township(), submit).await;
+    // Long after the provisional deadline: every stage of every clock fires, nothing is pending.
+    for _ in 0..8 {
+        rig.tick_at(at("2027-03-01T10:00:00+08:00")).await;
+    }
+    assert!(rig.projector.views().due_alerts(at("2030-01-01T00:00:00+08:00"), 10).unwrap().is_empty());
+    let resolve = ClockRef::case_wide(ClockKind::FeedbackResolve);
+    let armed = |rig: &Rig| {
+        rig.projector.views().case(case).unwrap().unwrap().armed.into_iter().find(|a| a.clock == resolve).unwrap()
+    };
+    assert_eq!(armed(&rig).due_at, at("2027-01-07T00:00:00+08:00"));
+    assert!(armed(&rig).provisional);
+    let schedule = YearSchedule::from_toml(
+        "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
+         holidays = [{ name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" }]\nworkdays = []",
+    )
+    .unwrap();
+    let calendar_case = whistle::domain::event::CALENDAR_CASE_ID;
+    rig.run(calendar_case, Actor::new(Role::Admin, "市政府办"), CommandBody::PublishCalendar { schedule }).await;
+    let after = armed(&rig);
+    assert!(!after.provisional);
+    assert_eq!(after.due_at, at("2027-01-08T00:00:00+08:00"), "the shown deadline follows the published year");
+}
+
 #[tokio::test]
 async fn a_poison_record_is_set_aside_and_projection_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -520,6 +551,7 @@ on_both!(
     an_approved_extension_moves_the_breach,
     reopened_feedback_breaches_on_its_new_resolve_deadline,
     publishing_a_year_recomputes_provisional_deadlines,
+    publishing_a_year_moves_a_deadline_whose_alerts_have_all_fired,
     the_running_watchdog_wakes_for_the_deadline_and_every_channel_hears_once,
     a_failing_webhook_receives_each_alert_exactly_once_after_retries,
     quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning,

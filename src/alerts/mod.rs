@@ -31,6 +31,7 @@ use crate::clock::Clock;
 use crate::domain::calendar::beijing;
 use crate::domain::Calendar;
 use crate::log::{alert_subject, EventLog, StoredRecord};
+use crate::projector::model::{alert_view, AlertView, CaseView};
 use crate::projector::views::Views;
 pub use notice::{AlertNotice, WebhookFormat};
 
@@ -46,6 +47,9 @@ const WEBHOOK_BACKOFF_MAX: Duration = Duration::from_secs(60);
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long delivery waits for the projector to record an alert before sending what it has.
 const PROJECTION_WAIT: Duration = Duration::from_secs(10);
+/// Attempts to find an alert's case (views, then the log) before sending it with what the
+/// event alone says.
+const ALERT_VIEW_ATTEMPTS_MAX: u32 = 12;
 /// Pause before claiming again after the log stream failed.
 const RECLAIM_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -228,7 +232,7 @@ impl Delivery {
                 let mut out = Vec::new();
                 for event in commit.events.iter().filter(|e| e.body.alert_stage().is_some()) {
                     self.wait_projected(record.position).await;
-                    let view = self.views.alert(event.event_id).ok().flatten();
+                    let view = self.alert_view(event, record.position).await;
                     out.push(AlertNotice::from_event(event, view.as_ref(), record.position));
                 }
                 out
@@ -241,11 +245,44 @@ impl Delivery {
         }
     }
 
+    /// The alert as the views record it; while the projector lags, as the case in the log
+    /// shows it. Whether the alert is urgent (sent at once, not held for working hours) must
+    /// not depend on how far the projector has got.
+    async fn alert_view(&self, event: &crate::domain::Event, position: u64) -> Option<AlertView> {
+        let mut backoff = Duration::from_millis(200);
+        for _ in 0..ALERT_VIEW_ATTEMPTS_MAX {
+            if let Ok(Some(view)) = self.views.alert(event.event_id) {
+                return Some(view);
+            }
+            match self.log.read_case(event.case_id).await {
+                Ok(records) => {
+                    let records: Vec<StoredRecord> = records.into_iter().filter(|r| r.position <= position).collect();
+                    let mut case = CaseView::new(event.case_id);
+                    case.state = crate::execute::replay(&records);
+                    let level = match &event.body {
+                        crate::domain::event::EventBody::SlaEscalated { level, .. } => *level,
+                        _ => 1,
+                    };
+                    return case
+                        .state
+                        .alerts()
+                        .iter()
+                        .find(|a| a.alert_id == event.event_id)
+                        .map(|alert| alert_view(&case, alert, level, position));
+                }
+                Err(e) => tracing::warn!(case_id = %event.case_id, "cannot read the case of an alert: {e}"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        None
+    }
+
     async fn wait_projected(&self, position: u64) {
         let mut checkpoint = self.checkpoint.clone();
         let reached = tokio::time::timeout(PROJECTION_WAIT, checkpoint.wait_for(|c| *c >= position)).await;
         if reached.is_err() {
-            tracing::warn!(position, "alert sent before the projector recorded it");
+            tracing::warn!(position, "the projector has not reached this alert yet; reading its case from the log");
         }
     }
 

@@ -42,8 +42,10 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(100);
 /// Claimed records a consumer may hold unacknowledged.
 const CLAIMS_PENDING_MAX: i64 = 64;
-/// How long a claimed record may stay unacknowledged before another consumer gets it.
-const CLAIM_ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long a claimed record may stay unacknowledged before it is handed out again. Records
+/// are acknowledged as soon as they arrive, before their alerts are sent, so this bounds how
+/// long a record lost in flight (a connection cut by a node failure) waits to be redelivered.
+const CLAIM_ACK_WAIT: Duration = Duration::from_secs(5);
 /// How long to wait for the first connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::model::{alert_view, contributions, AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension};
 use super::views::{
     alert_count_key, alert_key, calendar_key, dead_letter_key, history_key, index_key, list_keys, open_alert_key,
-    stats_key, Overlay, ViewError,
+    stats_key, status_list_prefix, Overlay, ViewError,
 };
 use crate::domain::calendar::HolidayRange;
 use crate::domain::event::{EventBody, SCHEMA_VERSION};
@@ -195,7 +195,11 @@ fn publish_calendar(
         YearSchedule { year, notice: notice.to_owned(), holidays: holidays.to_vec(), workdays: workdays.to_vec() };
     ctx.calendar.load(&schedule);
     overlay.put_json(calendar_key(year), &schedule);
-    let cases: BTreeSet<Uuid> = overlay.index_entries()?.into_iter().map(|e| e.case_id).collect();
+    // Every case that may have a running clock: open ones, and any with a pending alert.
+    let mut cases: BTreeSet<Uuid> = overlay.index_entries()?.into_iter().map(|e| e.case_id).collect();
+    for kind in ["whistle", "feedback"] {
+        cases.extend(overlay.list_case_ids(&status_list_prefix(kind, Some("open")))?);
+    }
     for case_id in cases {
         let before = overlay.case(case_id)?;
         let mut after = before.clone();

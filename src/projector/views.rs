@@ -418,6 +418,25 @@ impl<'a> Overlay<'a> {
         stored.iter().map(|(k, v)| decode(k, v)).collect()
     }
 
+    /// Case ids in a list (see [`list_keys`]), batch writes included.
+    pub fn list_case_ids(&self, prefix: &[u8]) -> Result<std::collections::BTreeSet<Uuid>, ViewError> {
+        let mut keys: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+        for item in self.views.tree.scan_prefix(prefix) {
+            keys.insert(item.map_err(storage)?.0.to_vec());
+        }
+        for (k, v) in self.writes.range(prefix.to_vec()..prefix_end(prefix)) {
+            match v {
+                Some(_) => keys.insert(k.clone()),
+                None => keys.remove(k),
+            };
+        }
+        Ok(keys
+            .iter()
+            .filter_map(|k| k.get(prefix.len() + 8..prefix.len() + 24))
+            .filter_map(|b| Uuid::from_slice(b).ok())
+            .collect())
+    }
+
     /// Encodes the batch's case views and statistics cells, sets the checkpoint, and returns
     /// the writes and the decoded values (for the cache once the writes are stored).
     pub fn finish(mut self, checkpoint: u64) -> (BTreeMap<Vec<u8>, Option<Vec<u8>>>, BatchValues) {
