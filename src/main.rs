@@ -36,7 +36,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = matches!(&cli.command, Command::Serve(args) if args.log_format == whistle::cli::LogFormat::Json);
-    init_logging(json_logs);
+    // The bench runs whole services inside itself: their routine lines would bury its table.
+    let quiet = matches!(&cli.command, Command::Bench { .. });
+    init_logging(json_logs, if quiet { "warn" } else { "warn,whistle=info" });
     let outcome = match cli.command {
         Command::Calendar { command: CalendarCommand::Due { from, working_days } } => {
             calendar_due_line(&Calendar::official(), from, working_days)
@@ -57,9 +59,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("WHISTLE_LOG").unwrap_or_else(|_| "warn,whistle=info".into());
+fn init_logging(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHISTLE_LOG").unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
