@@ -104,6 +104,17 @@ impl Rig {
         self.projector.catch_up(self.log.as_ref(), true, |_, _| {}).await.unwrap();
     }
 
+    /// Publishes 2027 with 元旦 on 01-01..03 and no make-up working days.
+    async fn publish_2027(&mut self) {
+        let schedule = YearSchedule::from_toml(
+            "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
+             holidays = [{ name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" }]\nworkdays = []",
+        )
+        .unwrap();
+        let calendar_case = whistle::domain::event::CALENDAR_CASE_ID;
+        self.run(calendar_case, Actor::new(Role::Admin, "市政府办"), CommandBody::PublishCalendar { schedule }).await;
+    }
+
     /// Sets the clock, lets the watchdog act, projects; returns the alert events stored.
     async fn tick_at(&mut self, when: DateTime<Utc>) -> Vec<EventBody> {
         let before = self.log.head().await.unwrap();
@@ -215,7 +226,8 @@ async fn reopened_feedback_breaches_on_its_new_resolve_deadline(backend: Backend
     assert!(got.contains(&EventBody::SlaBreached { clock: resolve, due_at: due }), "{got:?}");
 }
 
-async fn publishing_a_year_recomputes_provisional_deadlines(backend: Backend) {
+/// Feedback submitted on 2026-12-28, whose resolve deadline falls in unpublished 2027.
+async fn year_end_feedback(backend: Backend) -> (Rig, Uuid) {
     let mut rig = Rig::new(backend, "2026-12-28T10:00:00+08:00").await;
     let case = Uuid::now_v7();
     let submit =
@@ -223,6 +235,11 @@ async fn publishing_a_year_recomputes_provisional_deadlines(backend: Backend) {
             topic: FeedbackTopic::Other, body: "年底材料过多".into(), anonymous: false
         };
     rig.run(case, township(), submit).await;
+    (rig, case)
+}
+
+async fn publishing_a_year_recomputes_provisional_deadlines(backend: Backend) {
+    let (mut rig, case) = year_end_feedback(backend).await;
     let resolve = ClockRef::case_wide(ClockKind::FeedbackResolve);
     let armed = |rig: &Rig| {
         rig.projector.views().case(case).unwrap().unwrap().armed.into_iter().find(|a| a.clock == resolve).unwrap()
@@ -230,13 +247,7 @@ async fn publishing_a_year_recomputes_provisional_deadlines(backend: Backend) {
     let before = armed(&rig);
     assert!(before.provisional);
     assert_eq!(before.due_at, at("2027-01-07T00:00:00+08:00"), "weekday rule: 12-29..31, 01-01, 01-04..06");
-    let schedule = YearSchedule::from_toml(
-        "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
-         holidays = [{ name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" }]\nworkdays = []",
-    )
-    .unwrap();
-    let calendar_case = whistle::domain::event::CALENDAR_CASE_ID;
-    rig.run(calendar_case, Actor::new(Role::Admin, "市政府办"), CommandBody::PublishCalendar { schedule }).await;
+    rig.publish_2027().await;
     let after = armed(&rig);
     assert!(!after.provisional);
     assert_eq!(after.due_at, at("2027-01-08T00:00:00+08:00"), "01-01 is now a holiday");
@@ -251,13 +262,7 @@ async fn publishing_a_year_recomputes_provisional_deadlines(backend: Backend) {
 }
 
 async fn publishing_a_year_moves_a_deadline_whose_alerts_have_all_fired(backend: Backend) {
-    let mut rig = Rig::new(backend, "2026-12-28T10:00:00+08:00").await;
-    let case = Uuid::now_v7();
-    let submit =
-        CommandBody::SubmitFeedback {
-            topic: FeedbackTopic::Other, body: "年底材料过多".into(), anonymous: false
-        };
-    rig.run(case, township(), submit).await;
+    let (mut rig, case) = year_end_feedback(backend).await;
     // Long after the provisional deadline: every stage of every clock fires, nothing is pending.
     for _ in 0..8 {
         rig.tick_at(at("2027-03-01T10:00:00+08:00")).await;
@@ -269,13 +274,7 @@ async fn publishing_a_year_moves_a_deadline_whose_alerts_have_all_fired(backend:
     };
     assert_eq!(armed(&rig).due_at, at("2027-01-07T00:00:00+08:00"));
     assert!(armed(&rig).provisional);
-    let schedule = YearSchedule::from_toml(
-        "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
-         holidays = [{ name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" }]\nworkdays = []",
-    )
-    .unwrap();
-    let calendar_case = whistle::domain::event::CALENDAR_CASE_ID;
-    rig.run(calendar_case, Actor::new(Role::Admin, "市政府办"), CommandBody::PublishCalendar { schedule }).await;
+    rig.publish_2027().await;
     let after = armed(&rig);
     assert!(!after.provisional);
     assert_eq!(after.due_at, at("2027-01-08T00:00:00+08:00"), "the shown deadline follows the published year");
