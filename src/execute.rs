@@ -65,44 +65,11 @@ impl Executor {
         Executor { log, cache: Mutex::new(HashMap::new()) }
     }
 
-    pub fn log(&self) -> &Arc<dyn EventLog> {
-        &self.log
-    }
-
-    /// Executes `cmd` at time `now`.
+    /// Executes `cmd` at time `now`, first on the cached case (see the module notes).
     pub async fn execute(&self, cmd: &Command, now: DateTime<Utc>) -> Result<Executed, ExecuteError> {
-        if let Some(known) = self.guess(cmd) {
-            if let Ok(events) = decide(&known.state, cmd, now) {
-                if !events.is_empty() {
-                    let commit = Commit { command_id: cmd.command_id, case_id: cmd.case_id, events };
-                    match self.log.append(&commit, known.position).await {
-                        Ok(appended) if !appended.duplicate => {
-                            let state = commit.events.iter().fold(known.state, evolve);
-                            let mut command_ids = known.command_ids;
-                            command_ids.push(cmd.command_id);
-                            self.remember(
-                                cmd.case_id,
-                                Known { state: state.clone(), position: appended.position, command_ids },
-                            );
-                            return Ok(Executed {
-                                events: commit.events,
-                                state,
-                                position: appended.position,
-                                repeated: false,
-                            });
-                        }
-                        Ok(_) | Err(LogError::Conflict { .. }) => self.forget(cmd.case_id),
-                        Err(e) => {
-                            self.forget(cmd.case_id);
-                            return Err(e.into());
-                        }
-                    }
-                }
-            }
-        }
-        match execute_reading(self.log.as_ref(), cmd, now).await {
-            Ok((done, Some(command_ids))) => {
-                self.remember(cmd.case_id, Known { state: done.state.clone(), position: done.position, command_ids });
+        match execute_from(self.log.as_ref(), cmd, now, self.guess(cmd)).await {
+            Ok((done, Some(known))) => {
+                self.remember(cmd.case_id, known);
                 Ok(done)
             }
             other => {
@@ -148,40 +115,54 @@ impl Executor {
 
 /// Executes `cmd` at time `now`, reading the case from the log.
 pub async fn execute(log: &dyn EventLog, cmd: &Command, now: DateTime<Utc>) -> Result<Executed, ExecuteError> {
-    execute_reading(log, cmd, now).await.map(|(done, _)| done)
+    execute_from(log, cmd, now, None).await.map(|(done, _)| done)
 }
 
-/// [`execute`], also answering every command id of the case as read (with this one) when the
-/// command was stored now.
-async fn execute_reading(
+/// Decides and appends, a bounded number of times. The first attempt uses `guess` when given;
+/// a guess that the append finds stale (a conflict), or on which the command is refused or
+/// does nothing, is replaced by the case as the log holds it. Answers, with what was done, the
+/// case as it now stands when the command was stored now.
+async fn execute_from(
     log: &dyn EventLog,
     cmd: &Command,
     now: DateTime<Utc>,
-) -> Result<(Executed, Option<Vec<Uuid>>), ExecuteError> {
-    for _ in 0..CONFLICT_ATTEMPTS_MAX {
-        let records = log.read_case(cmd.case_id).await?;
-        let id = cmd.command_id.to_string();
-        if let Some(stored) = records.iter().find(|r| r.msg_id.as_deref() == Some(id.as_str())) {
-            return Ok((repeat(&records, stored.position), None));
-        }
-        let state = replay(&records);
-        let events = decide(&state, cmd, now)?;
-        if events.is_empty() {
-            return Ok((Executed { events, state, position: 0, repeated: false }, None));
-        }
+    mut guess: Option<Known>,
+) -> Result<(Executed, Option<Known>), ExecuteError> {
+    // A guess does not use up one of the attempts on the log.
+    let attempts = CONFLICT_ATTEMPTS_MAX + u32::from(guess.is_some());
+    for _ in 0..attempts {
+        let (known, guessed) = match guess.take() {
+            Some(known) => (known, true),
+            None => {
+                let records = log.read_case(cmd.case_id).await?;
+                let id = cmd.command_id.to_string();
+                if let Some(stored) = records.iter().find(|r| r.msg_id.as_deref() == Some(id.as_str())) {
+                    return Ok((repeat(&records, stored.position), None));
+                }
+                let command_ids =
+                    records.iter().filter_map(|r| r.msg_id.as_deref().and_then(|m| m.parse().ok())).collect();
+                (Known { state: replay(&records), position: last_position(&records), command_ids }, false)
+            }
+        };
+        let events = match decide(&known.state, cmd, now) {
+            Ok(events) if !events.is_empty() => events,
+            _ if guessed => continue,
+            Ok(events) => return Ok((Executed { events, state: known.state, position: 0, repeated: false }, None)),
+            Err(rejection) => return Err(rejection.into()),
+        };
         let commit = Commit { command_id: cmd.command_id, case_id: cmd.case_id, events };
-        match log.append(&commit, last_position(&records)).await {
+        match log.append(&commit, known.position).await {
             Ok(appended) if appended.duplicate => {
                 let records = log.read_case(cmd.case_id).await?;
                 return Ok((repeat(&records, appended.position), None));
             }
             Ok(appended) => {
-                let state = commit.events.iter().fold(state, evolve);
-                let mut command_ids: Vec<Uuid> =
-                    records.iter().filter_map(|r| r.msg_id.as_deref().and_then(|m| m.parse().ok())).collect();
+                let state = commit.events.iter().fold(known.state, evolve);
+                let mut command_ids = known.command_ids;
                 command_ids.push(cmd.command_id);
+                let now_known = Known { state: state.clone(), position: appended.position, command_ids };
                 let done = Executed { events: commit.events, state, position: appended.position, repeated: false };
-                return Ok((done, Some(command_ids)));
+                return Ok((done, Some(now_known)));
             }
             Err(LogError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),

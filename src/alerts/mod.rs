@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::domain::calendar::beijing;
 use crate::domain::Calendar;
 use crate::log::{alert_subject, EventLog, StoredRecord};
-use crate::projector::model::{alert_view, AlertView, CaseView};
+use crate::projector::model::{alert_view_of, AlertView, CaseView};
 use crate::projector::views::Views;
 pub use notice::{AlertNotice, WebhookFormat};
 
@@ -259,16 +259,7 @@ impl Delivery {
                     let records: Vec<StoredRecord> = records.into_iter().filter(|r| r.position <= position).collect();
                     let mut case = CaseView::new(event.case_id);
                     case.state = crate::execute::replay(&records);
-                    let level = match &event.body {
-                        crate::domain::event::EventBody::SlaEscalated { level, .. } => *level,
-                        _ => 1,
-                    };
-                    return case
-                        .state
-                        .alerts()
-                        .iter()
-                        .find(|a| a.alert_id == event.event_id)
-                        .map(|alert| alert_view(&case, alert, level, position));
+                    return alert_view_of(&case, event, position);
                 }
                 Err(e) => tracing::warn!(case_id = %event.case_id, "cannot read the case of an alert: {e}"),
             }

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::model::{alert_view, contributions, AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension};
+use super::model::{
+    alert_view_of, contributions, AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension,
+};
 use super::views::{
     alert_count_key, alert_key, calendar_key, dead_letter_key, history_key, index_key, list_keys, open_alert_key,
     stats_key, status_list_prefix, Overlay, ViewError,
@@ -147,12 +149,7 @@ fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], positi
     for event in events {
         match &event.body {
             EventBody::SlaWarned { .. } | EventBody::SlaBreached { .. } | EventBody::SlaEscalated { .. } => {
-                let Some(alert) = view.state.alerts().iter().find(|a| a.alert_id == event.event_id) else { continue };
-                let level = match &event.body {
-                    EventBody::SlaEscalated { level, .. } => *level,
-                    _ => 1,
-                };
-                let alert = alert_view(view, alert, level, position);
+                let Some(alert) = alert_view_of(view, event, position) else { continue };
                 count_alert(overlay, alert.stage)?;
                 overlay.put_json(alert_key(alert.alert_id), &alert);
                 overlay.put(open_alert_key(alert.alert_id), Vec::new());

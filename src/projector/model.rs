@@ -360,7 +360,18 @@ pub fn day_of(at: DateTime<Utc>) -> String {
 }
 
 /// Alert views for the SLA alerts a case has raised.
-pub fn alert_view(view: &CaseView, alert: &crate::domain::state::Alert, level: u8, position: u64) -> AlertView {
+/// The alert view of an SLA alert event, from the case as of that event (None when the case
+/// holds no such alert).
+pub fn alert_view_of(view: &CaseView, event: &crate::domain::Event, position: u64) -> Option<AlertView> {
+    let level = match &event.body {
+        crate::domain::event::EventBody::SlaEscalated { level, .. } => *level,
+        _ => 1,
+    };
+    let alert = view.state.alerts().iter().find(|a| a.alert_id == event.event_id)?;
+    Some(alert_view(view, alert, level, position))
+}
+
+fn alert_view(view: &CaseView, alert: &crate::domain::state::Alert, level: u8, position: u64) -> AlertView {
     AlertView {
         alert_id: alert.alert_id,
         case_id: view.case_id,

@@ -402,36 +402,32 @@ impl<'a> Overlay<'a> {
         Ok(())
     }
 
-    /// Index entries currently stored, batch writes included.
-    pub fn index_entries(&self) -> Result<Vec<IndexEntry>, ViewError> {
+    /// Keys and values stored under `prefix`, batch writes included.
+    fn merged(&self, prefix: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ViewError> {
         let mut stored: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for item in self.views.tree.scan_prefix(b"i:") {
+        for item in self.views.tree.scan_prefix(prefix) {
             let (k, v) = item.map_err(storage)?;
             stored.insert(k.to_vec(), v.to_vec());
         }
-        for (k, v) in self.writes.range(b"i:".to_vec()..prefix_end(b"i:")) {
+        for (k, v) in self.writes.range(prefix.to_vec()..prefix_end(prefix)) {
             match v {
                 Some(v) => stored.insert(k.clone(), v.clone()),
                 None => stored.remove(k),
             };
         }
-        stored.iter().map(|(k, v)| decode(k, v)).collect()
+        Ok(stored)
+    }
+
+    /// Index entries currently stored, batch writes included.
+    pub fn index_entries(&self) -> Result<Vec<IndexEntry>, ViewError> {
+        self.merged(b"i:")?.iter().map(|(k, v)| decode(k, v)).collect()
     }
 
     /// Case ids in a list (see [`list_keys`]), batch writes included.
     pub fn list_case_ids(&self, prefix: &[u8]) -> Result<std::collections::BTreeSet<Uuid>, ViewError> {
-        let mut keys: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
-        for item in self.views.tree.scan_prefix(prefix) {
-            keys.insert(item.map_err(storage)?.0.to_vec());
-        }
-        for (k, v) in self.writes.range(prefix.to_vec()..prefix_end(prefix)) {
-            match v {
-                Some(_) => keys.insert(k.clone()),
-                None => keys.remove(k),
-            };
-        }
-        Ok(keys
-            .iter()
+        Ok(self
+            .merged(prefix)?
+            .keys()
             .filter_map(|k| k.get(prefix.len() + 8..prefix.len() + 24))
             .filter_map(|b| Uuid::from_slice(b).ok())
             .collect())
