@@ -379,7 +379,11 @@ async fn alert_latency(sizes: &Sizes) -> Result<Vec<Row>, String> {
         .map_err(|e| e.to_string())?;
     let caught = Instant::now();
     node.caught_up_to(log.head().await.map_err(|e| e.to_string())?).await;
-    say(&format!("alerts: {} armed clocks projected in {:.1}s", views.armed_count(), caught.elapsed().as_secs_f64()));
+    say(&format!(
+        "alerts: {} armed clocks projected in {:.1}s",
+        views.armed_count().unwrap_or(0),
+        caught.elapsed().as_secs_f64()
+    ));
 
     say("alerts: idle CPU for 3s");
     let cpu_before = cpu_seconds();

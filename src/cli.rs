@@ -34,6 +34,13 @@ pub enum Command {
     },
     /// Drop every view and project the whole log again, showing progress.
     Rebuild(StoreArgs),
+    /// Check a data folder: every log record's checksum and position, and the views. Exit 0
+    /// when intact, 1 naming the first damaged record. Safe while the service runs.
+    Check {
+        /// Data folder to check.
+        #[arg(long, env = "WHISTLE_DATA", default_value = DEFAULT_DATA_DIR)]
+        data: PathBuf,
+    },
     /// Project the log into the views up to its head (or keep following it).
     Project {
         #[command(flatten)]

@@ -238,6 +238,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 async fn run_async(command: Command) -> Result<(), Failure> {
     match command {
         Command::Rebuild(store) => rebuild(store).await,
+        Command::Check { data } => check(&data),
         Command::Project { store, follow } => project(store, follow).await,
         Command::Views { command: ViewsCommand::Digest(store) } => {
             let views = open_views(&store.data).map_err(failed)?;
@@ -305,6 +306,42 @@ async fn publish_calendar(file: &std::path::Path, store: StoreArgs) -> Result<()
         done.position
     );
     handle.close().await.map_err(failed)
+}
+
+/// `whistle check`: reads the embedded log without taking it (it may be in use), then the
+/// views if no service holds them.
+fn check(data: &std::path::Path) -> Result<(), Failure> {
+    let log_dir = data.join("log");
+    if !log_dir.join("records").exists() {
+        return Err(bad_input(format!("{} holds no embedded log (no {}/records)", shown(data), shown(&log_dir))));
+    }
+    let report = whistle::log::embedded::EmbeddedLog::check(&log_dir).map_err(|e| failed(format!("log: {e}")))?;
+    println!("log: {} records, every checksum and position right", report.records);
+    if let whistle::log::frame::Ending::TornTail { end, bytes } = report.ending {
+        println!(
+            "log: {bytes} bytes of an interrupted write after byte {end} (never acknowledged; cut off on next start)"
+        );
+    }
+    match whistle::projector::views::Views::open(whistle::service::views_path(data)) {
+        Ok(views) => {
+            views
+                .verify()
+                .map_err(|e| failed(format!("views: {e}; the next start sets them aside and rebuilds them")))?;
+            let checkpoint = views.checkpoint().map_err(failed)?;
+            if checkpoint > report.records {
+                return Err(failed(format!(
+                    "views have applied up to record {checkpoint} but the log holds {}: the log has lost records",
+                    report.records
+                )));
+            }
+            println!("views: readable, applied up to record {checkpoint}");
+        }
+        Err(whistle::projector::views::ViewError::Damaged(e)) => {
+            return Err(failed(format!("views: {e}; the next start sets them aside and rebuilds them")))
+        }
+        Err(e) => println!("views: not checked ({e})"),
+    }
+    Ok(())
 }
 
 async fn rebuild(store: StoreArgs) -> Result<(), Failure> {

@@ -101,6 +101,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         LogHandle::open(&options.data, options.nats.as_ref()).await.map_err(|e| ServeError::Failed(e.to_string()))?;
     let log = handle.log();
     let views = open_views(&options.data).map_err(|e| ServeError::Failed(e.to_string()))?;
+    crate::service::check_views_against_log(&views, log.as_ref()).await.map_err(ServeError::Failed)?;
     let startup_head = log.head().await.map_err(|e| ServeError::Failed(e.to_string()))?;
     let config =
         NodeConfig { policy: options.policy.clone(), calendar: Calendar::official(), alerts: org.alerts.clone() };
@@ -121,7 +122,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         tokens_path: Some(files.tokens.clone()),
         tokens_loaded: RwLock::new(crate::api::token_file_modified(&files.tokens)),
         live_alerts: node.live_alerts_sender(),
-        checkpoint: node.progress.checkpoint.clone(),
+        progress: node.progress.clone(),
         startup_head,
         metrics: Metrics::default(),
         delivery: Some(node.delivery.clone()),

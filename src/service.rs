@@ -62,9 +62,40 @@ pub fn views_path(data: &Path) -> PathBuf {
     data.join("views")
 }
 
+/// Opens the views. Views that are damaged are set aside (renamed `views.damaged-<time>`) and
+/// a fresh database takes their place: the projector rebuilds it from the log.
 pub fn open_views(data: &Path) -> Result<Views, ViewError> {
     std::fs::create_dir_all(data).map_err(|e| ViewError::Storage(format!("cannot create {}: {e}", data.display())))?;
-    Views::open(views_path(data))
+    let path = views_path(data);
+    let damage = match Views::open(&path) {
+        Ok(views) => match views.verify() {
+            Ok(()) => return Ok(views),
+            Err(e) => e,
+        },
+        Err(e @ ViewError::Damaged(_)) => e,
+        Err(e) => return Err(e),
+    };
+    let aside = data.join(format!("views.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    tracing::error!("{damage}: setting the views aside as {} and rebuilding them from the log", aside.display());
+    std::fs::rename(&path, &aside)
+        .map_err(|e| ViewError::Storage(format!("cannot set damaged views aside as {}: {e}", aside.display())))?;
+    Views::open(&path)
+}
+
+/// Refuses views that have applied more of the log than the log holds: the log lost records
+/// (a damaged or truncated file, a NATS stream recreated), and going on would hide it.
+pub async fn check_views_against_log(views: &Views, log: &dyn EventLog) -> Result<(), String> {
+    let checkpoint = views.checkpoint().map_err(|e| e.to_string())?;
+    let head = log.head().await.map_err(|e| e.to_string())?;
+    if checkpoint > head {
+        return Err(format!(
+            "the views have applied the log up to record {checkpoint}, but the log ends at record {head}: \
+             records {}..={checkpoint} are missing from the log. Restore the log from a backup (or, to accept \
+             the loss, run `whistle rebuild`)",
+            head + 1
+        ));
+    }
+    Ok(())
 }
 
 /// The SLA policy from a file, or the default one.

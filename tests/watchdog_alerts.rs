@@ -325,7 +325,7 @@ async fn a_poison_message_published_raw_to_nats_lands_in_the_dead_letters() {
     let mut projector = Projector::new(views.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
     let totals = projector.catch_up(&log, false, |_, _| {}).await.unwrap();
     assert_eq!(totals.dead_letters, 2);
-    assert_eq!(views.dead_letter_count(), 2);
+    assert_eq!(views.dead_letter_count().unwrap(), 2);
     assert!(views.case(case).unwrap().is_some());
 }
 

@@ -31,6 +31,7 @@ use crate::clock::Clock;
 use crate::domain::calendar::beijing;
 use crate::domain::Calendar;
 use crate::log::{alert_subject, EventLog, StoredRecord};
+use crate::projector::keys::{held_key, held_release, sent_key, HELD_PREFIX};
 use crate::projector::model::{alert_view_of, AlertView, CaseView};
 use crate::projector::views::Views;
 pub use notice::{AlertNotice, WebhookFormat};
@@ -308,7 +309,7 @@ impl Delivery {
     }
 
     fn hold(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>) {
-        let key = held_key(release, notice, &self.config.webhooks[webhook].name);
+        let key = held_key(release, notice.alert_id, &self.config.webhooks[webhook].name);
         let value = serde_json::to_vec(&(webhook, notice)).expect("notices serialise (plain data)");
         match self.views.delivery_put(&key, &value) {
             Ok(()) => {
@@ -326,8 +327,15 @@ impl Delivery {
             let changed = self.held_changed.notified();
             let now = self.clock.now();
             let mut next = None;
-            for (key, value) in self.views.delivery_scan(b"held:", 64).unwrap_or_default() {
-                let release = held_release(&key);
+            for (key, value) in self.views.delivery_scan(HELD_PREFIX, 64).unwrap_or_default() {
+                let release = match held_release(&key) {
+                    Ok(release) => release,
+                    Err(e) => {
+                        tracing::error!("dropping an unreadable held notice: {e}");
+                        let _ = self.views.delivery_remove(&key);
+                        continue;
+                    }
+                };
                 if release > now {
                     next = Some(release);
                     break;
@@ -357,7 +365,7 @@ impl Delivery {
             }
             if self.send_with_retries(webhook, &job.notice).await {
                 self.stats.webhook_sent.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = self.views.delivery_put(&sent_key(&webhook.name, &job.notice), b"") {
+                if let Err(e) = self.views.delivery_put(&sent_key(&webhook.name, job.notice.alert_id), b"") {
                     tracing::warn!("cannot record webhook delivery: {e}");
                 }
             } else {
@@ -404,22 +412,6 @@ impl Delivery {
     }
 
     fn was_sent(&self, webhook: &str, notice: &AlertNotice) -> bool {
-        self.views.delivery_get(&sent_key(webhook, notice)).ok().flatten().is_some()
+        self.views.delivery_get(&sent_key(webhook, notice.alert_id)).ok().flatten().is_some()
     }
-}
-
-fn sent_key(webhook: &str, notice: &AlertNotice) -> Vec<u8> {
-    [b"sent:".as_slice(), webhook.as_bytes(), &[0], notice.alert_id.as_bytes()].concat()
-}
-
-fn held_key(release: DateTime<Utc>, notice: &AlertNotice, webhook: &str) -> Vec<u8> {
-    let millis = (release.timestamp_millis() as u64) ^ (1 << 63);
-    [b"held:".as_slice(), &millis.to_be_bytes(), notice.alert_id.as_bytes(), webhook.as_bytes()].concat()
-}
-
-fn held_release(key: &[u8]) -> DateTime<Utc> {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&key[5..13]);
-    let millis = (u64::from_be_bytes(b) ^ (1 << 63)) as i64;
-    DateTime::from_timestamp_millis(millis).unwrap_or_default()
 }

@@ -23,14 +23,14 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::domain::event::Actor;
 use crate::domain::{Calendar, Rejection, SlaPolicy};
 use crate::execute::ExecuteError;
-use crate::log::EventLog;
+use crate::log::{EventLog, LogError};
 use crate::projector::model::AlertView;
 use crate::projector::views::{ViewError, Views};
 use auth::{Org, Tokens};
@@ -63,7 +63,8 @@ pub struct AppState {
     /// Modification time of the token file when it was last read.
     pub tokens_loaded: RwLock<Option<std::time::SystemTime>>,
     pub live_alerts: broadcast::Sender<AlertView>,
-    pub checkpoint: watch::Receiver<u64>,
+    /// The projector's checkpoint and health.
+    pub progress: crate::projector::Progress,
     /// The log's head when the service started: ready once the views have reached it.
     pub startup_head: u64,
     pub metrics: Metrics,
@@ -161,8 +162,29 @@ impl From<ExecuteError> for ApiError {
         match e {
             ExecuteError::Rejected(r) => r.into(),
             ExecuteError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-            ExecuteError::Log(l) => {
-                ApiError::unavailable(format!("{l}; the command may be retried with the same Idempotency-Key"))
+            ExecuteError::Log(l) => l.into(),
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            LogError::NotStored(_) => ApiError::unavailable(format!(
+                "{e}; nothing was stored, the command may be retried (with the same Idempotency-Key)"
+            )),
+            LogError::Unavailable(_) | LogError::Conflict { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "outcome_unknown",
+                format!(
+                    "{e}; the command may or may not have been stored: retry with the same Idempotency-Key, \
+                     which returns the stored result or stores it once"
+                ),
+            ),
+            LogError::Encode(_) | LogError::Setup(_) => {
+                tracing::error!("log: {e}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }
         }
     }

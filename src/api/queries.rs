@@ -23,8 +23,8 @@ use crate::domain::event::{Actor, AlertStage, ClockKind, Role};
 use crate::domain::state::State as CaseState;
 use crate::domain::{armed_clocks, Event};
 use crate::execute::replay;
+use crate::projector::keys::{all_list_prefix, overdue_list_prefix, status_list_prefix, unit_list_prefix};
 use crate::projector::model::{AlertView, CaseView, StatsCell, StatsDimension};
-use crate::projector::views::{all_list_prefix, overdue_list_prefix, status_list_prefix, unit_list_prefix};
 
 type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
 
@@ -63,7 +63,13 @@ pub fn case_json(case_id: Uuid, state: &CaseState, armed: &[ArmedClock], history
 }
 
 pub async fn ready(State(state): State<Shared>) -> Response {
-    let checkpoint = *state.checkpoint.borrow();
+    let checkpoint = *state.progress.checkpoint.borrow();
+    if let Some(failure) = state.log.write_failure() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("the log cannot be written: {failure}")).into_response();
+    }
+    if let Some(failure) = state.progress.failure.borrow().clone() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("the views cannot be written: {failure}")).into_response();
+    }
     if checkpoint >= state.startup_head {
         (StatusCode::OK, "ready").into_response()
     } else {
@@ -73,7 +79,7 @@ pub async fn ready(State(state): State<Shared>) -> Response {
 
 pub async fn metrics(State(state): State<Shared>) -> Response {
     let head = state.log.head().await.unwrap_or(0);
-    let checkpoint = *state.checkpoint.borrow();
+    let checkpoint = *state.progress.checkpoint.borrow();
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, kind: &str, value: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
@@ -105,22 +111,17 @@ pub async fn metrics(State(state): State<Shared>) -> Response {
     metric("whistle_log_head", "Position of the last record in the log.", "gauge", head);
     metric("whistle_projector_checkpoint", "Last log position applied to the views.", "gauge", checkpoint);
     metric("whistle_projector_lag", "Records not yet applied to the views.", "gauge", head.saturating_sub(checkpoint));
-    metric("whistle_armed_clocks", "Clocks in the deadline index.", "gauge", state.views.armed_count() as u64);
-    metric(
-        "whistle_open_alerts",
-        "Alerts not yet acknowledged.",
-        "gauge",
-        state.views.alerts(true, usize::MAX).map_or(0, |a| a.len() as u64),
-    );
+    metric("whistle_armed_clocks", "Clocks in the deadline index.", "gauge", state.views.armed_count().unwrap_or(0));
+    metric("whistle_open_alerts", "Alerts not yet acknowledged.", "gauge", state.views.open_alert_count().unwrap_or(0));
     for stage in [AlertStage::Warning, AlertStage::Breach, AlertStage::Escalation] {
         let name = format!("whistle_alerts_{}_total", stage.as_str());
-        metric(&name, "SLA alerts recorded of this stage.", "counter", state.views.alert_count(stage));
+        metric(&name, "SLA alerts recorded of this stage.", "counter", state.views.alert_count(stage).unwrap_or(0));
     }
     metric(
         "whistle_dead_letters",
         "Log records the projector could not use.",
         "gauge",
-        state.views.dead_letter_count() as u64,
+        state.views.dead_letter_count().unwrap_or(0),
     );
     if let Some(delivery) = &state.delivery {
         let stats = &delivery.stats;

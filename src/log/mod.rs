@@ -2,13 +2,15 @@
 //! test suite (`tests/log_contract.rs`):
 //!
 //! - [`nats::NatsLog`]: NATS JetStream, stream `WHISTLE`, one subject per case.
-//! - [`embedded::EmbeddedLog`]: an append-only log in sled, in-process, for a single machine.
+//! - [`embedded::EmbeddedLog`]: an append-only file of checksummed records, in-process, for a
+//!   single machine.
 //!
 //! One record holds one command's events (a [`Commit`]), so a command is stored whole or not at
 //! all. Records have global positions starting at 1 (the JetStream stream sequence); a case's
 //! last position is the expected value for its next append (0: the case is new).
 
 pub mod embedded;
+pub mod frame;
 pub mod nats;
 
 use std::pin::Pin;
@@ -38,6 +40,13 @@ pub struct Commit {
     pub command_id: Uuid,
     pub case_id: Uuid,
     pub events: Vec<Event>,
+}
+
+impl LogError {
+    /// Whether the same append may succeed if tried again later.
+    pub fn retryable(&self) -> bool {
+        matches!(self, LogError::Unavailable(_) | LogError::NotStored(_))
+    }
 }
 
 impl Commit {
@@ -93,10 +102,15 @@ pub enum LogError {
     TooLarge { bytes: usize },
     #[error("cannot encode commit: {0}")]
     Encode(String),
-    /// The log cannot be reached or did not answer; the append may or may not have been
-    /// stored, and retrying with the same command id is safe.
+    /// The log cannot be reached or did not answer: the append may or may not have been
+    /// stored (it may still be, when a queued publish goes out on reconnect). Retrying with the
+    /// same command id is safe: it returns the stored result or stores it once.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
+    /// The append was not stored and nothing of it remains (a write or sync failed and was
+    /// undone): retrying is safe.
+    #[error("not stored: {0}")]
+    NotStored(String),
     /// The log's configuration or contents are not what this service needs.
     #[error("event log: {0}")]
     Setup(String),
@@ -116,7 +130,7 @@ pub type ClaimStream = Pin<Box<dyn Stream<Item = Result<Claimed, LogError>> + Se
 pub struct Acker(AckerInner);
 
 enum AckerInner {
-    Embedded { consumers: sled::Tree, name: String, position: u64 },
+    Embedded { log: embedded::EmbeddedAck, name: String, position: u64 },
     Nats(Box<async_nats::jetstream::Message>),
 }
 
@@ -124,7 +138,7 @@ impl Acker {
     /// Acknowledges and waits until the log has recorded it.
     pub async fn ack(self) -> Result<(), LogError> {
         match self.0 {
-            AckerInner::Embedded { consumers, name, position } => embedded::ack(&consumers, &name, position).await,
+            AckerInner::Embedded { log, name, position } => log.ack(name, position).await,
             AckerInner::Nats(message) => {
                 message.double_ack().await.map_err(|e| LogError::Unavailable(format!("acknowledging a claim: {e}")))
             }
@@ -184,6 +198,11 @@ pub trait EventLog: Send + Sync {
     /// Claims the one delivery of something (an alert on a channel) across every service
     /// instance: true for the first caller with this key, false for every later one.
     async fn claim_delivery(&self, key: &str) -> Result<bool, LogError>;
+
+    /// Why appends are failing right now, if they are (a full disk): readiness reports it.
+    fn write_failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The last position of a case from its records (0 when there are none).

@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
+use super::keys::{
+    alert_count_key, alert_key, calendar_key, dead_letter_key, history_key, index_key, list_keys, open_alert_key,
+    stats_key, status_list_prefix, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, OPEN_ALERT_COUNT_KEY,
+};
 use super::model::{
     alert_view_of, contributions, AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension,
 };
-use super::views::{
-    alert_count_key, alert_key, calendar_key, dead_letter_key, history_key, index_key, list_keys, open_alert_key,
-    stats_key, status_list_prefix, Overlay, ViewError,
-};
+use super::views::{Overlay, ViewError};
 use crate::domain::calendar::HolidayRange;
 use crate::domain::event::{EventBody, SCHEMA_VERSION};
 use crate::domain::{evolve, Calendar, Event, SlaPolicy, YearSchedule};
@@ -39,6 +40,7 @@ pub fn apply_record(ctx: &mut Context, overlay: &mut Overlay, record: &StoredRec
         Ok(commit) => commit,
         Err(reason) => {
             overlay.put_json(dead_letter_key(record.position), &dead_letter(record, &reason));
+            overlay.add_counter(DEAD_LETTER_COUNT_KEY.to_vec(), 1)?;
             return Ok(Applied::DeadLetter(reason));
         }
     };
@@ -89,16 +91,24 @@ fn dead_letter(record: &StoredRecord, reason: &str) -> DeadLetter {
 fn replace_derived(overlay: &mut Overlay, before: &CaseView, after: &CaseView) -> Result<(), ViewError> {
     let old_keys = derived_keys(before);
     let new_keys = derived_keys(after);
-    for key in old_keys.keys().filter(|k| !new_keys.contains_key(*k)) {
+    let mut armed: i64 = 0;
+    for (key, entry) in old_keys.iter().filter(|(k, _)| !new_keys.contains_key(*k)) {
+        armed -= i64::from(entry.is_some());
         overlay.remove(key.clone());
     }
     for (key, entry) in &new_keys {
+        if !old_keys.contains_key(key) {
+            armed += i64::from(entry.is_some());
+        }
         if old_keys.get(key) != Some(entry) {
             match entry {
                 Some(entry) => overlay.put_json(key.clone(), entry),
                 None => overlay.put(key.clone(), Vec::new()),
             }
         }
+    }
+    if armed != 0 {
+        overlay.add_counter(ARMED_COUNT_KEY.to_vec(), armed)?;
     }
     let old_cells = summed_contributions(before);
     let new_cells = summed_contributions(after);
@@ -150,7 +160,10 @@ fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], positi
         match &event.body {
             EventBody::SlaWarned { .. } | EventBody::SlaBreached { .. } | EventBody::SlaEscalated { .. } => {
                 let Some(alert) = alert_view_of(view, event, position) else { continue };
-                count_alert(overlay, alert.stage)?;
+                if overlay.get(&alert_key(alert.alert_id))?.is_none() {
+                    overlay.add_counter(alert_count_key(alert.stage), 1)?;
+                    overlay.add_counter(OPEN_ALERT_COUNT_KEY.to_vec(), 1)?;
+                }
                 overlay.put_json(alert_key(alert.alert_id), &alert);
                 overlay.put(open_alert_key(alert.alert_id), Vec::new());
                 overlay.alerts.push(alert);
@@ -158,6 +171,9 @@ fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], positi
             EventBody::AlertAcknowledged { alert_id } => {
                 let key = alert_key(*alert_id);
                 if let Some(mut stored) = overlay.get_json::<AlertView>(&key)? {
+                    if stored.acknowledged_at.is_none() {
+                        overlay.add_counter(OPEN_ALERT_COUNT_KEY.to_vec(), -1)?;
+                    }
                     stored.acknowledged_by = Some(event.actor.clone());
                     stored.acknowledged_at = Some(event.at);
                     overlay.put_json(key, &stored);
@@ -168,14 +184,6 @@ fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], positi
             _ => {}
         }
     }
-    Ok(())
-}
-
-/// Counts alerts by stage, for metrics without a scan.
-fn count_alert(overlay: &mut Overlay, stage: crate::domain::event::AlertStage) -> Result<(), ViewError> {
-    let key = alert_count_key(stage);
-    let count = overlay.get(&key)?.map_or(0, |v| u64::from_be_bytes(v.try_into().unwrap_or([0; 8])));
-    overlay.put(key, (count + 1).to_be_bytes().to_vec());
     Ok(())
 }
 

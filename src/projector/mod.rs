@@ -10,6 +10,7 @@
 //! stops at the first one instead.
 
 pub mod apply;
+pub mod keys;
 pub mod model;
 pub mod views;
 
@@ -29,6 +30,8 @@ use views::{Overlay, ViewCache, ViewError, Views};
 pub const BATCH_RECORDS_MAX: usize = 512;
 /// Pause before subscribing again after the log stream failed.
 const RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(500);
+/// Pause before trying failed views again.
+const VIEWS_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -47,6 +50,8 @@ pub struct Progress {
     pub checkpoint: watch::Receiver<u64>,
     /// Woken after every batch, so the watchdog can look at the deadline index again.
     pub applied: Arc<Notify>,
+    /// Why the views cannot be written, while they cannot (a full disk, a damaged file).
+    pub failure: watch::Receiver<Option<String>>,
 }
 
 /// Running totals, for metrics and progress displays.
@@ -63,6 +68,7 @@ pub struct Projector {
     ctx: Context,
     checkpoint: watch::Sender<u64>,
     applied: Arc<Notify>,
+    failure: watch::Sender<Option<String>>,
     totals: Totals,
     alerts: broadcast::Sender<AlertView>,
     /// Records after this position are live; alerts from records up to it are replay and are
@@ -78,6 +84,12 @@ impl Projector {
     /// A projector over `views`, with the calendar shipped in this build plus every year
     /// published in the log so far.
     pub fn new(views: Views, policy: SlaPolicy, base_calendar: Calendar) -> Result<Self, ProjectorError> {
+        if views.outdated()? {
+            tracing::warn!("the views were written by another version: rebuilding them from the log");
+        }
+        if views.outdated()? || views.checkpoint()? == 0 {
+            views.clear()?;
+        }
         let mut calendar = base_calendar;
         for schedule in views.published_calendars()? {
             calendar.load(&schedule);
@@ -91,6 +103,7 @@ impl Projector {
             ctx: Context { policy, calendar },
             checkpoint,
             applied: Arc::new(Notify::new()),
+            failure: watch::channel(None).0,
             totals: Totals::default(),
             alerts,
             live_after: start,
@@ -98,7 +111,11 @@ impl Projector {
     }
 
     pub fn progress(&self) -> Progress {
-        Progress { checkpoint: self.checkpoint.subscribe(), applied: self.applied.clone() }
+        Progress {
+            checkpoint: self.checkpoint.subscribe(),
+            applied: self.applied.clone(),
+            failure: self.failure.subscribe(),
+        }
     }
 
     /// Alerts raised or acknowledged by live records, as they are projected.
@@ -157,39 +174,85 @@ impl Projector {
             let _ = self.alerts.send(alert);
         }
         self.totals = totals;
-        self.checkpoint.send_replace(last.position);
+        // After a reopen the views may restart below what was already announced: the
+        // checkpoint others wait on never goes back.
+        self.checkpoint.send_if_modified(|c| {
+            let moved = last.position > *c;
+            *c = (*c).max(last.position);
+            moved
+        });
         self.applied.notify_waiters();
         Ok(last.position)
     }
 
-    /// Follows the log until `stop` turns true, resubscribing after log failures.
+    /// Follows the log until `stop` turns true, resubscribing after log failures and reopening
+    /// the views after write failures, so that it goes on by itself once the cause is gone.
     pub async fn run(&mut self, log: Arc<dyn EventLog>, mut stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
         while !*stop.borrow() {
-            let from = self.views.checkpoint()? + 1;
-            let stream = match log.subscribe(from).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("projector cannot subscribe to the log: {e}");
-                    tokio::select! { _ = tokio::time::sleep(RESUBSCRIBE_BACKOFF) => continue, _ = stop.changed() => break }
-                }
+            let pause = match self.follow(log.as_ref(), &mut stop).await {
+                Ok(()) => RESUBSCRIBE_BACKOFF,
+                Err(ProjectorError::Views(e)) => self.recover_views(e).await,
+                Err(e) => return Err(e),
             };
-            let mut batches = stream.ready_chunks(BATCH_RECORDS_MAX);
-            loop {
-                let batch = tokio::select! {
-                    b = batches.next() => b,
-                    _ = stop.changed() => return Ok(()),
-                };
-                let Some(batch) = batch else { break };
-                let (records, failure) = split_ok(batch);
-                self.apply_batch(&records, false)?;
-                if let Some(e) = failure {
-                    tracing::warn!("log stream failed, resubscribing: {e}");
-                    break;
-                }
-            }
-            tokio::time::sleep(RESUBSCRIBE_BACKOFF).await;
+            tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = stop.changed() => {} }
         }
         Ok(())
+    }
+
+    /// Applies records as they come until the stream ends or fails (Ok) or the views fail.
+    async fn follow(&mut self, log: &dyn EventLog, stop: &mut watch::Receiver<bool>) -> Result<(), ProjectorError> {
+        let from = self.views.checkpoint()? + 1;
+        let stream = match log.subscribe(from).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("projector cannot subscribe to the log: {e}");
+                return Ok(());
+            }
+        };
+        let mut batches = stream.ready_chunks(BATCH_RECORDS_MAX);
+        loop {
+            let batch = tokio::select! {
+                b = batches.next() => b,
+                _ = stop.changed() => return Ok(()),
+            };
+            let Some(batch) = batch else { return Ok(()) };
+            let (records, failure) = split_ok(batch);
+            self.apply_batch(&records, false)?;
+            if self.failure.borrow().is_some() {
+                self.failure.send_replace(None);
+                tracing::info!("views are written again");
+            }
+            if let Some(e) = failure {
+                tracing::warn!("log stream failed, resubscribing: {e}");
+                return Ok(());
+            }
+        }
+    }
+
+    /// After a failed views write: sled keeps failing until reopened, and what it held in
+    /// memory of the failed batch must go, so the views are reopened from disk and projection
+    /// resumes from the checkpoint that reached it. Returns how long to wait before resuming.
+    async fn recover_views(&mut self, error: ViewError) -> Duration {
+        let message = error.to_string();
+        if self.failure.borrow().is_none() {
+            tracing::error!("views cannot be written ({message}); retrying until they can");
+        }
+        self.failure.send_replace(Some(message));
+        // Records re-applied after the reopen were live already: their alerts went out.
+        self.live_after = self.live_after.max(*self.checkpoint.borrow());
+        self.cache = ViewCache::default();
+        let views = self.views.clone();
+        match tokio::task::spawn_blocking(move || views.reopen()).await {
+            Ok(Ok(())) => RESUBSCRIBE_BACKOFF,
+            Ok(Err(e)) => {
+                tracing::warn!("views did not reopen: {e}");
+                VIEWS_RETRY_BACKOFF
+            }
+            Err(e) => {
+                tracing::warn!("views reopen task failed: {e}");
+                VIEWS_RETRY_BACKOFF
+            }
+        }
     }
 
     /// Applies everything up to the log's head as of now, then returns the totals.

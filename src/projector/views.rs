@@ -2,27 +2,14 @@
 //! `apply_batch` (atomic), so a batch's view changes, deadline index and checkpoint land
 //! together or not at all.
 //!
-//! | prefix | key | value |
-//! |---|---|---|
-//! | `m:checkpoint` | | last applied log position (u64 BE) |
-//! | `m:calendar:` | year (i32 BE) | a published [`YearSchedule`] (JSON) |
-//! | `m:alerts:` | stage | alerts recorded of that stage (u64 BE) |
-//! | `c:` | case id | [`CaseView`] |
-//! | `h:` | case id ‖ position ‖ index | the event (JSON) |
-//! | `i:` | fire time (ms, BE) ‖ case id ‖ clock | [`IndexEntry`]: the watchdog's deadline index |
-//! | `l:u:` | unit ‖ 0 ‖ case id | a case the unit takes part in |
-//! | `l:s:` | kind ‖ 0 ‖ status ‖ 0 ‖ case id | cases by kind and status |
-//! | `l:o:` | case id | an overdue case |
-//! | `a:` | alert id | [`AlertView`] |
-//! | `ao:` | alert id | an open (unacknowledged) alert |
-//! | `t:` | dimension ‖ 0 ‖ unit ‖ 0 ‖ date | [`StatsCell`] |
-//! | `d:` | position | [`DeadLetter`] |
+//! The key layout is owned by [`super::keys`].
 //!
 //! Alert delivery keeps its own state in a second tree that is not part of the views (it is
 //! not derived from the log, and a rebuild leaves it alone).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -30,14 +17,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::keys::*;
 use super::model::{AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension};
 use crate::domain::{Event, YearSchedule};
 
 /// A raw key and value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
-
-pub const CHECKPOINT_KEY: &[u8] = b"m:checkpoint";
-const CALENDAR_PREFIX: &[u8] = b"m:calendar:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -45,51 +30,153 @@ pub enum ViewError {
     Storage(String),
     #[error("views hold an undecodable value under {key}: {message}")]
     Corrupt { key: String, message: String },
+    /// The database files themselves are damaged.
+    #[error("views are damaged: {0}")]
+    Damaged(String),
 }
 
 fn storage(e: sled::Error) -> ViewError {
     ViewError::Storage(e.to_string())
 }
 
-/// Handle on the views database. Cheap to clone.
+fn corrupt(key: &[u8], message: String) -> ViewError {
+    ViewError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), message }
+}
+
+fn open_inner(path: &Path) -> Result<Inner, ViewError> {
+    let opened = std::panic::catch_unwind(|| {
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        let tree = db.open_tree("views")?;
+        let delivery = db.open_tree("delivery")?;
+        Ok::<_, sled::Error>(Inner { db, tree, delivery })
+    });
+    match opened {
+        Ok(Ok(inner)) => Ok(inner),
+        Ok(Err(e @ (sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)))) => {
+            Err(ViewError::Damaged(format!("cannot open views at {}: {e}", path.display())))
+        }
+        Ok(Err(e)) => Err(ViewError::Storage(format!("cannot open views at {}: {e}", path.display()))),
+        Err(_) => Err(ViewError::Damaged(format!("cannot open views at {}: sled could not read them", path.display()))),
+    }
+}
+
+/// Version of the views' layout; views written under another are dropped and rebuilt.
+pub const VIEWS_FORMAT: u64 = 2;
+
+/// Handle on the views database. Cheap to clone; every clone follows a [`Views::reopen`].
 #[derive(Clone)]
 pub struct Views {
+    path: Arc<PathBuf>,
+    inner: Arc<RwLock<Option<Inner>>>,
+}
+
+/// The open database. Handles are cloned out for each operation so that a reopen only waits
+/// for operations in flight, never for idle holders.
+#[derive(Clone)]
+struct Inner {
     db: sled::Db,
     tree: sled::Tree,
     delivery: sled::Tree,
 }
 
+/// How long a reopen waits for operations still holding the old database.
+const REOPEN_ATTEMPTS_MAX: u32 = 100;
+const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Views {
+    /// Opens the views. sled panics on some damaged files instead of answering an error: that
+    /// comes back as [`ViewError::Storage`] too.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ViewError> {
-        let path = path.as_ref();
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| ViewError::Storage(format!("cannot open views at {}: {e}", path.display())))?;
-        let tree = db.open_tree("views").map_err(storage)?;
-        let delivery = db.open_tree("delivery").map_err(storage)?;
-        Ok(Views { db, tree, delivery })
+        let path = path.as_ref().to_path_buf();
+        let inner = open_inner(&path)?;
+        Ok(Views { path: Arc::new(path), inner: Arc::new(RwLock::new(Some(inner))) })
+    }
+
+    /// Where the views live.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Drops the open database and opens it again from disk: after a failed write sled keeps
+    /// failing until reopened, and what it held in memory of the failed batch is discarded.
+    pub fn reopen(&self) -> Result<(), ViewError> {
+        let mut slot = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        drop(slot.take());
+        let mut last = None;
+        for _ in 0..REOPEN_ATTEMPTS_MAX {
+            match open_inner(&self.path) {
+                Ok(inner) => {
+                    *slot = Some(inner);
+                    return Ok(());
+                }
+                // Another operation still holds the old database (and its file lock).
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(REOPEN_PAUSE);
+        }
+        Err(last.unwrap_or_else(|| ViewError::Storage("views did not reopen".into())))
+    }
+
+    fn inner(&self) -> Result<Inner, ViewError> {
+        let slot = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        slot.clone().ok_or_else(|| ViewError::Storage("the views are being reopened".into()))
     }
 
     pub async fn flush(&self) -> Result<(), ViewError> {
-        self.db.flush_async().await.map_err(storage)?;
+        self.inner()?.db.flush_async().await.map_err(storage)?;
         Ok(())
     }
 
-    /// Drops every view (not the delivery state).
+    /// Drops every view (not the delivery state) and marks the views as of this format.
     pub fn clear(&self) -> Result<(), ViewError> {
-        self.tree.clear().map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        let inner = self.inner()?;
+        inner.tree.clear().map_err(storage)?;
+        inner.tree.insert(FORMAT_KEY, &VIEWS_FORMAT.to_be_bytes()).map_err(storage)?;
+        inner.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Whether the views were written under another layout and must be rebuilt.
+    pub fn outdated(&self) -> Result<bool, ViewError> {
+        let format = self.counter(FORMAT_KEY)?;
+        Ok(format != VIEWS_FORMAT && (format != 0 || self.checkpoint()? > 0))
+    }
+
+    /// Reads every key and value once and the counters the service relies on: damage sled
+    /// reports, or a counter that does not decode, comes back as [`ViewError::Damaged`].
+    pub fn verify(&self) -> Result<(), ViewError> {
+        let damaged = |e: ViewError| ViewError::Damaged(e.to_string());
+        let inner = self.inner()?;
+        for tree in [&inner.tree, &inner.delivery] {
+            let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tree.iter().try_for_each(|item| item.map(drop))
+            }));
+            match walked {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(ViewError::Damaged(e.to_string())),
+                Err(_) => return Err(ViewError::Damaged("sled could not read them".into())),
+            }
+        }
+        for key in [FORMAT_KEY, CHECKPOINT_KEY, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, OPEN_ALERT_COUNT_KEY] {
+            self.counter(key).map_err(damaged)?;
+        }
         Ok(())
     }
 
     pub fn checkpoint(&self) -> Result<u64, ViewError> {
-        Ok(self.tree.get(CHECKPOINT_KEY).map_err(storage)?.map_or(0, |v| u64_from(&v)))
+        self.counter(CHECKPOINT_KEY)
+    }
+
+    /// A u64 stored under `key` (0 when absent).
+    fn counter(&self, key: &[u8]) -> Result<u64, ViewError> {
+        match self.get_raw(key)? {
+            Some(v) => u64_from(&v).map_err(|message| corrupt(key, message)),
+            None => Ok(0),
+        }
     }
 
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ViewError> {
-        Ok(self.tree.get(key).map_err(storage)?.map(|v| v.to_vec()))
+        Ok(self.inner()?.tree.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }
 
     /// Writes one batch atomically.
@@ -101,7 +188,7 @@ impl Views {
                 None => batch.remove(key.as_slice()),
             }
         }
-        self.tree.apply_batch(batch).map_err(storage)
+        self.inner()?.tree.apply_batch(batch).map_err(storage)
     }
 
     pub fn case(&self, case_id: Uuid) -> Result<Option<CaseView>, ViewError> {
@@ -121,7 +208,7 @@ impl Views {
     /// The earliest entry of the deadline index that fires after `now`.
     pub fn earliest_alert_after(&self, now: DateTime<Utc>) -> Result<Option<IndexEntry>, ViewError> {
         let start = index_time_key(now.timestamp_millis().saturating_add(1));
-        match self.tree.range(start..prefix_end(b"i:")).next() {
+        match self.inner()?.tree.range(start..prefix_end(b"i:")).next() {
             Some(item) => {
                 let (key, value) = item.map_err(storage)?;
                 decode(&key, &value).map(Some)
@@ -134,7 +221,7 @@ impl Views {
     pub fn due_alerts(&self, now: DateTime<Utc>, max: usize) -> Result<Vec<IndexEntry>, ViewError> {
         let end = index_time_key(now.timestamp_millis().saturating_add(1));
         let mut out = Vec::new();
-        for item in self.tree.range(b"i:".to_vec()..end).take(max) {
+        for item in self.inner()?.tree.range(b"i:".to_vec()..end).take(max) {
             let (key, value) = item.map_err(storage)?;
             out.push(decode(&key, &value)?);
         }
@@ -142,8 +229,9 @@ impl Views {
     }
 
     /// How many clocks the index holds.
-    pub fn armed_count(&self) -> usize {
-        self.tree.scan_prefix(b"i:").count()
+    /// Clocks in the deadline index: a counter the projector keeps, so reading it never scans.
+    pub fn armed_count(&self) -> Result<u64, ViewError> {
+        self.counter(ARMED_COUNT_KEY)
     }
 
     pub fn alert(&self, alert_id: Uuid) -> Result<Option<AlertView>, ViewError> {
@@ -154,7 +242,7 @@ impl Views {
     pub fn alerts(&self, open_only: bool, max: usize) -> Result<Vec<AlertView>, ViewError> {
         let mut out = Vec::new();
         let prefix: &[u8] = if open_only { b"ao:" } else { b"a:" };
-        for item in self.tree.scan_prefix(prefix).rev().take(max) {
+        for item in self.inner()?.tree.scan_prefix(prefix).rev().take(max) {
             let (key, value) = item.map_err(storage)?;
             let id = &key[prefix.len()..];
             let view =
@@ -178,7 +266,7 @@ impl Views {
         };
         let mut ids = Vec::new();
         let mut last_suffix = None;
-        for item in self.tree.range(prefix.to_vec()..end).rev().take(max) {
+        for item in self.inner()?.tree.range(prefix.to_vec()..end).rev().take(max) {
             let (key, _) = item.map_err(storage)?;
             let suffix = &key[prefix.len()..];
             if let Some(id) = suffix.get(8..24).and_then(|b| Uuid::from_slice(b).ok()) {
@@ -199,7 +287,7 @@ impl Views {
     ) -> Result<BTreeMap<String, StatsCell>, ViewError> {
         let mut out: BTreeMap<String, StatsCell> = BTreeMap::new();
         let prefix = [b"t:", dimension.as_str().as_bytes(), &[0]].concat();
-        for item in self.tree.scan_prefix(&prefix) {
+        for item in self.inner()?.tree.scan_prefix(&prefix) {
             let (key, value) = item.map_err(storage)?;
             let rest = &key[prefix.len()..];
             let Some(split) = rest.iter().position(|b| *b == 0) else { continue };
@@ -216,7 +304,7 @@ impl Views {
 
     pub fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, ViewError> {
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(b"d:").take(max) {
+        for item in self.inner()?.tree.scan_prefix(b"d:").take(max) {
             let (key, value) = item.map_err(storage)?;
             out.push(decode(&key, &value)?);
         }
@@ -224,18 +312,24 @@ impl Views {
     }
 
     /// How many alerts of a stage have been recorded.
-    pub fn alert_count(&self, stage: crate::domain::event::AlertStage) -> u64 {
-        self.get_raw(&alert_count_key(stage)).ok().flatten().map_or(0, |v| u64_from(&v))
+    pub fn alert_count(&self, stage: crate::domain::event::AlertStage) -> Result<u64, ViewError> {
+        self.counter(&alert_count_key(stage))
     }
 
-    pub fn dead_letter_count(&self) -> usize {
-        self.tree.scan_prefix(b"d:").count()
+    /// Alerts not yet acknowledged: a counter, like [`Views::armed_count`].
+    pub fn open_alert_count(&self) -> Result<u64, ViewError> {
+        self.counter(OPEN_ALERT_COUNT_KEY)
+    }
+
+    /// Dead letters recorded: a counter, like [`Views::armed_count`].
+    pub fn dead_letter_count(&self) -> Result<u64, ViewError> {
+        self.counter(DEAD_LETTER_COUNT_KEY)
     }
 
     /// SHA-256 over every view key and value, in key order: equal digests, equal views.
     pub fn digest(&self) -> Result<String, ViewError> {
         let mut hasher = Sha256::new();
-        for item in self.tree.iter() {
+        for item in self.inner()?.tree.iter() {
             let (key, value) = item.map_err(storage)?;
             hasher.update((key.len() as u64).to_be_bytes());
             hasher.update(&key);
@@ -248,24 +342,25 @@ impl Views {
     // ----------------------------------------------------------------- delivery state
 
     pub fn delivery_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ViewError> {
-        Ok(self.delivery.get(key).map_err(storage)?.map(|v| v.to_vec()))
+        Ok(self.inner()?.delivery.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }
 
     pub fn delivery_put(&self, key: &[u8], value: &[u8]) -> Result<(), ViewError> {
-        self.delivery.insert(key, value).map_err(storage)?;
-        self.delivery.flush().map_err(storage)?;
+        self.inner()?.delivery.insert(key, value).map_err(storage)?;
+        self.inner()?.delivery.flush().map_err(storage)?;
         Ok(())
     }
 
     pub fn delivery_remove(&self, key: &[u8]) -> Result<(), ViewError> {
-        self.delivery.remove(key).map_err(storage)?;
-        self.delivery.flush().map_err(storage)?;
+        self.inner()?.delivery.remove(key).map_err(storage)?;
+        self.inner()?.delivery.flush().map_err(storage)?;
         Ok(())
     }
 
     /// Delivery entries under a prefix, in key order, at most `max`.
     pub fn delivery_scan(&self, prefix: &[u8], max: usize) -> Result<Vec<KeyValue>, ViewError> {
-        self.delivery
+        self.inner()?
+            .delivery
             .scan_prefix(prefix)
             .take(max)
             .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
@@ -275,14 +370,15 @@ impl Views {
     // ----------------------------------------------------------------- helpers
 
     fn get_json<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ViewError> {
-        match self.tree.get(key).map_err(storage)? {
+        match self.inner()?.tree.get(key).map_err(storage)? {
             Some(v) => decode(key, &v).map(Some),
             None => Ok(None),
         }
     }
 
     fn scan_json<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, ViewError> {
-        self.tree
+        self.inner()?
+            .tree
             .scan_prefix(prefix)
             .map(|item| {
                 let (key, value) = item.map_err(storage)?;
@@ -389,6 +485,19 @@ impl<'a> Overlay<'a> {
         self.cases.insert(view.case_id, view);
     }
 
+    /// Adds `delta` to the counter under `key`.
+    pub fn add_counter(&mut self, key: Vec<u8>, delta: i64) -> Result<(), ViewError> {
+        let current = match self.get(&key)? {
+            Some(v) => u64_from(&v).map_err(|message| corrupt(&key, message))?,
+            None => 0,
+        };
+        let next = current.checked_add_signed(delta).ok_or_else(|| {
+            corrupt(&key, format!("counter {current} would go to {}", i128::from(current) + i128::from(delta)))
+        })?;
+        self.put(key, next.to_be_bytes().to_vec());
+        Ok(())
+    }
+
     /// Adds `cell` times `sign` to the statistics cell under `key`.
     pub fn add_stats(&mut self, key: Vec<u8>, cell: &StatsCell, sign: i64) -> Result<(), ViewError> {
         if !self.stats.contains_key(&key) {
@@ -405,7 +514,7 @@ impl<'a> Overlay<'a> {
     /// Keys and values stored under `prefix`, batch writes included.
     fn merged(&self, prefix: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ViewError> {
         let mut stored: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for item in self.views.tree.scan_prefix(prefix) {
+        for item in self.views.inner()?.tree.scan_prefix(prefix) {
             let (k, v) = item.map_err(storage)?;
             stored.insert(k.to_vec(), v.to_vec());
         }
@@ -451,120 +560,6 @@ impl<'a> Overlay<'a> {
         self.put(CHECKPOINT_KEY.to_vec(), checkpoint.to_be_bytes().to_vec());
         (self.writes, BatchValues { cases, stats })
     }
-}
-
-pub fn case_key(case_id: Uuid) -> Vec<u8> {
-    prefixed(b"c:", case_id.as_bytes())
-}
-
-pub fn calendar_key(year: i32) -> Vec<u8> {
-    // Offset so that years sort by value in big-endian bytes.
-    prefixed(CALENDAR_PREFIX, &((year as i64 + (1 << 31)) as u32).to_be_bytes())
-}
-
-pub fn history_key(case_id: Uuid, position: u64, index: u16) -> Vec<u8> {
-    [b"h:".as_slice(), case_id.as_bytes(), &position.to_be_bytes(), &index.to_be_bytes()].concat()
-}
-
-fn index_time_key(millis: i64) -> Vec<u8> {
-    // Flip the sign bit so negative times sort before positive ones.
-    prefixed(b"i:", &((millis as u64) ^ (1 << 63)).to_be_bytes())
-}
-
-pub fn index_key(entry: &IndexEntry) -> Vec<u8> {
-    [
-        index_time_key(entry.fire_at.timestamp_millis()).as_slice(),
-        entry.case_id.as_bytes(),
-        entry.clock.to_string().as_bytes(),
-    ]
-    .concat()
-}
-
-/// The part of a list key that orders it: opening time (ms, BE, sign-flipped) and case id.
-pub fn list_suffix(opened_at: DateTime<Utc>, case_id: Uuid) -> Vec<u8> {
-    let millis = (opened_at.timestamp_millis() as u64) ^ (1 << 63);
-    [millis.to_be_bytes().as_slice(), case_id.as_bytes()].concat()
-}
-
-/// Every case, by opening time.
-pub fn all_list_prefix() -> Vec<u8> {
-    b"l:a:".to_vec()
-}
-
-pub fn unit_list_prefix(unit: &str) -> Vec<u8> {
-    [b"l:u:".as_slice(), unit.as_bytes(), &[0]].concat()
-}
-
-/// Prefix of the status list of a kind, or of one status of it.
-pub fn status_list_prefix(kind: &str, status: Option<&str>) -> Vec<u8> {
-    match status {
-        Some(s) => [b"l:s:".as_slice(), kind.as_bytes(), &[0], s.as_bytes(), &[0]].concat(),
-        None => [b"l:k:".as_slice(), kind.as_bytes(), &[0]].concat(),
-    }
-}
-
-pub fn overdue_list_prefix() -> Vec<u8> {
-    b"l:o:".to_vec()
-}
-
-/// Every list key a case belongs to.
-pub fn list_keys(
-    kind: &str,
-    status: &str,
-    units: &[String],
-    overdue: bool,
-    opened_at: DateTime<Utc>,
-    case_id: Uuid,
-) -> Vec<Vec<u8>> {
-    let suffix = list_suffix(opened_at, case_id);
-    let mut prefixes = vec![all_list_prefix(), status_list_prefix(kind, None), status_list_prefix(kind, Some(status))];
-    prefixes.extend(units.iter().map(|u| unit_list_prefix(u)));
-    if overdue {
-        prefixes.push(overdue_list_prefix());
-    }
-    prefixes.into_iter().map(|p| [p.as_slice(), suffix.as_slice()].concat()).collect()
-}
-
-pub fn alert_count_key(stage: crate::domain::event::AlertStage) -> Vec<u8> {
-    prefixed(b"m:alerts:", stage.as_str().as_bytes())
-}
-
-pub fn alert_key(alert_id: Uuid) -> Vec<u8> {
-    prefixed(b"a:", alert_id.as_bytes())
-}
-
-pub fn open_alert_key(alert_id: Uuid) -> Vec<u8> {
-    prefixed(b"ao:", alert_id.as_bytes())
-}
-
-pub fn stats_key(dimension: StatsDimension, unit: &str, date: &str) -> Vec<u8> {
-    [b"t:".as_slice(), dimension.as_str().as_bytes(), &[0], unit.as_bytes(), &[0], date.as_bytes()].concat()
-}
-
-pub fn dead_letter_key(position: u64) -> Vec<u8> {
-    prefixed(b"d:", &position.to_be_bytes())
-}
-
-fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
-    [prefix, rest].concat()
-}
-
-/// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![u8::MAX; prefix.len() + 1]
-}
-
-fn u64_from(bytes: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[..8.min(bytes.len())]);
-    u64::from_be_bytes(b)
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, ViewError> {

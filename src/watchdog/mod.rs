@@ -19,8 +19,9 @@ use crate::domain::decide::sla_command_id;
 use crate::domain::event::{Actor, AlertStage};
 use crate::execute::{ExecuteError, Executor};
 use crate::log::LogError;
+use crate::projector::keys::index_key;
 use crate::projector::model::IndexEntry;
-use crate::projector::views::{index_key, Views};
+use crate::projector::views::Views;
 use crate::projector::Progress;
 
 /// Most due entries handled per wake-up.

@@ -59,7 +59,7 @@ impl TestServer {
             tokens_loaded: RwLock::new(whistle::api::token_file_modified(&tokens_path)),
             tokens_path: Some(tokens_path),
             live_alerts: node.live_alerts_sender(),
-            checkpoint: node.progress.checkpoint.clone(),
+            progress: node.progress.clone(),
             startup_head: 0,
             metrics: Metrics::default(),
             delivery: Some(node.delivery.clone()),
