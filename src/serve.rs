@@ -128,7 +128,9 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         delivery: Some(node.delivery.clone()),
         secret,
     });
-    announce(&options.data, options.listen, &handle, created, &files);
+    // The bound address: with port 0 the system picked one, and whoever started us reads it here.
+    let listening = listener.local_addr().unwrap_or(options.listen);
+    announce(&options.data, listening, &handle, created, &files);
     let app = crate::api::app(state);
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(options.stop, terminate)).await;
     tracing::info!("shutting down");

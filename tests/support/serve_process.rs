@@ -1,5 +1,6 @@
-//! `whistle serve` as a child process on a free port: start, find demo tokens, stop with
-//! SIGTERM or SIGKILL, start again on the same data.
+//! `whistle serve` as a child process: start on a port the system picks (read back from the
+//! service's own announcement, so no other process can take it in between), find demo tokens,
+//! stop with SIGTERM or SIGKILL, start again on the same port and data.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -11,17 +12,26 @@ pub struct ServeProcess {
     pub port: u16,
     pub data: PathBuf,
     args: Vec<String>,
+    /// A program the service runs under (e.g. strace and its options), if any.
+    wrapper: Vec<String>,
     starts: u32,
 }
 
 impl ServeProcess {
     /// Starts `whistle serve --data DATA` plus `extra` arguments, and waits until it listens.
     pub fn start(data: &Path, extra: &[&str]) -> ServeProcess {
+        ServeProcess::start_under(&[], data, extra)
+    }
+
+    /// Starts the service under `wrapper` (a program and its arguments, the service's command
+    /// line appended).
+    pub fn start_under(wrapper: &[&str], data: &Path, extra: &[&str]) -> ServeProcess {
         let mut serve = ServeProcess {
             child: None,
-            port: super::nats_server::free_port(),
+            port: 0,
             data: data.to_path_buf(),
             args: extra.iter().map(|s| s.to_string()).collect(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
             starts: 0,
         };
         serve.launch();
@@ -40,7 +50,16 @@ impl ServeProcess {
         self.starts += 1;
         std::fs::create_dir_all(&self.data).unwrap();
         let log = std::fs::File::create(self.data.join(format!("serve-{}.log", self.starts))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_whistle"))
+        let program = env!("CARGO_BIN_EXE_whistle").to_owned();
+        let mut command = match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--data"])
             .arg(&self.data)
             .args(&self.args)
@@ -50,6 +69,14 @@ impl ServeProcess {
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
+        while self.port == 0 {
+            self.port = announced_port(&self.log()).unwrap_or(0);
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("serve exited with {status}: {}", self.log());
+            }
+            assert!(Instant::now() < deadline, "serve did not announce its port: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("serve exited with {status}: {}", self.log());
@@ -79,6 +106,24 @@ impl ServeProcess {
         child.wait().ok()
     }
 
+    /// The pid of the child process (of the wrapper, when there is one).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits up to `limit` for the child to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGTERM and wait: a graceful stop.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         self.signal(libc::SIGTERM)
@@ -94,6 +139,12 @@ impl ServeProcess {
         assert!(self.child.is_none(), "stop or kill first");
         self.launch();
     }
+}
+
+/// The port in "whistle serving on http://127.0.0.1:PORT/".
+fn announced_port(log: &str) -> Option<u16> {
+    let rest = log.split("whistle serving on http://127.0.0.1:").nth(1)?;
+    rest.split('/').next()?.parse().ok()
 }
 
 impl Drop for ServeProcess {

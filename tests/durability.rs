@@ -1,0 +1,410 @@
+//! Nothing acknowledged is lost: the embedded log syncs before it answers, a full disk never
+//! yields a false 2xx (not even on a retry) and recovers by itself, damaged files are named
+//! and refused instead of panicking, damaged views are set aside and rebuilt.
+//!
+//! The full-disk test mounts a small tmpfs and so needs root (CI runs as root); elsewhere it
+//! says so and checks nothing.
+
+#[path = "support/serve_process.rs"]
+mod serve_process;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use serve_process::ServeProcess;
+use whistle::log::embedded::EmbeddedLog;
+use whistle::log::{Commit, EventLog};
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+/// Raises one whistle; the status and the answer.
+async fn raise(serve: &ServeProcess, token: &str, key: Option<&str>, title: &str) -> (StatusCode, Value) {
+    let mut request = http()
+        .post(format!("{}/v1/whistles", serve.url()))
+        .bearer_auth(token)
+        .json(&json!({ "title": title, "description": "d", "departments": ["交通局"] }));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let answer = request.send().await.expect("the service answers");
+    let status = answer.status();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+async fn status_of(url: String) -> Option<StatusCode> {
+    http().get(url).send().await.ok().map(|r| r.status())
+}
+
+/// Polls `url` until it answers `want`, failing after `limit`.
+async fn wait_status(url: String, want: StatusCode, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = status_of(url.clone()).await;
+        if got == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} answered {got:?}, not {want}, for {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn whistle(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_whistle")).args(args).output().expect("whistle runs")
+}
+
+// --------------------------------------------------------------------------- sync before ack
+
+/// One parsed strace line that matters here.
+#[derive(Debug, PartialEq)]
+enum Traced {
+    /// A write to the log's records file, with the text it showed.
+    LogWrite(String),
+    LogSync,
+    /// An HTTP 201 answer going out on a socket.
+    Created,
+}
+
+/// Reads `strace -f` output, joining `<unfinished ...>` lines with their `resumed` halves, and
+/// keeps, in completion order, writes and syncs of the records file and 201 answers.
+fn parse_trace(text: &str) -> Vec<Traced> {
+    let mut pending: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((pid, rest)) = line.split_once(' ') else { continue };
+        let call = if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid, head.to_owned());
+            continue;
+        } else if rest.contains(" resumed>") {
+            pending.remove(pid).unwrap_or_default() + rest
+        } else {
+            rest.to_owned()
+        };
+        let on_records = call.contains("/log/records>");
+        if on_records && (call.contains("fdatasync(") || call.contains("fsync(")) && call.ends_with("= 0") {
+            out.push(Traced::LogSync);
+        } else if on_records && call.contains("pwrite64(") {
+            out.push(Traced::LogWrite(call));
+        } else if call.contains("HTTP/1.1 201") {
+            out.push(Traced::Created);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_appends_reach_fdatasync_before_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.txt");
+    let trace_arg = trace.display().to_string();
+    let strace =
+        ["strace", "-f", "-y", "-s", "400", "-e", "trace=pwrite64,fdatasync,fsync,write,writev,sendto,sendmsg"];
+    let wrapper: Vec<&str> = strace.iter().copied().chain(["-o", trace_arg.as_str()]).collect();
+    let mut serve = ServeProcess::start_under(&wrapper, &dir.path().join("data"), &[]);
+    wait_status(format!("{}/readyz", serve.url()), StatusCode::OK, Duration::from_secs(30)).await;
+    let token = serve.token("东坝镇");
+    let mut created = Vec::new();
+    for n in 0..20 {
+        let (status, body) = raise(&serve, &token, None, &format!("同步 {n}")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        created.push(body["case"]["id"].as_str().unwrap().to_owned());
+    }
+    // Stop the service itself (strace exits with it): SIGTERM to the traced child.
+    let strace_pid = serve.pid().unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children")).unwrap();
+    let whistle_pid: i32 = children.split_whitespace().next().expect("strace runs the service").parse().unwrap();
+    // SAFETY: kill(2) on the service process this test started.
+    unsafe { libc::kill(whistle_pid, libc::SIGTERM) };
+    assert!(serve.wait_exit(Duration::from_secs(20)).is_some(), "service and strace exit");
+
+    let events = parse_trace(&std::fs::read_to_string(&trace).unwrap());
+    let answers: Vec<usize> =
+        events.iter().enumerate().filter(|(_, e)| **e == Traced::Created).map(|(i, _)| i).collect();
+    assert_eq!(answers.len(), created.len(), "one 201 per request in the trace");
+    for (k, case_id) in created.iter().enumerate() {
+        let subject = format!("whistle.case.{case_id}");
+        let written = events
+            .iter()
+            .position(|e| matches!(e, Traced::LogWrite(text) if text.contains(&subject)))
+            .unwrap_or_else(|| panic!("no pwrite of {subject} to the records file"));
+        let answered = answers[k];
+        assert!(written < answered, "case {k} was answered before it was written");
+        assert!(
+            events[written..answered].contains(&Traced::LogSync),
+            "case {k}: no fdatasync of the records file between its write and its 201"
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------ a full disk
+
+/// A tmpfs of `mib` MiB mounted on a fresh folder, unmounted when dropped.
+struct SmallDisk {
+    mount: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: cannot mount a small tmpfs, full-disk behaviour not checked here");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("disk");
+        std::fs::create_dir(&mount).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&mount)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "root can mount a tmpfs");
+        Some(SmallDisk { mount, _dir: dir })
+    }
+
+    /// Fills the disk to the last byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.mount.join("filler")).unwrap();
+        let chunk = vec![0xA5u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        // The last partial block too.
+        while file.write_all(&[0xA5]).is_ok() {}
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.mount.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+/// Raises whistles with fresh keys until one is refused (appends may still fit in the slack of
+/// the log file's last page); returns the refused key.
+async fn first_refusal(serve: &ServeProcess, token: &str, prefix: &str) -> String {
+    for n in 0..200 {
+        let key = format!("{prefix}-{n}");
+        let (status, body) = raise(serve, token, Some(&key), "满盘").await;
+        if status != StatusCode::CREATED {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            return key;
+        }
+    }
+    panic!("a full disk refuses appends within 200 tries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_acknowledges_a_refused_command_even_on_retry_and_recovers_by_itself() {
+    let Some(disk) = SmallDisk::mount(48) else { return };
+    let mut serve = ServeProcess::start(&disk.mount.join("data"), &[]);
+    let ready = format!("{}/readyz", serve.url());
+    wait_status(ready.clone(), StatusCode::OK, Duration::from_secs(30)).await;
+    let token = serve.token("东坝镇");
+    let (status, _) = raise(&serve, &token, None, "满盘之前").await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    disk.fill();
+    let key = first_refusal(&serve, &token, "full-disk").await;
+    let key = key.as_str();
+    for attempt in 0..3 {
+        let (status, body) = raise(&serve, &token, Some(key), "满盘").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "attempt {attempt} on a full disk: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("not stored"), "the refusal says nothing was stored: {message}");
+    }
+    assert_eq!(status_of(ready.clone()).await, Some(StatusCode::SERVICE_UNAVAILABLE), "not ready while full");
+
+    disk.free();
+    wait_status(ready.clone(), StatusCode::OK, Duration::from_secs(20)).await;
+    let (status, body) = raise(&serve, &token, Some(key), "满盘").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["repeated"], json!(false), "the refused attempts stored nothing: {body}");
+    let case_id = body["case"]["id"].as_str().unwrap().to_owned();
+    let (_, again) = raise(&serve, &token, Some(key), "满盘").await;
+    assert_eq!(again["case"]["id"], json!(case_id));
+    assert_eq!(again["repeated"], json!(true));
+    // The projector went on by itself: the new case is in the views.
+    let case_url = format!("{}/v1/cases/{case_id}", serve.url());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http().get(&case_url).bearer_auth(&token).send().await.map(|r| r.status()).ok() != Some(StatusCode::OK) {
+        assert!(Instant::now() < deadline, "the views never caught up after space returned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A stop on a full disk still stops.
+    disk.fill();
+    first_refusal(&serve, &token, "full-again").await;
+    let pid = serve.pid().unwrap() as i32;
+    // SAFETY: kill(2) on the service this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(serve.wait_exit(Duration::from_secs(10)).is_some(), "SIGTERM on a full disk exits: {}", serve.log());
+    disk.free();
+
+    serve.restart();
+    wait_status(ready, StatusCode::OK, Duration::from_secs(30)).await;
+    let got = http().get(&case_url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK, "the case acknowledged after recovery survived a restart");
+    serve.stop();
+    let check = whistle(&["check", "--data", &serve.data.display().to_string()]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+}
+
+// --------------------------------------------------------------------------- damaged files
+
+/// A data folder with `events` simulated events in the log and views projected from them.
+fn filled_data(events: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    for args in [vec!["sim", "--data", &data, "--events", events], vec!["project", "--data", &data]] {
+        let out = whistle(&args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    (dir, data)
+}
+
+/// Runs `whistle serve` on `data` expecting it to refuse to start: its exit code and stderr.
+fn serve_refusal(data: &str) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_whistle"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data", data])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            return (status.code().unwrap_or(-1), stderr);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started on a damaged log instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_log_truncated_to_half_is_a_clear_error_not_a_panic() {
+    let (_dir, data) = filled_data("400");
+    let records = Path::new(&data).join("log/records");
+    let len = std::fs::metadata(&records).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&records).unwrap().set_len(len / 2).unwrap();
+
+    let (code, stderr) = serve_refusal(&data);
+    assert_eq!(code, 1, "a clear error, not a panic (101): {stderr}");
+    assert!(stderr.contains("missing from the log"), "{stderr}");
+    let check = whistle(&["check", "--data", &data]);
+    assert_eq!(check.status.code(), Some(1), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(String::from_utf8_lossy(&check.stderr).contains("lost records"));
+}
+
+#[test]
+fn a_log_overwritten_in_the_middle_is_named_by_check_and_refused_at_start() {
+    let (_dir, data) = filled_data("400");
+    let records = Path::new(&data).join("log/records");
+    let len = std::fs::metadata(&records).unwrap().len();
+    assert!(len > 200 * 1024, "enough log to damage its middle: {len} bytes");
+    let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new().write(true).open(&records).unwrap(),
+        &garbage,
+        len / 2,
+    )
+    .unwrap();
+
+    let check = whistle(&["check", "--data", &data]);
+    let said = String::from_utf8_lossy(&check.stderr).into_owned();
+    assert_eq!(check.status.code(), Some(1), "{said}");
+    assert!(said.contains("is damaged at byte") && said.contains("record "), "check names the record: {said}");
+    let (code, stderr) = serve_refusal(&data);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is damaged at byte"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_off_and_appends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = EmbeddedLog::open(&path).unwrap();
+    log.append_raw("whistle.case.x", Bytes::from_static(b"one")).await.unwrap();
+    log.append_raw("whistle.case.x", Bytes::from_static(b"two")).await.unwrap();
+    log.close().await.unwrap();
+    // A crash in the middle of the next write: a header promising more than was written.
+    let records = path.join("records");
+    let mut bytes = std::fs::read(&records).unwrap();
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 9, 9]);
+    std::fs::write(&records, &bytes).unwrap();
+
+    let report = EmbeddedLog::check(&path).unwrap();
+    assert_eq!(report.records, 2);
+    assert!(matches!(report.ending, whistle::log::frame::Ending::TornTail { bytes: 10, .. }), "{report:?}");
+    let log = EmbeddedLog::open(&path).unwrap();
+    assert_eq!(log.head().await.unwrap(), 2);
+    let commit = Commit { command_id: uuid::Uuid::now_v7(), case_id: uuid::Uuid::now_v7(), events: vec![] };
+    assert_eq!(log.append(&commit, 0).await.unwrap().position, 3);
+    log.close().await.unwrap();
+    let report = EmbeddedLog::check(&path).unwrap();
+    assert_eq!(report.records, 3);
+    assert!(matches!(report.ending, whistle::log::frame::Ending::Clean { .. }), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_views_are_set_aside_and_rebuilt_and_metrics_still_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = ServeProcess::start(&dir.path().join("data"), &[]);
+    wait_status(format!("{}/readyz", serve.url()), StatusCode::OK, Duration::from_secs(30)).await;
+    let token = serve.token("东坝镇");
+    let mut cases = Vec::new();
+    for n in 0..30 {
+        let (status, body) = raise(&serve, &token, None, &format!("视图 {n}")).await;
+        assert_eq!(status, StatusCode::CREATED);
+        cases.push(body["case"]["id"].as_str().unwrap().to_owned());
+    }
+    let metric = |text: &str, name: &str| -> String {
+        text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default().to_owned()
+    };
+    let metrics_url = format!("{}/metrics", serve.url());
+    let before = http().get(&metrics_url).send().await.unwrap().text().await.unwrap();
+    assert_ne!(metric(&before, "whistle_armed_clocks"), "whistle_armed_clocks 0", "{before}");
+    serve.stop();
+    let views_db = serve.data.join("views/db");
+    let len = std::fs::metadata(&views_db).unwrap().len();
+    let garbage = vec![0x5Au8; (64 * 1024).min(len as usize / 2)];
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new().write(true).open(&views_db).unwrap(),
+        &garbage,
+        len / 4,
+    )
+    .unwrap();
+
+    serve.restart();
+    wait_status(format!("{}/readyz", serve.url()), StatusCode::OK, Duration::from_secs(30)).await;
+    let metrics = http().get(&metrics_url).send().await.expect("metrics answer in time");
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert_eq!(metric(&text, "whistle_armed_clocks"), metric(&before, "whistle_armed_clocks"), "{text}");
+    for case_id in &cases {
+        let got = http().get(format!("{}/v1/cases/{case_id}", serve.url())).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(got.status(), StatusCode::OK, "case {case_id} after the views were damaged");
+    }
+    let set_aside = std::fs::read_dir(&serve.data)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("views.damaged-"));
+    eprintln!("damaged views set aside: {set_aside}");
+    let status = serve.stop().expect("serve was running");
+    assert!(status.success(), "{}", serve.log());
+}
