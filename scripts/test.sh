@@ -28,16 +28,19 @@ export WHISTLE_NATS_SERVER
 "$WHISTLE_NATS_SERVER" --version
 
 # Headless Chromium and ChromeDriver for the dashboard test, from Debian; a CJK font so the
-# screenshots in test-artifacts/ are readable.
-step "chromium and chromedriver"
-if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi'; then
+# screenshots in test-artifacts/ are readable; strace for the test that every acknowledged
+# append reached fdatasync first.
+step "chromium, chromedriver and strace"
+if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi' \
+  || ! command -v strace >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null
+  $sudo apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei strace >/dev/null
 fi
 chromedriver --version
+strace -V | head -n 1
 
 # Lint first: a warning fails the run, like a failed test.
 step "cargo fmt --check"

@@ -389,6 +389,57 @@ async fn a_nats_restart_under_load_gives_errors_never_a_false_success_and_the_se
     assert!(breaches.values().all(|n| *n == 1), "one breach per case: {breaches:?}");
 }
 
+/// Regression: a request answered 503 during a NATS outage was stored seconds later, when the
+/// client's queued publish went out on reconnect, although the answer read as "not stored".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_during_a_nats_outage_is_answered_outcome_unknown_and_its_retry_stores_it_once() {
+    let _turn = HEAVY.lock().await;
+    let mut server = nats_server::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::start(&dir.path().join("data"), &["--nats", &server.url()]);
+    let url = serve.url();
+    wait_ready(&url).await;
+    let token = serve.token("东坝镇");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let raise = || {
+        http.post(format!("{url}/v1/whistles"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "outage-1")
+            .json(&json!({ "title": "断线中", "description": "d", "departments": ["交通局"] }))
+            .send()
+    };
+    server.kill();
+    let answer = raise().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("outcome_unknown"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("may or may not") && message.contains("same Idempotency-Key"), "{message}");
+    server.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let case_id = loop {
+        let r = raise().await.unwrap();
+        if r.status() == StatusCode::CREATED {
+            let v: Value = r.json().await.unwrap();
+            break v["case"]["id"].as_str().unwrap().to_owned();
+        }
+        assert!(r.status().is_server_error(), "{}", r.status());
+        assert!(Instant::now() < deadline, "no answer after the server came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let log = whistle::log::nats::NatsLog::connect(&whistle::log::nats::NatsOptions::new(server.url())).await.unwrap();
+    let stored = check_log(&log, &BTreeSet::from([case_id.clone()])).await;
+    assert_eq!(stored.len(), 1, "the retried command is stored once");
+    // The views follow the restarted server too.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http.get(format!("{url}/v1/cases/{case_id}")).bearer_auth(&token).send().await.unwrap().status()
+        != StatusCode::OK
+    {
+        assert!(Instant::now() < deadline, "the projector did not resubscribe after the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 // ----------------------------------------------------------------------------- 3-node cluster
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

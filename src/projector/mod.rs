@@ -30,6 +30,8 @@ use views::{Overlay, ViewCache, ViewError, Views};
 pub const BATCH_RECORDS_MAX: usize = 512;
 /// Pause before subscribing again after the log stream failed.
 const RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a silent subscription goes before the projector asks the log whether it is behind.
+const STALL_CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// Pause before trying failed views again.
 const VIEWS_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -210,12 +212,23 @@ impl Projector {
             }
         };
         let mut batches = stream.ready_chunks(BATCH_RECORDS_MAX);
+        let mut stall_check = tokio::time::interval(STALL_CHECK_PERIOD);
+        stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_record = Instant::now();
         loop {
             let batch = tokio::select! {
                 b = batches.next() => b,
                 _ = stop.changed() => return Ok(()),
+                _ = stall_check.tick() => {
+                    if last_record.elapsed() >= STALL_CHECK_PERIOD && self.stalled(log).await {
+                        tracing::warn!("the log has records the subscription did not deliver: resubscribing");
+                        return Ok(());
+                    }
+                    continue;
+                }
             };
             let Some(batch) = batch else { return Ok(()) };
+            last_record = Instant::now();
             let (records, failure) = split_ok(batch);
             self.apply_batch(&records, false)?;
             if self.failure.borrow().is_some() {
@@ -227,6 +240,14 @@ impl Projector {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether the log holds records past the checkpoint although the subscription has been
+    /// silent: after a NATS server restart a subscription can wait a long while before it
+    /// notices its consumer is gone.
+    async fn stalled(&self, log: &dyn EventLog) -> bool {
+        let checkpoint = *self.checkpoint.borrow();
+        matches!(log.head().await, Ok(head) if head > checkpoint)
     }
 
     /// After a failed views write: sled keeps failing until reopened, and what it held in
