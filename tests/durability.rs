@@ -7,6 +7,8 @@
 
 #[path = "support/serve_process.rs"]
 mod serve_process;
+#[path = "support/webhook.rs"]
+mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -190,6 +192,15 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Waits (at most 20 s) for a webhook body that mentions `text`.
+async fn wait_for_notice(receiver: &webhook::Receiver, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !receiver.bodies().iter().any(|b| b.to_string().contains(text)) {
+        assert!(Instant::now() < deadline, "no operator notice saying {text}: {:?}", receiver.bodies());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Raises whistles with fresh keys until one is refused (appends may still fit in the slack of
 /// the log file's last page); returns the refused key.
 async fn first_refusal(serve: &ServeProcess, token: &str, prefix: &str) -> String {
@@ -207,7 +218,19 @@ async fn first_refusal(serve: &ServeProcess, token: &str, prefix: &str) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_never_acknowledges_a_refused_command_even_on_retry_and_recovers_by_itself() {
     let Some(disk) = SmallDisk::mount(48) else { return };
-    let mut serve = ServeProcess::start(&disk.mount.join("data"), &[]);
+    // Operators hear of it on the channel that takes operator notices.
+    let receiver = webhook::Receiver::start(0).await;
+    let data = disk.mount.join("data");
+    let (mut org, _) = whistle::serve::load_or_create_org(&data, None).unwrap();
+    org.alerts.webhooks.push(whistle::alerts::WebhookConfig {
+        name: "operators".into(),
+        url: receiver.url(),
+        format: whistle::alerts::WebhookFormat::Generic,
+        stages: vec!["operator".into()],
+        units: vec![],
+    });
+    std::fs::write(data.join("org.toml"), org.to_toml()).unwrap();
+    let mut serve = ServeProcess::start(&data, &[]);
     let ready = format!("{}/readyz", serve.url());
     wait_status(ready.clone(), StatusCode::OK, Duration::from_secs(30)).await;
     let token = serve.token("东坝镇");
@@ -224,9 +247,11 @@ async fn a_full_disk_never_acknowledges_a_refused_command_even_on_retry_and_reco
         assert!(message.contains("not stored"), "the refusal says nothing was stored: {message}");
     }
     assert_eq!(status_of(ready.clone()).await, Some(StatusCode::SERVICE_UNAVAILABLE), "not ready while full");
+    wait_for_notice(&receiver, "事件日志无法写入").await;
 
     disk.free();
     wait_status(ready.clone(), StatusCode::OK, Duration::from_secs(20)).await;
+    wait_for_notice(&receiver, "事件日志已恢复写入").await;
     let (status, body) = raise(&serve, &token, Some(key), "满盘").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["repeated"], json!(false), "the refused attempts stored nothing: {body}");

@@ -53,6 +53,10 @@ const PROJECTION_WAIT: Duration = Duration::from_secs(10);
 const ALERT_VIEW_ATTEMPTS_MAX: u32 = 12;
 /// Pause before claiming again after the log stream failed.
 const RECLAIM_BACKOFF: Duration = Duration::from_millis(500);
+/// How often delivery asks the log whether it accepts writes.
+const LOG_HEALTH_PERIOD: Duration = Duration::from_secs(2);
+/// Attempts at a delivery claim the log could not store (a full disk): about 30 minutes.
+const CLAIM_NOT_STORED_ATTEMPTS_MAX: u32 = 190;
 
 /// Where alerts go besides the subject and the live stream.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -145,6 +149,9 @@ pub struct DeliveryStats {
 struct Job {
     webhook: usize,
     notice: AlertNotice,
+    /// Whether the delivery is claimed in the log first (once across instances). Notices about
+    /// the log itself cannot be: the log is what fails.
+    claim_first: bool,
 }
 
 /// Delivers alerts. Run [`Delivery::run`] once per service instance.
@@ -188,8 +195,10 @@ impl Delivery {
         let (jobs, queue) = mpsc::channel(WEBHOOK_QUEUE_MAX);
         let sender = tokio::spawn(self.clone().send_loop(queue));
         let releaser = tokio::spawn(self.clone().release_loop(jobs.clone(), stop.clone()));
+        let health = tokio::spawn(self.clone().log_health_loop(jobs.clone(), stop.clone()));
         self.claim_loop(jobs, stop).await;
         releaser.abort();
+        health.abort();
         // The queue closes when the claim loop and the releaser are gone; what was queued
         // is still sent.
         let _ = sender.await;
@@ -223,6 +232,39 @@ impl Delivery {
                 }
             }
             tokio::time::sleep(RECLAIM_BACKOFF).await;
+        }
+    }
+
+    /// Tells operators, at once and on every channel that takes operator notices, when the log
+    /// stops accepting writes (a full disk) and when it accepts them again. These notices are
+    /// not claimed in the log (it cannot be written), so each instance sends its own.
+    async fn log_health_loop(self: Arc<Self>, jobs: mpsc::Sender<Job>, mut stop: watch::Receiver<bool>) {
+        let mut failing = false;
+        while !*stop.borrow() {
+            let failure = self.log.write_failure();
+            if failure.is_some() != failing {
+                failing = failure.is_some();
+                let notice = AlertNotice::log_health(failure.as_deref(), self.clock.now());
+                tracing::warn!("{}", notice.text);
+                self.publish_unclaimed(&notice).await;
+                for (webhook, config) in self.config.webhooks.iter().enumerate() {
+                    if config.wants(&notice) {
+                        let job = Job { webhook, notice: notice.clone(), claim_first: false };
+                        if jobs.send(job).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            tokio::select! { _ = tokio::time::sleep(LOG_HEALTH_PERIOD) => {}, _ = stop.changed() => {} }
+        }
+    }
+
+    async fn publish_unclaimed(&self, notice: &AlertNotice) {
+        let subject = alert_subject(&notice.stage, &notice.unit);
+        let payload = bytes::Bytes::from(serde_json::to_vec(notice).expect("notices serialise (plain data)"));
+        if let Err(e) = self.log.publish_alert(&subject, payload).await {
+            tracing::warn!(%subject, "operator notice not published: {e}");
         }
     }
 
@@ -302,7 +344,7 @@ impl Delivery {
             let release = if at_once { now } else { release_at(now, &self.calendar, self.config.working_hours) };
             if release > now {
                 self.hold(index, &notice, release);
-            } else if jobs.send(Job { webhook: index, notice: notice.clone() }).await.is_err() {
+            } else if jobs.send(Job { webhook: index, notice: notice.clone(), claim_first: true }).await.is_err() {
                 return;
             }
         }
@@ -341,7 +383,9 @@ impl Delivery {
                     break;
                 }
                 if let Ok((webhook, notice)) = serde_json::from_slice::<(usize, AlertNotice)>(&value) {
-                    if webhook < self.config.webhooks.len() && jobs.send(Job { webhook, notice }).await.is_err() {
+                    if webhook < self.config.webhooks.len()
+                        && jobs.send(Job { webhook, notice, claim_first: true }).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -355,12 +399,12 @@ impl Delivery {
     async fn send_loop(self: Arc<Self>, mut queue: mpsc::Receiver<Job>) {
         while let Some(job) = queue.recv().await {
             let webhook = &self.config.webhooks[job.webhook];
-            if self.was_sent(&webhook.name, &job.notice) {
+            if job.claim_first && self.was_sent(&webhook.name, &job.notice) {
                 continue;
             }
             // Another instance may have been handed the same record (a redelivery after a node
             // failure): only the one that claims the delivery sends it.
-            if !self.claim(&format!("webhook/{}/{}", webhook.name, job.notice.alert_id)).await {
+            if job.claim_first && !self.claim(&format!("webhook/{}/{}", webhook.name, job.notice.alert_id)).await {
                 continue;
             }
             if self.send_with_retries(webhook, &job.notice).await {
@@ -402,13 +446,25 @@ impl Delivery {
     /// Whether this instance is the one to deliver `key` (the log retries while it is briefly
     /// unavailable); when the claim cannot be made at all, nothing is sent (never twice).
     async fn claim(&self, key: &str) -> bool {
-        match self.log.claim_delivery(key).await {
-            Ok(mine) => mine,
-            Err(e) => {
-                tracing::error!(%key, "delivery not claimed, skipped: {e}");
-                false
+        let mut backoff = Duration::from_millis(500);
+        for _ in 0..CLAIM_NOT_STORED_ATTEMPTS_MAX {
+            match self.log.claim_delivery(key).await {
+                Ok(mine) => return mine,
+                // Nothing was stored (a full disk): trying again cannot send twice, and giving
+                // up would lose the alert.
+                Err(crate::log::LogError::NotStored(e)) => {
+                    tracing::warn!(%key, "delivery claim not stored, retrying: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    tracing::error!(%key, "delivery not claimed, skipped: {e}");
+                    return false;
+                }
             }
         }
+        tracing::error!(%key, "delivery claim not stored after {CLAIM_NOT_STORED_ATTEMPTS_MAX} attempts, skipped");
+        false
     }
 
     fn was_sent(&self, webhook: &str, notice: &AlertNotice) -> bool {

@@ -77,6 +77,33 @@ impl AlertNotice {
         notice
     }
 
+    /// An operator notice: the log cannot be written (`failure`), or can be again (None).
+    pub fn log_health(failure: Option<&str>, now: DateTime<Utc>) -> Self {
+        let (title, text) = match failure {
+            Some(reason) => (
+                "事件日志无法写入".to_owned(),
+                format!("【系统】事件日志无法写入（{reason}）。新的操作被拒绝且未保存；腾出磁盘空间后自动恢复。"),
+            ),
+            None => ("事件日志恢复写入".to_owned(), "【系统】事件日志已恢复写入，操作照常进行。".to_owned()),
+        };
+        AlertNotice {
+            alert_id: Uuid::now_v7(),
+            stage: "operator".into(),
+            level: 1,
+            unit: "log".into(),
+            case_id: None,
+            case_kind: None,
+            title,
+            township: None,
+            clock: None,
+            due_at: None,
+            raised_at: now,
+            urgent: true,
+            position: 0,
+            text,
+        }
+    }
+
     /// An operator alert for a record the service could not read.
     pub fn dead_letter(record: &StoredRecord, reason: &str, now: DateTime<Utc>) -> Self {
         let id = Uuid::from_u64_pair(0x0DEA_D1E7_7E50_0000, record.position);
