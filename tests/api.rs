@@ -519,7 +519,9 @@ async fn every_endpoint_for_every_role_in_and_out_of_scope() {
     let a = raise(&s).await;
     s.settle().await;
     s.clock.advance(ChronoDuration::hours(25));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let alert_id = loop {
+        assert!(std::time::Instant::now() < deadline, "no alert for the missed 报到 within 30 s");
         s.settle().await;
         let (_, alerts) = s.call("GET", "/v1/alerts", Some(SUP), None).await;
         let found =

@@ -45,7 +45,12 @@ fn digest(data: &Path) -> String {
 
 /// Kills and restarts the follower until it has caught up, then compares with a rebuild.
 fn kill_restart_compare(data: &Path, fresh: &Path, head: u64, nats: &[&str]) {
-    let mut seed = std::process::id() as u64 ^ 0x5DEE_CE66;
+    // WHISTLE_SEED replays a run; every run prints the seed it used.
+    let mut seed = std::env::var("WHISTLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(std::process::id() as u64 ^ 0x5DEE_CE66);
+    eprintln!("kill schedule seed: {seed} (set WHISTLE_SEED={seed} to replay)");
     let mut interrupted = Vec::new();
     for _ in 0..KILLS {
         seed ^= seed << 13;

@@ -565,12 +565,14 @@ impl Drop for StopOnDrop {
 
 /// A base port whose block of 22 ports is free.
 fn free_block() -> u16 {
-    let mut rng = Rng::new(u64::from(std::process::id()));
-    loop {
+    let seed = u64::from(std::process::id());
+    let mut rng = Rng::new(seed);
+    for _ in 0..200 {
         let base = 20_000 + (rng.below(400) as u16) * 50;
         let free = (0..22).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if free {
             return base;
         }
     }
+    panic!("no block of 22 free ports in 200 tries (seed {seed})");
 }

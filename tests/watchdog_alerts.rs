@@ -128,7 +128,8 @@ impl Rig {
         }
         let mut stream = self.log.subscribe(before + 1).await.unwrap();
         loop {
-            let r = stream.next().await.unwrap().unwrap();
+            let next = tokio::time::timeout(StdDuration::from_secs(30), stream.next()).await;
+            let r = next.expect("the log delivers up to its head within 30 s").unwrap().unwrap();
             out.extend(r.decode().unwrap().events.into_iter().map(|e| e.body).filter(|b| b.alert_stage().is_some()));
             if r.position >= head {
                 return out;

@@ -357,3 +357,23 @@ pub fn calendar(state: &AppState) -> Calendar {
 pub fn parse_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::not_found(format!("no case {text}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: every log error answered 503 "may be retried", a record too large included.
+    #[test]
+    fn log_errors_answer_what_happened_and_whether_a_retry_can_help() {
+        let too_large = ApiError::from(LogError::TooLarge { bytes: 300_000 });
+        assert_eq!((too_large.status, too_large.code), (StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+        let not_stored = ApiError::from(LogError::NotStored("disk full".into()));
+        assert_eq!(not_stored.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(not_stored.message.contains("nothing was stored"), "{}", not_stored.message);
+        let unknown = ApiError::from(LogError::Unavailable("no ack".into()));
+        assert_eq!((unknown.status, unknown.code), (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"));
+        assert!(unknown.message.contains("same Idempotency-Key"), "{}", unknown.message);
+        let setup = ApiError::from(LogError::Setup("stream misconfigured".into()));
+        assert_eq!(setup.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

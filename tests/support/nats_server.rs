@@ -1,4 +1,5 @@
-//! A real `nats-server` for tests: 127.0.0.1, a free port, a temp store, `sync_interval:
+//! A real `nats-server` for tests: 127.0.0.1, a port the server picks itself on first start
+//! (read back from its log, so nothing can take it in between), a temp store, `sync_interval:
 //! always`. It can be stopped (SIGTERM), killed (SIGKILL) and restarted on the same port and
 //! store. Found as $WHISTLE_NATS_SERVER, on PATH, or where `scripts/test.sh` installs it.
 #![allow(dead_code)]
@@ -38,10 +39,15 @@ pub fn binary() -> PathBuf {
     panic!("nats-server not found: ./scripts/test.sh installs it into .tools/nats, or set WHISTLE_NATS_SERVER");
 }
 
+/// A port nothing listens on right now (it was free a moment ago): for tests of what happens
+/// when a server is not there, and for programs that cannot pick their own port.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
     listener.local_addr().expect("bound address").port()
 }
+
+/// Distinguishes servers started by one test process.
+static SERVERS_STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl NatsServer {
     pub fn start() -> Self {
@@ -53,7 +59,7 @@ impl NatsServer {
     pub fn start_prepared(extra: &str, prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         prepare(dir.path());
-        let mut server = NatsServer { port: free_port(), dir, child: None, starts: 0, extra: extra.to_owned() };
+        let mut server = NatsServer { port: 0, dir, child: None, starts: 0, extra: extra.to_owned() };
         server.launch();
         server
     }
@@ -68,10 +74,16 @@ impl NatsServer {
 
     fn config(&self) -> PathBuf {
         let store = self.dir.path().join("store");
+        // -1: the server picks a free port (first start); later starts reuse the one it picked.
+        let port = if self.port == 0 { "-1".to_owned() } else { self.port.to_string() };
+        let name = format!(
+            "whistle-test-{}-{}",
+            std::process::id(),
+            SERVERS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let text = format!(
-            "listen: 127.0.0.1:{port}\nserver_name: whistle-test-{port}\n\
+            "listen: 127.0.0.1:{port}\nserver_name: {name}\n\
              jetstream {{\n  store_dir: \"{store}\"\n  # acknowledged writes reach the disk before the ack\n  sync_interval: always\n}}\n",
-            port = self.port,
             store = store.display()
         );
         let path = self.dir.path().join("nats.conf");
@@ -103,7 +115,10 @@ impl NatsServer {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            let listening = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if self.port == 0 {
+                self.port = listening_port(&log).unwrap_or(0);
+            }
+            let listening = self.port != 0 && TcpStream::connect(("127.0.0.1", self.port)).is_ok();
             if listening && log.contains("Server is ready") {
                 return;
             }
@@ -144,6 +159,12 @@ impl NatsServer {
     pub fn start_again(&mut self) {
         self.launch();
     }
+}
+
+/// The port in "Listening for client connections on 127.0.0.1:PORT".
+fn listening_port(log: &str) -> Option<u16> {
+    let rest = log.split("Listening for client connections on 127.0.0.1:").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 impl Drop for NatsServer {

@@ -21,27 +21,39 @@ fn chromium() -> String {
     std::env::var("WHISTLE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
 }
 
-impl Browser {
-    pub async fn start() -> Browser {
+/// chromedriver cannot be told to pick its own port: it gets a port that was free a moment ago,
+/// and if something took it in between (chromedriver exits), another one.
+async fn start_driver(http: &reqwest::Client) -> (Child, String) {
+    for _ in 0..3 {
         let port = super::nats_server::free_port();
-        let driver = Command::new("chromedriver")
+        let mut driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver runs (./scripts/test.sh installs Debian's chromium-driver)");
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            if driver.try_wait().ok().flatten().is_some() {
+                break;
+            }
             if let Ok(r) = http.get(format!("{base}/status")).send().await {
                 if r.status().is_success() {
-                    break;
+                    return (driver, base);
                 }
             }
             assert!(Instant::now() < deadline, "chromedriver did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+    panic!("chromedriver exited on three ports in a row");
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let http = reqwest::Client::new();
+        let (driver, base) = start_driver(&http).await;
         let profile = tempfile::tempdir().unwrap();
         let args = [
             "--headless=new",
