@@ -105,7 +105,7 @@ async fn acknowledged_appends_reach_fdatasync_before_the_answer() {
     let trace = dir.path().join("trace.txt");
     let trace_arg = trace.display().to_string();
     let strace =
-        ["strace", "-f", "-y", "-s", "400", "-e", "trace=pwrite64,fdatasync,fsync,write,writev,sendto,sendmsg"];
+        ["strace", "-f", "-y", "-s", "1000", "-e", "trace=pwrite64,fdatasync,fsync,write,writev,sendto,sendmsg"];
     let wrapper: Vec<&str> = strace.iter().copied().chain(["-o", trace_arg.as_str()]).collect();
     let mut serve = ServeProcess::start_under(&wrapper, &dir.path().join("data"), &[]);
     wait_status(format!("{}/readyz", serve.url()), StatusCode::OK, Duration::from_secs(30)).await;
@@ -129,11 +129,12 @@ async fn acknowledged_appends_reach_fdatasync_before_the_answer() {
         events.iter().enumerate().filter(|(_, e)| **e == Traced::Created).map(|(i, _)| i).collect();
     assert_eq!(answers.len(), created.len(), "one 201 per request in the trace");
     for (k, case_id) in created.iter().enumerate() {
-        let subject = format!("whistle.case.{case_id}");
+        // The record's JSON names its case.
+        let named = format!("\\\"case_id\\\":\\\"{case_id}");
         let written = events
             .iter()
-            .position(|e| matches!(e, Traced::LogWrite(text) if text.contains(&subject)))
-            .unwrap_or_else(|| panic!("no pwrite of {subject} to the records file"));
+            .position(|e| matches!(e, Traced::LogWrite(text) if text.contains(&named)))
+            .unwrap_or_else(|| panic!("no pwrite of case {case_id} to the records file"));
         let answered = answers[k];
         assert!(written < answered, "case {k} was answered before it was written");
         assert!(

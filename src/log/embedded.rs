@@ -13,7 +13,9 @@
 //!
 //! Folder layout (`data/log/`):
 //! - `records`: magic `WHSTLOG1`, then one frame ([`super::frame`]) per record; the body is
-//!   `position (u64) ‖ kind (u8) ‖ case id ‖ command id ‖ subject ‖ msg-id ‖ payload`.
+//!   `position (u64 LE) ‖ kind (u8) ‖ case id ‖ command id ‖ payload` for a commit, whose
+//!   subject and message id follow from its ids; a raw record (kind 1, written by tools and
+//!   tests) stores `‖ subject ‖ msg-id` (u16-length strings) before its payload.
 //! - `consumers`: magic `WHSTCON1`, then one frame per durable-consumer acknowledgement or
 //!   delivery claim; rewritten compactly on open when it has grown.
 //! - `LOCK`: held (flock) by the one process that has the log open.
@@ -527,8 +529,12 @@ fn encode_record(job: &Job, position: u64, out: &mut Vec<u8>) -> Result<(), Stri
     body.push(if job.raw() { KIND_RAW } else { KIND_COMMIT });
     body.extend_from_slice(job.case_id.as_bytes());
     body.extend_from_slice(job.command_id.as_bytes());
-    frame::put_short_str(&mut body, &record.subject)?;
-    frame::put_short_str(&mut body, record.msg_id.as_deref().unwrap_or(""))?;
+    // A commit's subject and message id follow from its case and command ids: only raw records
+    // store them.
+    if job.raw() {
+        frame::put_short_str(&mut body, &record.subject)?;
+        frame::put_short_str(&mut body, record.msg_id.as_deref().unwrap_or(""))?;
+    }
     body.extend_from_slice(&record.payload);
     frame::encode(&body, out);
     Ok(())
@@ -551,9 +557,13 @@ fn record_meta(body: &[u8]) -> Result<(u64, Option<(Uuid, Uuid)>), String> {
 fn decode_record(body: &[u8]) -> Result<StoredRecord, String> {
     let mut c = Cursor::new(body);
     let position = c.u64()?;
-    c.take(1 + 16 + 16)?;
-    let subject = c.short_str()?.to_owned();
-    let msg_id = Some(c.short_str()?.to_owned()).filter(|m| !m.is_empty());
+    let kind = c.u8()?;
+    let case_id = c.uuid()?;
+    let command_id = c.uuid()?;
+    let (subject, msg_id) = match kind {
+        KIND_COMMIT => (case_subject(case_id), Some(command_id.to_string())),
+        _ => (c.short_str()?.to_owned(), Some(c.short_str()?.to_owned()).filter(|m| !m.is_empty())),
+    };
     Ok(StoredRecord { position, subject, msg_id, payload: Bytes::copy_from_slice(c.rest()) })
 }
 
@@ -627,7 +637,7 @@ impl ConsumerFile {
         match self.positions.get(name) {
             Some(p) => Ok(*p),
             None => {
-                self.append(&ConsumerEntry::Ack(name.to_owned(), head))?;
+                self.append(&ConsumerEntry::Ack(name.to_owned(), head), true)?;
                 self.positions.insert(name.to_owned(), head);
                 Ok(head)
             }
@@ -638,7 +648,9 @@ impl ConsumerFile {
         if self.positions.get(name).is_some_and(|p| *p >= position) {
             return Ok(());
         }
-        self.append(&ConsumerEntry::Ack(name.to_owned(), position))?;
+        // Not synced: an acknowledgement lost in a crash only hands records out again, and
+        // every delivery of them is claimed (synced) before it is made, so none goes out twice.
+        self.append(&ConsumerEntry::Ack(name.to_owned(), position), false)?;
         self.positions.insert(name.to_owned(), position);
         Ok(())
     }
@@ -647,15 +659,16 @@ impl ConsumerFile {
         if self.deliveries.contains(key) {
             return Ok(false);
         }
-        self.append(&ConsumerEntry::Delivery(key.to_owned()))?;
+        self.append(&ConsumerEntry::Delivery(key.to_owned()), true)?;
         self.deliveries.insert(key.to_owned());
         Ok(true)
     }
 
-    fn append(&mut self, entry: &ConsumerEntry) -> Result<(), LogError> {
+    fn append(&mut self, entry: &ConsumerEntry, sync: bool) -> Result<(), LogError> {
         let mut bytes = Vec::new();
         frame::encode(&encode_consumer_entry(entry)?, &mut bytes);
-        let written = self.file.write_all_at(&bytes, self.end).and_then(|()| self.file.sync_data());
+        let written =
+            self.file.write_all_at(&bytes, self.end).and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // Best effort: what lies past `end` is overwritten next time or cut off on open.
             let _ = self.file.set_len(self.end);

@@ -91,6 +91,13 @@ pub fn overdue_list_prefix() -> Vec<u8> {
     b"l:o:".to_vec()
 }
 
+/// The case id of a list key under `prefix` (see [`list_suffix`]).
+pub fn list_key_case_id(prefix: &[u8], key: &[u8]) -> Result<Uuid, String> {
+    key.strip_prefix(prefix).and_then(|suffix| suffix.get(8..24)).and_then(|b| Uuid::from_slice(b).ok()).ok_or_else(
+        || format!("not a list key under {}: {}", String::from_utf8_lossy(prefix), String::from_utf8_lossy(key)),
+    )
+}
+
 /// Every list key a case belongs to.
 pub fn list_keys(
     kind: &str,
@@ -187,5 +194,11 @@ mod tests {
         assert!(held_release(b"sent:12345678").is_err());
         let at = DateTime::from_timestamp_millis(1_790_000_000_000).expect("a valid time");
         assert_eq!(held_release(&held_key(at, Uuid::nil(), "wecom")), Ok(at));
+        let id = Uuid::from_u128(7);
+        let prefix = all_list_prefix();
+        let key = [prefix.as_slice(), &list_suffix(at, id)].concat();
+        assert_eq!(list_key_case_id(&prefix, &key), Ok(id));
+        assert!(list_key_case_id(&prefix, &key[..key.len() - 1]).is_err());
+        assert!(list_key_case_id(b"l:o:", &key).is_err());
     }
 }

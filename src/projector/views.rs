@@ -268,11 +268,8 @@ impl Views {
         let mut last_suffix = None;
         for item in self.inner()?.tree.range(prefix.to_vec()..end).rev().take(max) {
             let (key, _) = item.map_err(storage)?;
-            let suffix = &key[prefix.len()..];
-            if let Some(id) = suffix.get(8..24).and_then(|b| Uuid::from_slice(b).ok()) {
-                ids.push(id);
-                last_suffix = Some(suffix.to_vec());
-            }
+            ids.push(list_key_case_id(prefix, &key).map_err(|m| corrupt(&key, m))?);
+            last_suffix = Some(key[prefix.len()..].to_vec());
         }
         let next = if ids.len() == max { last_suffix } else { None };
         Ok((ids, next))
@@ -534,12 +531,7 @@ impl<'a> Overlay<'a> {
 
     /// Case ids in a list (see [`list_keys`]), batch writes included.
     pub fn list_case_ids(&self, prefix: &[u8]) -> Result<std::collections::BTreeSet<Uuid>, ViewError> {
-        Ok(self
-            .merged(prefix)?
-            .keys()
-            .filter_map(|k| k.get(prefix.len() + 8..prefix.len() + 24))
-            .filter_map(|b| Uuid::from_slice(b).ok())
-            .collect())
+        self.merged(prefix)?.keys().map(|k| list_key_case_id(prefix, k).map_err(|m| corrupt(k, m))).collect()
     }
 
     /// Encodes the batch's case views and statistics cells, sets the checkpoint, and returns
