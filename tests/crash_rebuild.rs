@@ -100,7 +100,16 @@ async fn embedded_projector_survives_sigkill() {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::copy(&entry, target).unwrap();
     }
+    let checked = data.clone();
     tokio::task::spawn_blocking(move || kill_restart_compare(&data, &fresh, head, &[])).await.unwrap();
+    // `whistle check` reads every record and recounts what the views' counters count.
+    let check = whistle(&["check", "--data", checked.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

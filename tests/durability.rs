@@ -434,3 +434,60 @@ async fn damaged_views_are_set_aside_and_rebuilt_and_metrics_still_answer() {
     let status = serve.stop().expect("serve was running");
     assert!(status.success(), "{}", serve.log());
 }
+
+/// The layout earlier versions wrote: a sled database with `records` (position → subject,
+/// msg-id, payload with u16 BE lengths) and `consumers` (name → position; `delivery:` keys).
+fn legacy_record(subject: &str, msg_id: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for field in [subject.as_bytes(), msg_id.as_bytes()] {
+        out.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        out.extend_from_slice(field);
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+#[tokio::test]
+async fn a_log_written_by_the_sled_version_is_migrated_once_with_its_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let case_id = uuid::Uuid::now_v7();
+    let commits: Vec<Commit> =
+        (0..2).map(|_| Commit { command_id: uuid::Uuid::now_v7(), case_id, events: vec![] }).collect();
+    {
+        let db = sled::open(&path).unwrap();
+        let records = db.open_tree("records").unwrap();
+        for (n, commit) in commits.iter().enumerate() {
+            let value = legacy_record(
+                &whistle::log::case_subject(case_id),
+                &commit.command_id.to_string(),
+                &commit.encode().unwrap(),
+            );
+            records.insert((n as u64 + 1).to_be_bytes(), value).unwrap();
+        }
+        records.insert(3u64.to_be_bytes(), legacy_record("whistle.case.x", "", b"{not json")).unwrap();
+        let consumers = db.open_tree("consumers").unwrap();
+        consumers.insert("whistle-alert-delivery", &2u64.to_be_bytes()).unwrap();
+        consumers.insert("delivery:subject/1", &[1u8]).unwrap();
+        db.flush().unwrap();
+    }
+
+    let log = EmbeddedLog::open(&path).unwrap();
+    assert_eq!(log.head().await.unwrap(), 3);
+    let case = log.read_case(case_id).await.unwrap();
+    assert_eq!(case.iter().map(|r| r.position).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(case[1].decode().unwrap(), commits[1]);
+    assert_eq!(case[1].msg_id, Some(commits[1].command_id.to_string()));
+    assert!(!log.claim_delivery("subject/1").await.unwrap(), "claims made before the migration hold");
+    let mut claimed = log.claim("whistle-alert-delivery").await.unwrap();
+    let next = futures::StreamExt::next(&mut claimed).await.unwrap().unwrap();
+    assert_eq!(next.record.position, 3, "the consumer resumes after what it had acknowledged");
+    assert_eq!(next.record.subject, "whistle.case.x");
+    drop(claimed);
+    let third = Commit { command_id: uuid::Uuid::now_v7(), case_id, events: vec![] };
+    assert_eq!(log.append(&third, 2).await.unwrap().position, 4, "appends go on after the migrated records");
+    assert!(log.append(&commits[0], 4).await.unwrap().duplicate, "migrated command ids still deduplicate");
+    log.close().await.unwrap();
+    let report = EmbeddedLog::check(&path).unwrap();
+    assert_eq!(report.records, 4);
+}

@@ -159,6 +159,7 @@ async fn warning_breach_and_escalation_fire_exactly_at_their_times(backend: Back
     let view = rig.projector.views().case(case).unwrap().unwrap();
     assert_eq!(view.overdue().len(), 1);
     assert_eq!(rig.projector.views().alerts(true, 10).unwrap().len(), 3);
+    rig.projector.views().verify().expect("the views' counters equal what they count");
 }
 
 async fn a_late_warning_becomes_the_breach_and_a_stopped_clock_says_nothing(backend: Backend) {
@@ -177,6 +178,7 @@ async fn a_late_warning_becomes_the_breach_and_a_stopped_clock_says_nothing(back
     let alerts = records.iter().flat_map(|r| r.decode().unwrap().events).filter(|e| e.body.alert_stage().is_some());
     assert_eq!(alerts.count(), 0, "a department that reported in is never alerted");
     assert!(rig.projector.views().case(other).unwrap().unwrap().armed.is_empty(), "reported in: no clock");
+    rig.projector.views().verify().expect("the views' counters equal what they count");
 }
 
 async fn an_approved_extension_moves_the_breach(backend: Backend) {

@@ -142,14 +142,26 @@ impl Views {
         Ok(format != VIEWS_FORMAT && (format != 0 || self.checkpoint()? > 0))
     }
 
-    /// Reads every key and value once and the counters the service relies on: damage sled
-    /// reports, or a counter that does not decode, comes back as [`ViewError::Damaged`].
+    /// Reads every key and value once, and checks that the counters the service relies on
+    /// decode and equal what they count: damage sled reports, or counters that do not hold,
+    /// come back as [`ViewError::Damaged`]. Views of another format are left to the projector,
+    /// which rebuilds them.
     pub fn verify(&self) -> Result<(), ViewError> {
         let damaged = |e: ViewError| ViewError::Damaged(e.to_string());
         let inner = self.inner()?;
-        for tree in [&inner.tree, &inner.delivery] {
+        let mut counted = [0u64; 3];
+        let prefixes: [&[u8]; 3] = [b"i:", b"ao:", b"d:"];
+        for (n, tree) in [&inner.tree, &inner.delivery].into_iter().enumerate() {
             let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                tree.iter().try_for_each(|item| item.map(drop))
+                tree.iter().try_for_each(|item| {
+                    let (key, _) = item?;
+                    if n == 0 {
+                        for (count, prefix) in counted.iter_mut().zip(prefixes) {
+                            *count += u64::from(key.starts_with(prefix));
+                        }
+                    }
+                    Ok::<(), sled::Error>(())
+                })
             }));
             match walked {
                 Ok(Ok(())) => {}
@@ -157,8 +169,22 @@ impl Views {
                 Err(_) => return Err(ViewError::Damaged("sled could not read them".into())),
             }
         }
-        for key in [FORMAT_KEY, CHECKPOINT_KEY, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, OPEN_ALERT_COUNT_KEY] {
+        for key in [FORMAT_KEY, CHECKPOINT_KEY] {
             self.counter(key).map_err(damaged)?;
+        }
+        if self.outdated()? {
+            return Ok(());
+        }
+        let keys = [ARMED_COUNT_KEY, OPEN_ALERT_COUNT_KEY, DEAD_LETTER_COUNT_KEY];
+        for ((key, prefix), count) in keys.into_iter().zip(prefixes).zip(counted) {
+            let kept = self.counter(key).map_err(damaged)?;
+            if kept != count {
+                return Err(ViewError::Damaged(format!(
+                    "counter {} says {kept} but {count} keys start with {}",
+                    String::from_utf8_lossy(key),
+                    String::from_utf8_lossy(prefix)
+                )));
+            }
         }
         Ok(())
     }
