@@ -444,6 +444,54 @@ async fn quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning(backend
     live.node.stop().await;
 }
 
+/// Regression: escalations went out at once whatever the urgency, so a non-urgent one reached
+/// people's groups at 03:50 at night.
+async fn a_non_urgent_escalation_waits_for_working_hours_and_an_urgent_one_goes_at_once(backend: Backend) {
+    let receiver = webhook::Receiver::start(0).await;
+    // Raised Mon 01:30: due Tue 01:30, escalated Wed 01:30, both outside working hours.
+    let live = live_node(backend, "2026-03-02T01:30:00+08:00", webhook(receiver.url())).await;
+    let normal = Uuid::now_v7();
+    let urgent = Uuid::now_v7();
+    live.run(normal, township(), raise(Urgency::Normal)).await;
+    live.run(urgent, township(), raise(Urgency::Urgent)).await;
+    let mut stream = live.node.live_alerts();
+    live.clock.set(at("2026-03-03T01:30:00+08:00"));
+    for _ in 0..2 {
+        tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("breaches recorded").unwrap();
+    }
+    receiver.wait_for(1).await;
+    live.clock.set(at("2026-03-04T01:30:00+08:00"));
+    for _ in 0..2 {
+        let alert =
+            tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("escalations").unwrap();
+        assert_eq!(alert.stage, whistle::domain::event::AlertStage::Escalation);
+    }
+    // By now: the urgent breach and escalation, and the normal breach, released at Tue 09:00.
+    receiver.wait_for(3).await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    let stages_of = |case: Uuid| -> Vec<String> {
+        let mut stages: Vec<String> = receiver
+            .bodies()
+            .iter()
+            .filter(|b| b["case_id"] == case.to_string())
+            .map(|b| b["stage"].as_str().unwrap().to_owned())
+            .collect();
+        stages.sort_unstable();
+        stages
+    };
+    assert_eq!(stages_of(urgent), vec!["breach", "escalation"], "the urgent whistle's go out at night");
+    assert_eq!(stages_of(normal), vec!["breach"], "the normal escalation waits for the working morning");
+    assert_eq!(
+        live.node.delivery.stats.held.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "breach and escalation held"
+    );
+    live.clock.set(at("2026-03-04T09:00:00+08:00"));
+    receiver.wait_for(4).await;
+    assert_eq!(stages_of(normal), vec!["breach", "escalation"]);
+    live.node.stop().await;
+}
+
 async fn an_alert_on_a_holiday_waits_for_the_first_working_morning_after_it(backend: Backend) {
     let receiver = webhook::Receiver::start(0).await;
     // National Day 2026: 10-01..10-07 off; raised 10-01 10:00, due 10-02 10:00 (a holiday).
@@ -454,15 +502,16 @@ async fn an_alert_on_a_holiday_waits_for_the_first_working_morning_after_it(back
     live.clock.set(at("2026-10-02T10:00:00+08:00"));
     tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("recorded at once").unwrap();
     live.clock.set(at("2026-10-07T18:00:00+08:00"));
-    // The escalation (due + 24 h) goes to the next level at once, holiday or not.
-    let escalation = receiver.wait_for(1).await;
-    assert_eq!(escalation[0]["stage"], "escalation");
+    // The escalation (due + 24 h) is recorded on the holiday and held like the breach.
+    tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("escalation recorded").unwrap();
     tokio::time::sleep(StdDuration::from_millis(500)).await;
-    assert_eq!(receiver.bodies().len(), 1, "the breach is held through the holiday");
+    assert_eq!(receiver.bodies().len(), 0, "breach and escalation are held through the holiday");
     live.clock.set(at("2026-10-08T09:00:00+08:00"));
     let got = receiver.wait_for(2).await;
-    assert_eq!(got[1]["stage"], "breach");
-    assert_eq!(got[1]["case_id"], case.to_string());
+    let mut stages: Vec<&str> = got.iter().map(|b| b["stage"].as_str().unwrap()).collect();
+    stages.sort_unstable();
+    assert_eq!(stages, vec!["breach", "escalation"]);
+    assert!(got.iter().all(|b| b["case_id"] == case.to_string()));
     live.node.stop().await;
 }
 
@@ -558,4 +607,5 @@ on_both!(
     a_failing_webhook_receives_each_alert_exactly_once_after_retries,
     quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning,
     an_alert_on_a_holiday_waits_for_the_first_working_morning_after_it,
+    a_non_urgent_escalation_waits_for_working_hours_and_an_urgent_one_goes_at_once,
 );

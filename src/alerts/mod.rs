@@ -6,7 +6,7 @@
 //! - webhooks from config (generic JSON, WeCom and DingTalk group-robot markdown), with
 //!   retries, backoff and a bounded queue. These reach people, so non-urgent alerts wait for
 //!   working hours: an alert outside them is held and sent at the start of the next working
-//!   day. Urgent whistles and escalations go at once;
+//!   day, escalations included. Urgent whistles and operator notices go at once;
 //! - the in-process broadcast the HTTP layer serves as Server-Sent Events (fed by the
 //!   projector, see [`crate::projector::Projector::alerts`]).
 //!
@@ -340,7 +340,9 @@ impl Delivery {
             if !webhook.wants(&notice) || self.was_sent(&webhook.name, &notice) {
                 continue;
             }
-            let at_once = notice.urgent || notice.stage == "escalation" || notice.stage == "operator";
+            // Escalations of non-urgent cases wait like breaches: no night or weekend demands
+            // for matters that are not urgent.
+            let at_once = notice.urgent || notice.stage == "operator";
             let release = if at_once { now } else { release_at(now, &self.calendar, self.config.working_hours) };
             if release > now {
                 self.hold(index, &notice, release);
