@@ -111,6 +111,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| ServeError::Failed(format!("cannot listen on {}: {e}", options.listen)))?;
+    let (shutdown, stopping) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         log,
         executor: node.executor.clone(),
@@ -127,12 +128,17 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         metrics: Metrics::default(),
         delivery: Some(node.delivery.clone()),
         secret,
+        shutdown: stopping,
     });
     // The bound address: with port 0 the system picked one, and whoever started us reads it here.
     let listening = listener.local_addr().unwrap_or(options.listen);
     announce(&options.data, listening, &handle, created, &files);
     let app = crate::api::app(state);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal(options.stop, terminate)).await;
+    let signalled = async move {
+        shutdown_signal(options.stop, terminate).await;
+        let _ = shutdown.send(true);
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(signalled).await;
     tracing::info!("shutting down");
     node.stop().await;
     handle.close().await.map_err(|e| ServeError::Failed(e.to_string()))?;

@@ -64,6 +64,52 @@ fn first_start_writes_a_demo_org_and_private_tokens_then_stops_cleanly_on_sigter
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
+/// Regression: with any live alert stream open (every supervisor dashboard holds one), SIGTERM
+/// left the service running until the client went away, so every restart ended in SIGKILL.
+#[test]
+fn sigterm_stops_the_service_within_5_s_while_dashboards_hold_live_streams() {
+    use std::io::{Read, Write};
+    let mut serve = Serve::start();
+    for n in 0..5 {
+        let out = serve.client(
+            "东坝镇",
+            &["raise", "--title", &format!("关停 {n}"), "--description", "d", "--department", "住建局"],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let token = serve.token("区委督查室");
+    let streams: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", serve.process.port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let request = format!(
+                "GET /v1/alerts/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+            );
+            s.write_all(request.as_bytes()).unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200", "the stream opened");
+            s
+        })
+        .collect();
+    let pid = serve.process.pid().unwrap() as i32;
+    // SAFETY: kill(2) on the service this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = serve.process.wait_exit(Duration::from_secs(5)).expect("exited within 5 s of SIGTERM");
+    assert!(status.success(), "exit 0, got {status}: {}", serve.process.log());
+    drop(streams);
+    let data = serve.data.path().to_str().unwrap().to_owned();
+    let digest = bin().args(["views", "digest", "--data", &data]).output().unwrap();
+    let rebuilt = bin().args(["rebuild", "--data", &data]).output().unwrap();
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    let digest = stdout(&digest).trim().to_owned();
+    assert!(
+        stdout(&rebuilt).contains(&format!("views digest {digest}")),
+        "views equal a rebuild: {digest} vs {}",
+        stdout(&rebuilt)
+    );
+}
+
 #[test]
 fn the_cli_client_runs_a_whistle_and_reports_server_errors() {
     let serve = Serve::start();

@@ -71,6 +71,8 @@ pub struct AppState {
     pub delivery: Option<Arc<crate::alerts::Delivery>>,
     /// Per-installation secret: anonymous follow-up codes for keyed requests derive from it.
     pub secret: String,
+    /// Turns true when the service is stopping: live streams end so the server can stop.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 pub type Shared = Arc<AppState>;

@@ -52,7 +52,17 @@ pub async fn stream(
         };
         std::future::ready(out)
     });
-    Ok(Sse::new(backlog.chain(live)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    // A stopping service ends every stream (clients reconnect elsewhere with Last-Event-ID);
+    // an open stream would otherwise hold the graceful shutdown forever.
+    let mut shutdown = state.shutdown.clone();
+    let stopping = async move {
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            // Nobody can stop this service any more: the stream lives as long as its client.
+            std::future::pending::<()>().await;
+        }
+    };
+    let events = backlog.chain(live).take_until(stopping);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
 /// An `alert` event (id: its log position), or an `alert_acknowledged` update. Replayed

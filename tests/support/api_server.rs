@@ -64,6 +64,7 @@ impl TestServer {
             metrics: Metrics::default(),
             delivery: Some(node.delivery.clone()),
             secret: "test-secret".into(),
+            shutdown: tokio::sync::watch::channel(false).1,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
