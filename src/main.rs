@@ -339,6 +339,9 @@ fn check(data: &std::path::Path) -> Result<(), Failure> {
         Err(whistle::projector::views::ViewError::Damaged(e)) => {
             return Err(failed(format!("views: {e}; the next start sets them aside and rebuilds them")))
         }
+        Err(e) if e.to_string().contains("could not acquire lock") => {
+            println!("views: in use by a running service, not checked (stop it to check them too)")
+        }
         Err(e) => println!("views: not checked ({e})"),
     }
     Ok(())
