@@ -3,6 +3,8 @@
 
 #[path = "support/api_server.rs"]
 mod api_server;
+#[path = "support/webhook.rs"]
+mod webhook;
 
 use std::time::Duration;
 
@@ -221,6 +223,87 @@ async fn anonymous_feedback_is_followed_up_with_its_code_only() {
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["events"][0]["actor"]["role"], "anonymous");
+}
+
+/// A `tracing` writer that keeps everything written, to read the service's log lines.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Regression: with an Idempotency-Key, the case id was SHA-256(township, unit, "create", key)
+/// with no secret, so anyone who sees ids could test guessed keys against each township.
+/// Current-thread runtime: the service's tasks log on this thread, into the captured writer.
+#[tokio::test]
+async fn anonymous_feedback_cannot_be_traced_to_its_township() {
+    let lines = Captured::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("whistle=trace"))
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let receiver = webhook::Receiver::start(0).await;
+    let mut config = whistle::service::NodeConfig::default();
+    config.alerts.webhooks.push(whistle::alerts::WebhookConfig {
+        name: "supervisors".into(),
+        url: receiver.url(),
+        format: whistle::alerts::WebhookFormat::Generic,
+        stages: vec![],
+        units: vec![],
+    });
+    let one = TestServer::start_with(START, "secret-of-installation-one", config).await;
+    let two =
+        TestServer::start_with(START, "secret-of-installation-two", whistle::service::NodeConfig::default()).await;
+    let body = json!({ "topic": "apps_chat_groups", "body": "打卡群太多", "anonymous": true });
+    let key = [("Idempotency-Key", "same-key")];
+    let (st, first) = one.call_with("POST", "/v1/feedback", Some(T_IN), Some(body.clone()), &key).await;
+    assert_eq!(st, StatusCode::CREATED, "{first}");
+    let (_, second) = two.call_with("POST", "/v1/feedback", Some(T_IN), Some(body), &key).await;
+    let id = first["case"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(second["case"]["id"].as_str().unwrap(), id, "same township and key, other installation: other id");
+    // What anyone could compute from the township and a guessed key without the secret.
+    let guessable = [
+        whistle::api::derived_id(&["township", "东坝镇", "create", "same-key"]).to_string(),
+        whistle::api::derived_id(&["township", "东坝镇", "follow-up", "same-key"]).simple().to_string(),
+    ];
+
+    // Let the reply clock breach (3 working days), inside working hours so the webhook sends.
+    one.settle().await;
+    one.clock
+        .set(chrono::DateTime::parse_from_rfc3339("2026-03-06T10:00:00+08:00").unwrap().with_timezone(&chrono::Utc));
+    let hooks = receiver.wait_for(1).await;
+    one.settle().await;
+    let mut seen: Vec<String> = hooks.iter().map(Value::to_string).collect();
+    for record in one.log.read_case(uuid::Uuid::parse_str(&id).unwrap()).await.unwrap() {
+        seen.push(format!("{} {:?} {}", record.subject, record.msg_id, String::from_utf8_lossy(&record.payload)));
+    }
+    assert!(seen.len() >= 3, "the submission, its breach, and the webhook body: {seen:?}");
+    for (who, path) in
+        [(OFFICE, format!("/v1/cases/{id}")), (SUP, "/v1/alerts".to_owned()), (OFFICE, "/v1/cases".to_owned())]
+    {
+        let (st, got) = one.call("GET", &path, Some(who), None).await;
+        assert_eq!(st, StatusCode::OK, "{path}: {got}");
+        seen.push(got.to_string());
+    }
+    let logged = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+    assert!(!logged.is_empty(), "the service's log lines were captured");
+    seen.push(logged);
+    for text in &seen {
+        assert!(!text.contains("东坝镇"), "the township appears: {text}");
+        for value in &guessable {
+            assert!(!text.contains(value.as_str()), "a value computable without the secret appears: {text}");
+        }
+    }
+    assert!(seen.iter().any(|t| t.contains(&id)), "the checks looked at the case itself");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

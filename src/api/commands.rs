@@ -133,7 +133,7 @@ pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes
         return Err(refuse(&state, &actor, "raise a whistle"));
     }
     known_departments(&state, &req.departments)?;
-    let (command_id, case_id) = creation_ids(&headers, &actor)?;
+    let (command_id, case_id) = creation_ids(&state, &headers, &actor, false)?;
     let body = CommandBody::RaiseWhistle {
         title: req.title,
         description: req.description,
@@ -145,10 +145,14 @@ pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes
     run(&state, Command::new(command_id, case_id, actor, body), true).await
 }
 
-/// Command and case ids for a creation: derived from the Idempotency-Key when there is one,
-/// so a retried request finds the case it created.
-fn creation_ids(headers: &HeaderMap, actor: &Actor) -> Result<(Uuid, Uuid), ApiError> {
-    let command_id = command_id(headers, actor, "create")?;
+/// Command and case ids for a creation: derived from the Idempotency-Key (and the
+/// installation secret) when there is one, so a retried request finds the case it created.
+/// Without a key, anonymous feedback gets random ids that carry no time either.
+fn creation_ids(state: &Shared, headers: &HeaderMap, actor: &Actor, anonymous: bool) -> Result<(Uuid, Uuid), ApiError> {
+    if anonymous && !headers.contains_key("idempotency-key") {
+        return Ok((Uuid::new_v4(), Uuid::new_v4()));
+    }
+    let command_id = command_id(&state.secret, headers, actor, "create")?;
     let case_id = if headers.contains_key("idempotency-key") { command_id } else { Uuid::now_v7() };
     Ok((command_id, case_id))
 }
@@ -182,7 +186,7 @@ pub async fn whistle_action(
         other => return Err(ApiError::not_found(format!("no whistle action {other:?}"))),
     };
     visible_case(&state, &actor, case_id).await?;
-    let command_id = command_id(&headers, &actor, &format!("{case_id}/{action}"))?;
+    let command_id = command_id(&state.secret, &headers, &actor, &format!("{case_id}/{action}"))?;
     run(&state, Command::new(command_id, case_id, actor, body), false).await
 }
 
@@ -192,7 +196,7 @@ pub async fn submit(State(state): State<Shared>, headers: HeaderMap, bytes: Byte
     if actor.role != Role::Township {
         return Err(refuse(&state, &actor, "submit feedback"));
     }
-    let (command_id, case_id) = creation_ids(&headers, &actor)?;
+    let (command_id, case_id) = creation_ids(&state, &headers, &actor, req.anonymous)?;
     let code = req.anonymous.then(|| follow_up_code(&state, &headers, &actor));
     let mut cmd = Command::new(
         command_id,
@@ -259,7 +263,7 @@ pub async fn feedback_action(
         }
     };
     let salt_unit = code.clone().unwrap_or_default();
-    let command_id = command_id(&headers, &actor, &format!("{case_id}/{action}/{salt_unit}"))?;
+    let command_id = command_id(&state.secret, &headers, &actor, &format!("{case_id}/{action}/{salt_unit}"))?;
     let mut cmd = Command::new(command_id, case_id, actor, body);
     cmd.follow_up_code = code;
     run(&state, cmd, false).await
@@ -286,7 +290,7 @@ pub async fn request_extension(
         _ => return Err(ApiError::invalid("give either working_days or hours")),
     };
     visible_case(&state, &actor, case_id).await?;
-    let command_id = command_id(&headers, &actor, &format!("{case_id}/extension"))?;
+    let command_id = command_id(&state.secret, &headers, &actor, &format!("{case_id}/extension"))?;
     let body = CommandBody::RequestExtension { clock, span, reason: req.reason };
     run(&state, Command::new(command_id, case_id, actor, body), true).await
 }
@@ -326,7 +330,7 @@ pub async fn decide_extension(
         other => return Err(ApiError::not_found(format!("no extension decision {other:?}"))),
     };
     visible_case(&state, &actor, case_id).await?;
-    let command_id = command_id(&headers, &actor, &format!("{case_id}/extension/{number}/{decision}"))?;
+    let command_id = command_id(&state.secret, &headers, &actor, &format!("{case_id}/extension/{number}/{decision}"))?;
     run(&state, Command::new(command_id, case_id, actor, body), false).await
 }
 
@@ -344,7 +348,7 @@ pub async fn ack_alert(
     if actor.role != Role::Supervisor {
         return Err(refuse(&state, &actor, "acknowledge an alert"));
     }
-    let command_id = command_id(&headers, &actor, &format!("alert/{alert_id}"))?;
+    let command_id = command_id(&state.secret, &headers, &actor, &format!("alert/{alert_id}"))?;
     let cmd = Command::new(command_id, alert.case_id, actor, CommandBody::AcknowledgeAlert { alert_id });
     run(&state, cmd, false).await
 }

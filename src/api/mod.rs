@@ -318,9 +318,11 @@ pub fn refuse(state: &AppState, actor: &Actor, what: &str) -> ApiError {
     ApiError::forbidden(format!("a {} may not {what}", actor.role.as_str()))
 }
 
-/// The command id for a request: derived from the caller and its Idempotency-Key, so a
-/// repeated request is recognised; a fresh one otherwise.
-pub fn command_id(headers: &HeaderMap, actor: &Actor, salt: &str) -> Result<Uuid, ApiError> {
+/// The command id for a request: derived from the installation secret, the caller and its
+/// Idempotency-Key, so a repeated request is recognised; a fresh one otherwise. Without the
+/// secret, whoever sees ids (they are published) could test guessed keys against each unit
+/// and name the submitter of anonymous feedback.
+pub fn command_id(secret: &str, headers: &HeaderMap, actor: &Actor, salt: &str) -> Result<Uuid, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(Uuid::now_v7()),
         Some(v) => {
@@ -330,7 +332,7 @@ pub fn command_id(headers: &HeaderMap, actor: &Actor, salt: &str) -> Result<Uuid
                     "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters"
                 )));
             }
-            Ok(derived_id(&[actor.role.as_str(), &actor.unit, salt, key]))
+            Ok(derived_id(&[secret, actor.role.as_str(), &actor.unit, salt, key]))
         }
     }
 }

@@ -35,6 +35,11 @@ pub fn key(actor: &Actor) -> String {
 
 impl TestServer {
     pub async fn start(start: &str) -> TestServer {
+        TestServer::start_with(start, "test-secret", NodeConfig::default()).await
+    }
+
+    /// A server with its own installation secret and node configuration (e.g. webhooks).
+    pub async fn start_with(start: &str, secret: &str, config: NodeConfig) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let org = Org::demo();
         let tokens_path = dir.path().join("tokens.toml");
@@ -46,8 +51,7 @@ impl TestServer {
         let log = handle.log();
         let views = Views::open(dir.path().join("views")).unwrap();
         let clock = ManualClock::new(DateTime::parse_from_rfc3339(start).unwrap().with_timezone(&Utc));
-        let node =
-            Node::start(log.clone(), views.clone(), Arc::new(clock.clone()), NodeConfig::default()).await.unwrap();
+        let node = Node::start(log.clone(), views.clone(), Arc::new(clock.clone()), config).await.unwrap();
         let state = Arc::new(AppState {
             log: log.clone(),
             executor: node.executor.clone(),
@@ -63,7 +67,7 @@ impl TestServer {
             startup_head: 0,
             metrics: Metrics::default(),
             delivery: Some(node.delivery.clone()),
-            secret: "test-secret".into(),
+            secret: secret.into(),
             shutdown: tokio::sync::watch::channel(false).1,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
