@@ -386,7 +386,7 @@ async fn the_running_watchdog_wakes_for_the_deadline_and_every_channel_hears_onc
     assert_eq!(alert.stage, whistle::domain::event::AlertStage::Breach);
     assert_eq!(alert.unit, HOUSING);
     let (name, payload) = tokio::time::timeout(StdDuration::from_secs(20), subject.next()).await.unwrap().unwrap();
-    assert_eq!(name, "whistle.alert.breach.住建局");
+    assert_eq!(name, "whistle.alert.breach.1.住建局", "stage, supervisor level, unit");
     let notice: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(notice["alert_id"], alert.alert_id.to_string());
     assert!(notice["text"].as_str().unwrap().contains("【超时】住建局 的「报到」已超时"), "{notice}");

@@ -1,7 +1,7 @@
 //! Alert delivery: from alert events to the people and systems that act on them.
 //!
 //! Channels:
-//! - the subject `whistle.alert.<level>.<unit>` (NATS core; an in-process broadcast on the
+//! - the subject `whistle.alert.<stage>.<level>.<unit>` (NATS core; an in-process broadcast on the
 //!   embedded log), for other systems, at once;
 //! - webhooks from config (generic JSON, WeCom and DingTalk group-robot markdown), with
 //!   retries, backoff and a bounded queue. These reach people, so non-urgent alerts wait for
@@ -261,7 +261,7 @@ impl Delivery {
     }
 
     async fn publish_unclaimed(&self, notice: &AlertNotice) {
-        let subject = alert_subject(&notice.stage, &notice.unit);
+        let subject = alert_subject(&notice.stage, notice.level, &notice.unit);
         let payload = bytes::Bytes::from(serde_json::to_vec(notice).expect("notices serialise (plain data)"));
         if let Err(e) = self.log.publish_alert(&subject, payload).await {
             tracing::warn!(%subject, "operator notice not published: {e}");
@@ -324,7 +324,7 @@ impl Delivery {
         if !self.claim(&format!("subject/{}", notice.alert_id)).await {
             return;
         }
-        let subject = alert_subject(&notice.stage, &notice.unit);
+        let subject = alert_subject(&notice.stage, notice.level, &notice.unit);
         let payload = bytes::Bytes::from(serde_json::to_vec(notice).expect("notices serialise (plain data)"));
         match self.log.publish_alert(&subject, payload).await {
             Ok(()) => {

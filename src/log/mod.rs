@@ -149,11 +149,14 @@ impl Acker {
 /// Alerts published for other systems: a subject and a JSON payload.
 pub type AlertStream = Pin<Box<dyn Stream<Item = (String, Bytes)> + Send>>;
 
-/// Subject prefix of published alerts: `whistle.alert.<level>.<unit>`.
+/// Subject prefix of published alerts: `whistle.alert.<stage>.<level>.<unit>`.
 pub const ALERT_SUBJECT_PREFIX: &str = "whistle.alert.";
 
-/// The subject of an alert: unit names are made safe as one subject token.
-pub fn alert_subject(level: &str, unit: &str) -> String {
+/// The subject of an alert: its stage (`warning`, `breach`, `escalation`, `operator`), the
+/// supervisor level told (1 = the case's own district), and the unit that owes the clock, so
+/// a consumer can filter on any of them (`whistle.alert.*.2.>`: everything for level 2).
+/// Unit names are made safe as one subject token.
+pub fn alert_subject(stage: &str, level: u8, unit: &str) -> String {
     let token = |s: &str| -> String {
         let t: String =
             s.chars().map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c }).collect();
@@ -163,7 +166,7 @@ pub fn alert_subject(level: &str, unit: &str) -> String {
             t
         }
     };
-    format!("{ALERT_SUBJECT_PREFIX}{}.{}", token(level), token(unit))
+    format!("{ALERT_SUBJECT_PREFIX}{}.{level}.{}", token(stage), token(unit))
 }
 
 /// The event log both back ends implement.
@@ -208,4 +211,18 @@ pub trait EventLog: Send + Sync {
 /// The last position of a case from its records (0 when there are none).
 pub fn last_position(records: &[StoredRecord]) -> u64 {
     records.last().map_or(0, |r| r.position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the docs promised `<level>.<unit>` while the code published `<stage>.<unit>`,
+    /// so no consumer could filter by supervisor level.
+    #[test]
+    fn alert_subjects_carry_stage_level_and_unit_as_safe_tokens() {
+        assert_eq!(alert_subject("escalation", 2, "住建局"), "whistle.alert.escalation.2.住建局");
+        assert_eq!(alert_subject("breach", 1, "a.b c>*"), "whistle.alert.breach.1.a_b_c__");
+        assert_eq!(alert_subject("operator", 1, ""), "whistle.alert.operator.1._");
+    }
 }
