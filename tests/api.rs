@@ -625,3 +625,31 @@ async fn every_endpoint_for_every_role_in_and_out_of_scope() {
     assert!(failures.is_empty(), "{} of {checked} checks failed:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(checked, 24 * 9 + 9 + 9);
 }
+
+/// Regression: a GET right after a 2xx could miss the change (the views trail the log). The
+/// answer's position, passed back as X-Min-Position, makes the read include the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_with_the_answered_position_sees_the_write() {
+    let s = TestServer::start(START).await;
+    for n in 0..20 {
+        let body = json!({ "title": format!("读写 {n}"), "description": "d", "departments": ["住建局"] });
+        let (st, created) = s.call("POST", "/v1/whistles", Some(T_IN), Some(body)).await;
+        assert_eq!(st, StatusCode::CREATED);
+        let id = created["case"]["id"].as_str().unwrap().to_owned();
+        let position = created["position"].as_u64().expect("the answer carries its log position");
+        let (st, acked) = s.call("POST", &format!("/v1/whistles/{id}/ack"), Some(D_IN), None).await;
+        assert_eq!(st, StatusCode::OK);
+        let acked_at = acked["position"].as_u64().unwrap();
+        assert!(acked_at > position, "positions grow: {acked_at} after {position}");
+        let min = acked_at.to_string();
+        let (st, got) =
+            s.call_with("GET", &format!("/v1/cases/{id}"), Some(T_IN), None, &[("X-Min-Position", &min)]).await;
+        assert_eq!(st, StatusCode::OK, "{got}");
+        assert_eq!(got["detail"]["departments"]["住建局"]["status"], "acknowledged", "read {n} saw its write: {got}");
+    }
+    let (st, body) = s.call_with("GET", "/v1/cases", Some(T_IN), None, &[("X-Min-Position", "soon")]).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    let far = (s.log.head().await.unwrap() + 1_000).to_string();
+    let (st, body) = s.call_with("GET", "/v1/cases", Some(T_IN), None, &[("X-Min-Position", &far)]).await;
+    assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("catching_up")));
+}

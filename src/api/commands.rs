@@ -99,7 +99,12 @@ async fn run(state: &Shared, cmd: Command, created: bool) -> Result<Response, Ap
     }
     let done = result?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(answer(state, &cmd, &done))).into_response())
+    let mut response = (status, Json(answer(state, &cmd, &done))).into_response();
+    // The same position as a header, for clients that pass it on as X-Min-Position.
+    if let Ok(value) = axum::http::HeaderValue::from_str(&done.position.to_string()) {
+        response.headers_mut().insert(super::POSITION_HEADER, value);
+    }
+    Ok(response)
 }
 
 fn answer(state: &Shared, cmd: &Command, done: &Executed) -> Value {
@@ -108,6 +113,7 @@ fn answer(state: &Shared, cmd: &Command, done: &Executed) -> Value {
         "case": case_json(cmd.case_id, &done.state, &armed, None),
         "events": done.events,
         "repeated": done.repeated,
+        "position": done.position,
     })
 }
 

@@ -37,6 +37,13 @@ use auth::{Org, Tokens};
 
 /// Largest request body accepted, in bytes.
 pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Response header with the log position a command's record is at.
+pub const POSITION_HEADER: &str = "x-log-position";
+/// Request header: answer only from views that have applied the log up to this position.
+pub const MIN_POSITION_HEADER: &str = "x-min-position";
+/// Longest a request waits for the views to reach its `X-Min-Position`.
+pub const MIN_POSITION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Longest Idempotency-Key accepted, in characters.
 pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 200;
 
@@ -101,9 +108,37 @@ pub fn app(state: Shared) -> Router {
         .route("/v1/alerts/{id}/ack", post(commands::ack_alert))
         .route("/v1/stats", get(queries::stats))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), read_your_writes))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(axum::middleware::map_response(too_large))
         .with_state(state)
+}
+
+/// Reads after writes: a request with `X-Min-Position: N` (the position a command answered
+/// with) is answered only once the views have applied the log up to N, waiting at most
+/// [`MIN_POSITION_WAIT`]; after that it is a 503 to retry, never a stale answer.
+async fn read_your_writes(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(value) = request.headers().get(MIN_POSITION_HEADER) else { return next.run(request).await };
+    let Some(position) = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) else {
+        return ApiError::bad_request("X-Min-Position must be a log position (a whole number)").into_response();
+    };
+    let mut checkpoint = state.progress.checkpoint.clone();
+    let reached =
+        matches!(tokio::time::timeout(MIN_POSITION_WAIT, checkpoint.wait_for(|c| *c >= position)).await, Ok(Ok(_)));
+    if !reached {
+        let at = *state.progress.checkpoint.borrow();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "catching_up",
+            format!("the views have reached log position {at}, not yet {position}; retry shortly"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 // ------------------------------------------------------------------------------------ errors

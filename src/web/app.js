@@ -35,13 +35,19 @@ const say = (text, ok) => {
 };
 const when = (iso) => iso ? new Date(iso).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : "";
 
+// The log position of this page's last action: reads ask for views that include it, so a
+// list shown right after an action shows that action (X-Min-Position).
+let seenPosition = 0;
+
 async function api(method, path, body) {
   const headers = { Authorization: "Bearer " + token };
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method === "GET" && seenPosition > 0) headers["X-Min-Position"] = String(seenPosition);
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
   const data = text ? JSON.parse(text) : null;
   if (!res.ok) throw new Error((data && data.error && data.error.message) || res.statusText);
+  if (data && typeof data.position === "number") seenPosition = Math.max(seenPosition, data.position);
   return data;
 }
 
