@@ -187,12 +187,22 @@ pub enum CalendarCommand {
         /// Number of working days, at least 1.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(WORKING_DAYS_MAX)))]
         working_days: u32,
+        /// Also count the years published in this data folder's embedded log (read without
+        /// taking it: works while the service runs). Without it, only the shipped years count.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Publish (or correct) a year's official schedule from a TOML file. It is recorded as an
     /// event; open deadlines that depend on that year are recomputed and stop being provisional.
     Publish {
         /// The schedule file: year, notice, holidays, workdays (see src/domain/calendars/).
         file: PathBuf,
+        /// Publish through this running service (with an admin token in --token) instead of
+        /// writing to the log directly; needed while a service holds the embedded log.
+        #[arg(long = "url", id = "service_url", env = "WHISTLE_URL")]
+        service_url: Option<String>,
+        #[arg(long = "token", id = "service_token", env = "WHISTLE_TOKEN", hide_env_values = true)]
+        service_token: Option<String>,
         #[command(flatten)]
         store: Box<StoreArgs>,
     },
@@ -472,4 +482,14 @@ impl ProgressReport {
 /// The path shown to people for a data folder.
 pub fn shown(path: &Path) -> String {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Clap checks a command's definition only when that command is parsed: two options with
+    /// one name in one subcommand would panic for whoever first runs it.
+    #[test]
+    fn every_command_line_definition_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -40,10 +40,10 @@ fn main() -> ExitCode {
     let quiet = matches!(&cli.command, Command::Bench { .. });
     init_logging(json_logs, if quiet { "warn" } else { "warn,whistle=info" });
     let outcome = match cli.command {
-        Command::Calendar { command: CalendarCommand::Due { from, working_days } } => {
-            calendar_due_line(&Calendar::official(), from, working_days)
-                .map(|line| println!("{line}"))
-                .map_err(bad_input)
+        Command::Calendar { command: CalendarCommand::Due { from, working_days, data } } => {
+            published_calendar(data.as_deref()).and_then(|calendar| {
+                calendar_due_line(&calendar, from, working_days).map(|line| println!("{line}")).map_err(bad_input)
+            })
         }
         Command::Token { command: TokenCommand::Add { role, unit, label, data, config } } => {
             add_token(role, &unit, &label, &data, config.as_deref())
@@ -252,8 +252,8 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             println!("appended {stored} events; log head {}", handle.log().head().await.map_err(failed)?);
             handle.close().await.map_err(failed)
         }
-        Command::Calendar { command: CalendarCommand::Publish { file, store } } => {
-            publish_calendar(&file, *store).await
+        Command::Calendar { command: CalendarCommand::Publish { file, service_url, service_token, store } } => {
+            publish_calendar(&file, service_url.zip(service_token), *store).await
         }
         Command::Serve(args) => serve(args).await,
         Command::Bench { quick, events, nats, json } => {
@@ -281,7 +281,26 @@ async fn run_async(command: Command) -> Result<(), Failure> {
     }
 }
 
-async fn publish_calendar(file: &std::path::Path, store: StoreArgs) -> Result<(), Failure> {
+/// The shipped calendar plus the years published in `data`'s embedded log, if given.
+fn published_calendar(data: Option<&std::path::Path>) -> Result<Calendar, Failure> {
+    let mut calendar = Calendar::official();
+    if let Some(data) = data {
+        let log = data.join("log");
+        if !log.join("records").exists() {
+            return Err(bad_input(format!("{} holds no embedded log", shown(data))));
+        }
+        for schedule in whistle::log::embedded::EmbeddedLog::published_calendars(&log).map_err(failed)? {
+            calendar.load(&schedule);
+        }
+    }
+    Ok(calendar)
+}
+
+async fn publish_calendar(
+    file: &std::path::Path,
+    through: Option<(String, String)>,
+    store: StoreArgs,
+) -> Result<(), Failure> {
     use whistle::clock::{Clock, SystemClock};
     use whistle::domain::command::{Command as DomainCommand, CommandBody};
     use whistle::domain::event::{Actor, Role, CALENDAR_CASE_ID};
@@ -289,7 +308,30 @@ async fn publish_calendar(file: &std::path::Path, store: StoreArgs) -> Result<()
     let schedule =
         whistle::domain::YearSchedule::from_toml(&text).map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
     let year = schedule.year;
-    let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
+    if let Some((url, token)) = through {
+        let client =
+            whistle::client::Client::new(&url, &token).map_err(|e| Failure { code: e.code, message: e.message })?;
+        let body = serde_json::to_value(&schedule).map_err(failed)?;
+        let done = client
+            .json(reqwest::Method::POST, &format!("/v1/calendar/{year}"), Some(body))
+            .await
+            .map_err(|e| Failure { code: e.code, message: e.message })?;
+        println!(
+            "published the {year} calendar through {url} at log position {}; every instance picks it up",
+            done["position"]
+        );
+        return Ok(());
+    }
+    let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(|e| {
+        if e.to_string().contains("in use by another whistle process") {
+            failed(format!(
+                "{e}: a service is running on this folder; publish through it with --url (WHISTLE_URL) and an admin \
+                 token in --token (WHISTLE_TOKEN)"
+            ))
+        } else {
+            failed(e)
+        }
+    })?;
     let cmd = DomainCommand::new(
         uuid::Uuid::now_v7(),
         CALENDAR_CASE_ID,

@@ -195,7 +195,7 @@ impl Node {
                 log,
                 views.clone(),
                 clock,
-                config.calendar,
+                progress.calendar.clone(),
                 config.alerts,
                 progress.checkpoint.clone(),
             )

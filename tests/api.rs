@@ -653,3 +653,61 @@ async fn a_read_with_the_answered_position_sees_the_write() {
     let (st, body) = s.call_with("GET", "/v1/cases", Some(T_IN), None, &[("X-Min-Position", &far)]).await;
     assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("catching_up")));
 }
+
+/// Regression: alert delivery kept the calendar it started with, so after a year was published
+/// a held alert still went out on that year's holiday; and publishing needed a stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_year_published_while_serving_keeps_held_alerts_off_its_holidays() {
+    let receiver = webhook::Receiver::start(0).await;
+    let mut config = whistle::service::NodeConfig::default();
+    config.alerts.webhooks.push(whistle::alerts::WebhookConfig {
+        name: "supervisors".into(),
+        url: receiver.url(),
+        format: whistle::alerts::WebhookFormat::Generic,
+        stages: vec![],
+        units: vec![],
+    });
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+    // Raised Wed 22:00: the 报到 clock runs out Thu 2026-12-31 22:00, after working hours.
+    let s = TestServer::start_with("2026-12-30T22:00:00+08:00", "secret", config).await;
+    let id = raise(&s).await;
+    s.settle().await;
+    s.clock.set(at("2026-12-31T22:00:00+08:00"));
+    wait_for_alert(&s, &id).await;
+    // Held for the next working morning: by the weekday rule (2027 not yet published), Fri 01-01.
+    let toml = "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
+                holidays = [ { name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" } ]\nworkdays = []\n";
+    let publish = |who: &str, year: &str, body: &str| {
+        let request = s.http.post(format!("{}/v1/calendar/{year}", s.base)).bearer_auth(s.token(who));
+        request.header("Content-Type", "application/toml").body(body.to_owned()).send()
+    };
+    assert_eq!(publish(D_IN, "2027", toml).await.unwrap().status(), StatusCode::FORBIDDEN, "admins only");
+    assert_eq!(publish(ADMIN, "2028", toml).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY, "year mismatch");
+    assert_eq!(publish(ADMIN, "2027", "year = 2027\n").await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let published = publish(ADMIN, "2027", toml).await.unwrap();
+    assert_eq!(published.status(), StatusCode::OK);
+    let position = published.json::<Value>().await.unwrap()["position"].as_u64().unwrap();
+    s.node.as_ref().unwrap().caught_up_to(position).await;
+
+    s.clock.set(at("2027-01-01T09:00:00+08:00"));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(receiver.bodies().is_empty(), "nothing goes out on 元旦: {:?}", receiver.bodies());
+    s.clock.set(at("2027-01-04T09:00:00+08:00"));
+    let bodies = receiver.wait_for(1).await;
+    assert_eq!(bodies[0]["stage"], "breach");
+    assert_eq!(bodies[0]["case_id"], json!(id));
+}
+
+/// Waits (at most 20 s) until the supervisor sees an alert on `case`.
+async fn wait_for_alert(s: &TestServer, case: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        s.settle().await;
+        let (_, alerts) = s.call("GET", "/v1/alerts", Some(SUP), None).await;
+        if alerts["items"].as_array().unwrap().iter().any(|a| a["case_id"] == case) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert on {case}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -218,3 +218,45 @@ fn the_demo_plays_its_morning_and_the_missed_clock_alerts() {
     }
     assert!(!Path::new(&std::env::temp_dir().join(format!("whistle-demo-{}", out.status.code().unwrap_or(0)))).exists());
 }
+
+/// Regression: on the embedded log `whistle calendar publish` failed while the service ran
+/// (the log is locked), and `calendar due` only knew the shipped years.
+#[test]
+fn a_calendar_is_published_through_the_running_service_and_due_counts_it() {
+    let serve = Serve::start();
+    let data = serve.data.path().to_str().unwrap().to_owned();
+    let file = serve.data.path().join("2027.toml");
+    std::fs::write(
+        &file,
+        "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
+         holidays = [ { name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" } ]\nworkdays = []\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let due = |data: Option<&str>| {
+        let mut args = vec!["calendar", "due", "--from", "2026-12-31T10:00:00+08:00", "--working-days", "1"];
+        if let Some(d) = data {
+            args.extend(["--data", d]);
+        }
+        let out = bin().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        stdout(&out).trim().to_owned()
+    };
+    assert_eq!(due(Some(&data)), "2027-01-02T00:00:00+08:00 provisional", "before: the weekday rule");
+
+    let direct =
+        bin().args(["calendar", "publish", &file, "--data", &data]).env_remove("WHISTLE_URL").output().unwrap();
+    assert_eq!(direct.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("publish through it with --url"), "{direct:?}");
+    let out = bin()
+        .args(["calendar", "publish", &file])
+        .env("WHISTLE_URL", &serve.url)
+        .env("WHISTLE_TOKEN", serve.token("管理员"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("published the 2027 calendar through"), "{}", stdout(&out));
+    assert_eq!(due(Some(&data)), "2027-01-05T00:00:00+08:00", "元旦 2027 counted, no longer provisional");
+    assert_eq!(due(None), "2027-01-02T00:00:00+08:00 provisional", "without --data: shipped years only");
+    assert!(serve.stop().success());
+}

@@ -572,6 +572,26 @@ async fn two_watchdogs_on_one_stream_store_and_deliver_each_breach_once() {
         tokio::time::timeout(StdDuration::from_millis(500), subject.next()).await.is_err(),
         "no second publication"
     );
+    // A year published through one instance reaches the live calendar of both.
+    let new_year = chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap();
+    assert!(nodes[1].progress.calendar.borrow().day(new_year).provisional);
+    let schedule = YearSchedule::from_toml(
+        "year = 2027\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\n\
+         holidays = [{ name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" }]\nworkdays = []",
+    )
+    .unwrap();
+    let publish = Command::new(
+        Uuid::now_v7(),
+        whistle::domain::event::CALENDAR_CASE_ID,
+        Actor::new(Role::Admin, "市政府办"),
+        CommandBody::PublishCalendar { schedule },
+    );
+    let position = execute(logs[0].as_ref(), &publish, clock.now()).await.unwrap().position;
+    for node in &nodes {
+        node.caught_up_to(position).await;
+        let day = node.progress.calendar.borrow().day(new_year);
+        assert!(!day.working && !day.provisional, "元旦 2027 is a published holiday on every instance");
+    }
     for node in nodes {
         node.stop().await;
     }

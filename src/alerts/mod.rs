@@ -159,7 +159,8 @@ pub struct Delivery {
     log: Arc<dyn EventLog>,
     views: Views,
     clock: Arc<dyn Clock>,
-    calendar: Calendar,
+    /// The live calendar (the projector owns it): quiet hours follow years published later.
+    calendar: watch::Receiver<Arc<Calendar>>,
     config: AlertConfig,
     checkpoint: watch::Receiver<u64>,
     http: reqwest::Client,
@@ -172,7 +173,7 @@ impl Delivery {
         log: Arc<dyn EventLog>,
         views: Views,
         clock: Arc<dyn Clock>,
-        calendar: Calendar,
+        calendar: watch::Receiver<Arc<Calendar>>,
         config: AlertConfig,
         checkpoint: watch::Receiver<u64>,
     ) -> Result<Self, reqwest::Error> {
@@ -343,7 +344,8 @@ impl Delivery {
             // Escalations of non-urgent cases wait like breaches: no night or weekend demands
             // for matters that are not urgent.
             let at_once = notice.urgent || notice.stage == "operator";
-            let release = if at_once { now } else { release_at(now, &self.calendar, self.config.working_hours) };
+            let release =
+                if at_once { now } else { release_at(now, &self.calendar.borrow().clone(), self.config.working_hours) };
             if release > now {
                 self.hold(index, &notice, release);
             } else if jobs.send(Job { webhook: index, notice: notice.clone(), claim_first: true }).await.is_err() {
@@ -385,6 +387,14 @@ impl Delivery {
                     break;
                 }
                 if let Ok((webhook, notice)) = serde_json::from_slice::<(usize, AlertNotice)>(&value) {
+                    // A year published since the notice was held can make this moment a holiday:
+                    // hold it again until the working morning the live calendar gives.
+                    let due = release_at(now, &self.calendar.borrow().clone(), self.config.working_hours);
+                    if due > now && webhook < self.config.webhooks.len() {
+                        let _ = self.views.delivery_remove(&key);
+                        self.hold(webhook, &notice, due);
+                        continue;
+                    }
                     if webhook < self.config.webhooks.len()
                         && jobs.send(Job { webhook, notice, claim_first: true }).await.is_err()
                     {

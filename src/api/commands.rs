@@ -358,3 +358,53 @@ pub async fn ack_alert(
     let cmd = Command::new(command_id, alert.case_id, actor, CommandBody::AcknowledgeAlert { alert_id });
     run(&state, cmd, false).await
 }
+
+/// Publishes (or corrects) a year's official schedule while serving: admin only; the body is
+/// the schedule file as TOML (`application/toml` or `text/plain`) or as JSON, checked as
+/// strictly as `whistle calendar publish` checks a file. Every instance's projector picks the
+/// year up from the log, and with it commands, queries and alert delivery.
+pub async fn publish_calendar(
+    State(state): State<Shared>,
+    Path(year): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = authenticated(&state, &headers)?;
+    if actor.role != Role::Admin {
+        return Err(refuse(&state, &actor, "publish a calendar"));
+    }
+    let year: i32 = year.parse().map_err(|_| ApiError::bad_request(format!("{year} is not a year")))?;
+    let schedule = calendar_body(&headers, &bytes)?;
+    if schedule.year != year {
+        return Err(ApiError::invalid(format!("the body is the {} calendar, the address says {year}", schedule.year)));
+    }
+    let command_id = command_id(&state.secret, &headers, &actor, &format!("calendar/{year}"))?;
+    let body = CommandBody::PublishCalendar { schedule };
+    run(&state, Command::new(command_id, crate::domain::event::CALENDAR_CASE_ID, actor, body), false).await
+}
+
+/// A schedule from a TOML or JSON body, validated.
+fn calendar_body(headers: &HeaderMap, bytes: &[u8]) -> Result<crate::domain::YearSchedule, ApiError> {
+    let media = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let schedule: crate::domain::YearSchedule = match media.as_str() {
+        "application/json" => parse_json_bytes(bytes)?,
+        "application/toml" | "text/plain" | "text/x-toml" => {
+            let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+            return crate::domain::YearSchedule::from_toml(text).map_err(|e| ApiError::invalid(e.to_string()));
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the schedule as Content-Type: application/toml (the file) or application/json",
+            ))
+        }
+    };
+    schedule.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(schedule)
+}

@@ -107,6 +107,7 @@ pub fn app(state: Shared) -> Router {
         .route("/v1/alerts/stream", get(sse::stream))
         .route("/v1/alerts/{id}/ack", post(commands::ack_alert))
         .route("/v1/stats", get(queries::stats))
+        .route("/v1/calendar/{year}", post(commands::publish_calendar))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), read_your_writes))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
@@ -384,13 +385,9 @@ pub fn derived_id(parts: &[&str]) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
-/// The calendar as published so far: shipped years plus those recorded in the log.
-pub fn calendar(state: &AppState) -> Calendar {
-    let mut calendar = Calendar::official();
-    for year in state.views.published_calendars().unwrap_or_default() {
-        calendar.load(&year);
-    }
-    calendar
+/// The calendar as published so far, from its one owner (the projector).
+pub fn calendar(state: &AppState) -> Arc<Calendar> {
+    state.progress.calendar.borrow().clone()
 }
 
 pub fn parse_id(text: &str) -> Result<Uuid, ApiError> {

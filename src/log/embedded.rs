@@ -211,6 +211,32 @@ impl EmbeddedLog {
         Ok(CheckReport { records, ending, consumers })
     }
 
+    /// Every calendar published in a log folder, in order, read without opening the log for
+    /// writing (a running service may hold it). Reading stops at the first damaged record.
+    pub fn published_calendars(path: impl AsRef<Path>) -> Result<Vec<crate::domain::YearSchedule>, LogError> {
+        let records_path = path.as_ref().join("records");
+        let file =
+            File::open(&records_path).map_err(|e| setup(format!("cannot read {}: {e}", records_path.display())))?;
+        let calendar_subject = case_subject(crate::domain::event::CALENDAR_CASE_ID);
+        let mut schedules = Vec::new();
+        frame::scan(&file, RECORDS_MAGIC, RECORD_BODY_BYTES_MAX, |_, body| {
+            let record = decode_record(body)?;
+            if record.subject != calendar_subject {
+                return Ok(());
+            }
+            for event in record.decode()?.events {
+                if let crate::domain::event::EventBody::CalendarPublished { year, notice, holidays, workdays } =
+                    event.body
+                {
+                    schedules.push(crate::domain::YearSchedule { year, notice, holidays, workdays });
+                }
+            }
+            Ok(())
+        })
+        .map_err(|d| damaged(&records_path, &d, "record", d.frames_before + 1))?;
+        Ok(schedules)
+    }
+
     /// Stops the writer after it has answered every append it took. Everything it answered is
     /// already on stable storage.
     pub async fn close(self) -> Result<(), LogError> {

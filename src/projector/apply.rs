@@ -24,6 +24,9 @@ const DEAD_LETTER_PAYLOAD_MAX: usize = 64 * 1024;
 pub struct Context {
     pub policy: SlaPolicy,
     pub calendar: Calendar,
+    /// Calendar publications applied so far, so the projector knows when to hand out the
+    /// calendar again.
+    pub publications: u64,
 }
 
 /// The outcome of applying one record.
@@ -199,6 +202,7 @@ fn publish_calendar(
     let schedule =
         YearSchedule { year, notice: notice.to_owned(), holidays: holidays.to_vec(), workdays: workdays.to_vec() };
     ctx.calendar.load(&schedule);
+    ctx.publications += 1;
     overlay.put_json(calendar_key(year), &schedule);
     // Every case that may have a running clock: open ones, and any with a pending alert.
     let mut cases: BTreeSet<Uuid> = overlay.index_entries()?.into_iter().map(|e| e.case_id).collect();

@@ -54,6 +54,11 @@ pub struct Progress {
     pub applied: Arc<Notify>,
     /// Why the views cannot be written, while they cannot (a full disk, a damaged file).
     pub failure: watch::Receiver<Option<String>>,
+    /// The working-day calendar as projected so far: the years shipped in this build plus every
+    /// year published in the log. The projector is its one owner; every reader (command
+    /// answers, queries, alert delivery's quiet hours) borrows it from here, so a year published
+    /// while serving reaches all of them.
+    pub calendar: watch::Receiver<Arc<Calendar>>,
 }
 
 /// Running totals, for metrics and progress displays.
@@ -71,6 +76,7 @@ pub struct Projector {
     checkpoint: watch::Sender<u64>,
     applied: Arc<Notify>,
     failure: watch::Sender<Option<String>>,
+    calendar: watch::Sender<Arc<Calendar>>,
     totals: Totals,
     alerts: broadcast::Sender<AlertView>,
     /// Records after this position are live; alerts from records up to it are replay and are
@@ -102,7 +108,8 @@ impl Projector {
         Ok(Projector {
             views,
             cache: ViewCache::default(),
-            ctx: Context { policy, calendar },
+            calendar: watch::channel(Arc::new(calendar.clone())).0,
+            ctx: Context { policy, calendar, publications: 0 },
             checkpoint,
             applied: Arc::new(Notify::new()),
             failure: watch::channel(None).0,
@@ -117,6 +124,7 @@ impl Projector {
             checkpoint: self.checkpoint.subscribe(),
             applied: self.applied.clone(),
             failure: self.failure.subscribe(),
+            calendar: self.calendar.subscribe(),
         }
     }
 
@@ -149,6 +157,7 @@ impl Projector {
         let Some(last) = records.last() else { return Ok(*self.checkpoint.borrow()) };
         let mut overlay = Overlay::new(&self.views, &self.cache);
         let mut totals = self.totals;
+        let publications = self.ctx.publications;
         for record in records {
             match apply_record(&mut self.ctx, &mut overlay, record)? {
                 Applied::Events(n) => totals.events += n as u64,
@@ -171,6 +180,9 @@ impl Projector {
         let (writes, values) = overlay.finish(last.position);
         self.views.apply(&writes)?;
         self.cache.absorb(values);
+        if self.ctx.publications != publications {
+            self.calendar.send_replace(Arc::new(self.ctx.calendar.clone()));
+        }
         for alert in live_alerts {
             // No listener is not an error.
             let _ = self.alerts.send(alert);
