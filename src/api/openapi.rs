@@ -41,10 +41,23 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
         "",
         "200",
     ),
+    (
+        "post",
+        "/v1/calendar/{year}",
+        "An admin publishes (or corrects) a year's official holiday schedule: the file as application/toml, or JSON",
+        "",
+        "200",
+    ),
     ("get", "/v1/me", "The caller's identity", "", "200"),
     ("get", "/v1/org", "The organisation", "", "200"),
     ("get", "/healthz", "Alive", "", "200"),
-    ("get", "/readyz", "Ready once the views have caught up with the log", "", "200"),
+    (
+        "get",
+        "/readyz",
+        "Ready once the views have caught up with the log, and while the log and the views can be written",
+        "",
+        "200",
+    ),
     ("get", "/metrics", "Prometheus metrics", "", "200"),
 ];
 
