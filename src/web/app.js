@@ -125,6 +125,7 @@ async function render() {
     app.append(liveAlertsSection(), listSection("overdue", "超时未办"), statsSection());
     startStream();
   }
+  if (me.role === "admin") app.append(calendarForm());
   await refresh();
 }
 
@@ -139,6 +140,31 @@ async function refresh() {
   if (me.role === "office") await renderFeedback();
   if (me.role === "coordinator") await renderDisputes();
   if (me.role === "supervisor" || me.role === "admin") await Promise.all([renderAlerts(), renderOverdue(), renderStats()]);
+}
+
+// ------------------------------------------------------------------ admin: holiday calendar
+
+function calendarForm() {
+  return el("section", {},
+    el("h2", {}, "发布节假日安排 ", el("span", { class: "muted" }, "国务院办公厅通知发布后录入，期限按新安排重算")),
+    el("label", { for: "cal-year" }, "年份"), el("input", { id: "cal-year", type: "number", min: "2000", max: "2100" }),
+    el("label", { for: "cal-toml" }, "安排（TOML，格式同 src/domain/calendars/2026.toml）"),
+    el("textarea", { id: "cal-toml", rows: "8" }),
+    el("p", {}, el("button", { id: "cal-publish", onclick: publishCalendar }, "发布")),
+  );
+}
+
+async function publishCalendar() {
+  const year = $("#cal-year").value;
+  const res = await fetch(`/v1/calendar/${encodeURIComponent(year)}`, {
+    method: "POST",
+    headers: { Authorization: "Bearer " + token, "Content-Type": "application/toml" },
+    body: $("#cal-toml").value,
+  });
+  const data = await res.json().catch(() => null);
+  if (!res.ok) { say((data && data.error && data.error.message) || res.statusText); return; }
+  if (data && typeof data.position === "number") seenPosition = Math.max(seenPosition, data.position);
+  say(`已发布 ${year} 年节假日安排，涉及该年的期限已重算。`, true);
 }
 
 // ------------------------------------------------------------------ township
