@@ -93,6 +93,26 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
     assert_eq!(browser.exec("return window.__noReload === true;").await, serde_json::Value::Bool(true), "no reload");
     browser.wait_for(".stats-row", wait).await;
     browser.screenshot(&artifacts().join("dashboard-supervisor.png")).await;
+
+    // An admin publishes next year's holiday schedule from the page.
+    browser.click("#signout").await;
+    sign_in(&browser, &serve.token("管理员")).await;
+    browser.wait_for("#cal-publish", wait).await;
+    browser.type_into("#cal-year", "2027").await;
+    browser
+        .exec(
+            "document.querySelector('#cal-toml').value = 'year = 2027\\nnotice = \"国务院办公厅关于2027年部分节假日安排的通知\"\\n\
+             holidays = [ { name = \"元旦\", from = \"2027-01-01\", to = \"2027-01-03\" } ]\\nworkdays = []\\n'; return true;",
+        )
+        .await;
+    browser.click("#cal-publish").await;
+    browser.wait_until("return document.querySelector('#message').textContent.includes('已发布 2027')", wait).await;
+    let due = std::process::Command::new(env!("CARGO_BIN_EXE_whistle"))
+        .args(["calendar", "due", "--from", "2026-12-31T10:00:00+08:00", "--working-days", "1", "--data"])
+        .arg(&serve.data)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&due.stdout).trim(), "2027-01-05T00:00:00+08:00", "the published year counts");
     browser.quit().await;
     assert!(artifacts().join("dashboard-supervisor.png").metadata().unwrap().len() > 10_000);
 }
