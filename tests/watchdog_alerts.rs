@@ -466,8 +466,9 @@ async fn a_non_urgent_escalation_waits_for_working_hours_and_an_urgent_one_goes_
             tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("escalations").unwrap();
         assert_eq!(alert.stage, whistle::domain::event::AlertStage::Escalation);
     }
-    // By now: the urgent breach and escalation, and the normal breach, released at Tue 09:00.
-    receiver.wait_for(3).await;
+    // By now: the urgent breach and escalation. The normal breach's release (Tue 09:00) was
+    // skipped over by the clock, so it waits for the next working morning with the escalation.
+    receiver.wait_for(2).await;
     tokio::time::sleep(StdDuration::from_millis(500)).await;
     let stages_of = |case: Uuid| -> Vec<String> {
         let mut stages: Vec<String> = receiver
@@ -480,7 +481,7 @@ async fn a_non_urgent_escalation_waits_for_working_hours_and_an_urgent_one_goes_
         stages
     };
     assert_eq!(stages_of(urgent), vec!["breach", "escalation"], "the urgent whistle's go out at night");
-    assert_eq!(stages_of(normal), vec!["breach"], "the normal escalation waits for the working morning");
+    assert!(stages_of(normal).is_empty(), "nothing of the normal whistle goes out at night");
     assert_eq!(
         live.node.delivery.stats.held.load(std::sync::atomic::Ordering::Relaxed),
         2,

@@ -347,19 +347,22 @@ impl Delivery {
             let release =
                 if at_once { now } else { release_at(now, &self.calendar.borrow().clone(), self.config.working_hours) };
             if release > now {
-                self.hold(index, &notice, release);
+                self.hold(index, &notice, release, false);
             } else if jobs.send(Job { webhook: index, notice: notice.clone(), claim_first: true }).await.is_err() {
                 return;
             }
         }
     }
 
-    fn hold(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>) {
+    /// Holds a notice until `release`; `again` for one that was held already (not counted twice).
+    fn hold(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>, again: bool) {
         let key = held_key(release, notice.alert_id, &self.config.webhooks[webhook].name);
         let value = serde_json::to_vec(&(webhook, notice)).expect("notices serialise (plain data)");
         match self.views.delivery_put(&key, &value) {
             Ok(()) => {
-                self.stats.held.fetch_add(1, Ordering::Relaxed);
+                if !again {
+                    self.stats.held.fetch_add(1, Ordering::Relaxed);
+                }
                 self.held_changed.notify_waiters();
                 tracing::info!(alert_id = %notice.alert_id, release = %release, "alert held for working hours");
             }
@@ -387,12 +390,13 @@ impl Delivery {
                     break;
                 }
                 if let Ok((webhook, notice)) = serde_json::from_slice::<(usize, AlertNotice)>(&value) {
-                    // A year published since the notice was held can make this moment a holiday:
-                    // hold it again until the working morning the live calendar gives.
+                    // Not a working moment now: a year published since the notice was held made it
+                    // a holiday, or the release time passed while nothing ran (a stop, a clock
+                    // that jumped). Hold it again for the working morning the live calendar gives.
                     let due = release_at(now, &self.calendar.borrow().clone(), self.config.working_hours);
                     if due > now && webhook < self.config.webhooks.len() {
                         let _ = self.views.delivery_remove(&key);
-                        self.hold(webhook, &notice, due);
+                        self.hold(webhook, &notice, due, true);
                         continue;
                     }
                     if webhook < self.config.webhooks.len()
