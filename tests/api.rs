@@ -225,6 +225,19 @@ async fn anonymous_feedback_is_followed_up_with_its_code_only() {
     assert_eq!(body["events"][0]["actor"]["role"], "anonymous");
 }
 
+/// A node configuration whose alerts go to one generic webhook.
+fn with_webhook(url: String) -> whistle::service::NodeConfig {
+    let mut config = whistle::service::NodeConfig::default();
+    config.alerts.webhooks.push(whistle::alerts::WebhookConfig {
+        name: "supervisors".into(),
+        url,
+        format: whistle::alerts::WebhookFormat::Generic,
+        stages: vec![],
+        units: vec![],
+    });
+    config
+}
+
 /// A `tracing` writer that keeps everything written, to read the service's log lines.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -252,14 +265,7 @@ async fn anonymous_feedback_cannot_be_traced_to_its_township() {
         .finish();
     let _logging = tracing::subscriber::set_default(subscriber);
     let receiver = webhook::Receiver::start(0).await;
-    let mut config = whistle::service::NodeConfig::default();
-    config.alerts.webhooks.push(whistle::alerts::WebhookConfig {
-        name: "supervisors".into(),
-        url: receiver.url(),
-        format: whistle::alerts::WebhookFormat::Generic,
-        stages: vec![],
-        units: vec![],
-    });
+    let config = with_webhook(receiver.url());
     let one = TestServer::start_with(START, "secret-of-installation-one", config).await;
     let two =
         TestServer::start_with(START, "secret-of-installation-two", whistle::service::NodeConfig::default()).await;
@@ -659,14 +665,7 @@ async fn a_read_with_the_answered_position_sees_the_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_year_published_while_serving_keeps_held_alerts_off_its_holidays() {
     let receiver = webhook::Receiver::start(0).await;
-    let mut config = whistle::service::NodeConfig::default();
-    config.alerts.webhooks.push(whistle::alerts::WebhookConfig {
-        name: "supervisors".into(),
-        url: receiver.url(),
-        format: whistle::alerts::WebhookFormat::Generic,
-        stages: vec![],
-        units: vec![],
-    });
+    let config = with_webhook(receiver.url());
     let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
     // Raised Wed 22:00: the 报到 clock runs out Thu 2026-12-31 22:00, after working hours.
     let s = TestServer::start_with("2026-12-30T22:00:00+08:00", "secret", config).await;

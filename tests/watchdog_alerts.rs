@@ -417,9 +417,10 @@ async fn a_failing_webhook_receives_each_alert_exactly_once_after_retries(backen
     live.node.stop().await;
 }
 
-async fn quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning(backend: Backend) {
+/// A normal and an urgent whistle raised Mon 01:30, their 报到 clocks breached Tue 01:30 (outside
+/// working hours), both breaches recorded.
+async fn night_breaches(backend: Backend) -> (webhook::Receiver, Live, Uuid, Uuid) {
     let receiver = webhook::Receiver::start(0).await;
-    // Raised Mon 01:30, due Tue 01:30: outside working hours.
     let live = live_node(backend, "2026-03-02T01:30:00+08:00", webhook(receiver.url())).await;
     let normal = Uuid::now_v7();
     let urgent = Uuid::now_v7();
@@ -430,6 +431,11 @@ async fn quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning(backend
     for _ in 0..2 {
         tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("both recorded at once").unwrap();
     }
+    (receiver, live, normal, urgent)
+}
+
+async fn quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning(backend: Backend) {
+    let (receiver, live, normal, urgent) = night_breaches(backend).await;
     let first = receiver.wait_for(1).await;
     tokio::time::sleep(StdDuration::from_millis(500)).await;
     assert_eq!(receiver.bodies().len(), 1, "only the urgent whistle's alert goes out at night");
@@ -447,18 +453,9 @@ async fn quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning(backend
 /// Regression: escalations went out at once whatever the urgency, so a non-urgent one reached
 /// people's groups at 03:50 at night.
 async fn a_non_urgent_escalation_waits_for_working_hours_and_an_urgent_one_goes_at_once(backend: Backend) {
-    let receiver = webhook::Receiver::start(0).await;
-    // Raised Mon 01:30: due Tue 01:30, escalated Wed 01:30, both outside working hours.
-    let live = live_node(backend, "2026-03-02T01:30:00+08:00", webhook(receiver.url())).await;
-    let normal = Uuid::now_v7();
-    let urgent = Uuid::now_v7();
-    live.run(normal, township(), raise(Urgency::Normal)).await;
-    live.run(urgent, township(), raise(Urgency::Urgent)).await;
+    // Escalated Wed 01:30, outside working hours too.
+    let (receiver, live, normal, urgent) = night_breaches(backend).await;
     let mut stream = live.node.live_alerts();
-    live.clock.set(at("2026-03-03T01:30:00+08:00"));
-    for _ in 0..2 {
-        tokio::time::timeout(StdDuration::from_secs(20), stream.recv()).await.expect("breaches recorded").unwrap();
-    }
     receiver.wait_for(1).await;
     live.clock.set(at("2026-03-04T01:30:00+08:00"));
     for _ in 0..2 {
