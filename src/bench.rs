@@ -236,6 +236,7 @@ async fn commands(backend: &'static str, nats: Option<&NatsOptions>, duration: D
         policy: SlaPolicy::default(),
         clock: Arc::new(SystemClock),
         stop: Some(stop),
+        cache_bytes: crate::projector::views::VIEWS_CACHE_BYTES_DEFAULT,
     };
     let server = tokio::spawn(crate::serve::serve(options));
     let base = format!("http://127.0.0.1:{port}");

@@ -361,8 +361,19 @@ pub struct StoreArgs {
     /// SLA policy file (TOML); the default policy when absent.
     #[arg(long, env = "WHISTLE_POLICY")]
     pub policy: Option<PathBuf>,
+    /// Memory the views may keep cached, in MiB: with the log's indexes, what bounds the
+    /// service's memory.
+    #[arg(long = "cache", env = "WHISTLE_CACHE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=65_536))]
+    pub cache_mib: u64,
     #[command(flatten)]
     pub nats: NatsArgs,
+}
+
+impl StoreArgs {
+    /// The views' cache in bytes.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mib * 1024 * 1024
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]

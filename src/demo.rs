@@ -81,6 +81,7 @@ pub async fn run(listen: SocketAddr, exit: bool, ack_clock: Duration) -> Result<
         policy,
         clock: Arc::new(SystemClock),
         stop: Some(stop),
+        cache_bytes: crate::projector::views::VIEWS_CACHE_BYTES_DEFAULT,
     };
     let server = tokio::spawn(serve(options));
     let base = format!("http://{listen}");

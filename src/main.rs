@@ -79,6 +79,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         policy,
         clock: Arc::new(whistle::clock::SystemClock),
         stop: None,
+        cache_bytes: args.store.cache_bytes(),
     };
     whistle::serve::serve(options).await.map_err(|e| match e {
         whistle::serve::ServeError::Config(m) => bad_input(m),
@@ -241,7 +242,7 @@ async fn run_async(command: Command) -> Result<(), Failure> {
         Command::Check { data } => check(&data),
         Command::Project { store, follow } => project(store, follow).await,
         Command::Views { command: ViewsCommand::Digest(store) } => {
-            let views = open_views(&store.data).map_err(failed)?;
+            let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
             println!("{}", views.digest().map_err(failed)?);
             Ok(())
         }
@@ -376,7 +377,8 @@ fn check(data: &std::path::Path) -> Result<(), Failure> {
                     report.records
                 )));
             }
-            println!("views: readable, applied up to record {checkpoint}");
+            let (keys, bytes) = views.live_size().map_err(failed)?;
+            println!("views: readable, applied up to record {checkpoint}; {keys} keys, {bytes} bytes of keys and values");
         }
         Err(whistle::projector::views::ViewError::Damaged(e)) => {
             return Err(failed(format!("views: {e}; the next start sets them aside and rebuilds them")))
@@ -392,7 +394,7 @@ fn check(data: &std::path::Path) -> Result<(), Failure> {
 async fn rebuild(store: StoreArgs) -> Result<(), Failure> {
     let policy = load_policy(store.policy.as_deref()).map_err(bad_input)?;
     let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
-    let views = open_views(&store.data).map_err(failed)?;
+    let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
     let started = std::time::Instant::now();
     let mut progress = ProgressReport::new("rebuild");
     let result = projector::rebuild(views, handle.log().as_ref(), policy, Calendar::official(), |done, total| {
@@ -414,7 +416,7 @@ async fn rebuild(store: StoreArgs) -> Result<(), Failure> {
 async fn project(store: StoreArgs, follow: bool) -> Result<(), Failure> {
     let policy = load_policy(store.policy.as_deref()).map_err(bad_input)?;
     let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
-    let views = open_views(&store.data).map_err(failed)?;
+    let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
     let mut projector = Projector::new(views, policy, Calendar::official()).map_err(failed)?;
     let log = handle.log();
     if follow {

@@ -23,6 +23,8 @@ pub struct ServeOptions {
     pub clock: Arc<dyn Clock>,
     /// Stops the service when it turns true (besides SIGTERM and Ctrl-C).
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The views' page cache, in bytes.
+    pub cache_bytes: u64,
 }
 
 /// Files a data folder holds besides the log and views.
@@ -100,7 +102,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let handle =
         LogHandle::open(&options.data, options.nats.as_ref()).await.map_err(|e| ServeError::Failed(e.to_string()))?;
     let log = handle.log();
-    let views = open_views(&options.data).map_err(|e| ServeError::Failed(e.to_string()))?;
+    let views = open_views(&options.data, options.cache_bytes).map_err(|e| ServeError::Failed(e.to_string()))?;
     crate::service::check_views_against_log(&views, log.as_ref()).await.map_err(ServeError::Failed)?;
     let startup_head = log.head().await.map_err(|e| ServeError::Failed(e.to_string()))?;
     let config =

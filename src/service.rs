@@ -64,10 +64,10 @@ pub fn views_path(data: &Path) -> PathBuf {
 
 /// Opens the views. Views that are damaged are set aside (renamed `views.damaged-<time>`) and
 /// a fresh database takes their place: the projector rebuilds it from the log.
-pub fn open_views(data: &Path) -> Result<Views, ViewError> {
+pub fn open_views(data: &Path, cache_bytes: u64) -> Result<Views, ViewError> {
     std::fs::create_dir_all(data).map_err(|e| ViewError::Storage(format!("cannot create {}: {e}", data.display())))?;
     let path = views_path(data);
-    let damage = match Views::open(&path) {
+    let damage = match Views::open_with_cache(&path, cache_bytes) {
         Ok(views) => match views.verify() {
             Ok(()) => return Ok(views),
             Err(e) => e,
@@ -79,7 +79,7 @@ pub fn open_views(data: &Path) -> Result<Views, ViewError> {
     tracing::error!("{damage}: setting the views aside as {} and rebuilding them from the log", aside.display());
     std::fs::rename(&path, &aside)
         .map_err(|e| ViewError::Storage(format!("cannot set damaged views aside as {}: {e}", aside.display())))?;
-    Views::open(&path)
+    Views::open_with_cache(&path, cache_bytes)
 }
 
 /// Refuses views that have applied more of the log than the log holds: the log lost records

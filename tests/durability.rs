@@ -491,3 +491,35 @@ async fn a_log_written_by_the_sled_version_is_migrated_once_with_its_consumers()
     let report = EmbeddedLog::check(&path).unwrap();
     assert_eq!(report.records, 4);
 }
+
+/// Views written by the previous layout (format 2 kept every event a second time under `h:`)
+/// are dropped and rebuilt from the log on the first start of this one.
+#[tokio::test]
+async fn views_of_the_previous_layout_are_rebuilt_on_first_start() {
+    use whistle::projector::keys::{CHECKPOINT_KEY, FORMAT_KEY};
+    use whistle::projector::views::{Views, VIEWS_FORMAT};
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path().join("log")).unwrap();
+    let case_id = uuid::Uuid::now_v7();
+    let views = Views::open(dir.path().join("views")).unwrap();
+    let mut old = std::collections::BTreeMap::new();
+    old.insert(FORMAT_KEY.to_vec(), Some(2u64.to_be_bytes().to_vec()));
+    old.insert(CHECKPOINT_KEY.to_vec(), Some(1u64.to_be_bytes().to_vec()));
+    old.insert([b"h:".as_slice(), case_id.as_bytes()].concat(), Some(b"{}".to_vec()));
+    views.apply(&old).unwrap();
+    assert!(views.outdated().unwrap());
+
+    let mut projector = whistle::projector::Projector::new(
+        views.clone(),
+        whistle::domain::SlaPolicy::default(),
+        whistle::domain::Calendar::official(),
+    )
+    .unwrap();
+    assert_eq!(views.checkpoint().unwrap(), 0, "dropped, to be rebuilt from the log");
+    assert_eq!(views.get_raw(&[b"h:".as_slice(), case_id.as_bytes()].concat()).unwrap(), None);
+    assert!(!views.outdated().unwrap());
+    assert_eq!(views.get_raw(FORMAT_KEY).unwrap(), Some(VIEWS_FORMAT.to_be_bytes().to_vec()));
+    let raw = log.append_raw("whistle.case.x", Bytes::from_static(b"{not json")).await.unwrap();
+    projector.catch_up(&log, false, |_, _| {}).await.unwrap();
+    assert_eq!(views.checkpoint().unwrap(), raw.position, "projected again from the start");
+}

@@ -244,14 +244,21 @@ pub async fn case(
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
     let case_id = super::parse_id(&id)?;
+    // The history is the log's (the views keep current state only); up to what the view shows,
+    // so state and history agree.
+    let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let history_of = |records: &[crate::log::StoredRecord], upto: u64| -> Vec<crate::domain::Event> {
+        records.iter().filter(|r| r.position <= upto).filter_map(|r| r.decode().ok()).flat_map(|c| c.events).collect()
+    };
     let (case_state, armed, history) = match state.views.case(case_id)? {
-        Some(view) => (view.state, view.armed, state.views.history(case_id)?),
+        Some(view) => {
+            let history = history_of(&records, view.last_position);
+            (view.state, view.armed, history)
+        }
         None => {
-            let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
             let case_state = replay(&records);
             let armed = armed_clocks(&case_state, &state.policy, &super::calendar(&state)).unwrap_or_default();
-            let history = records.iter().filter_map(|r| r.decode().ok()).flat_map(|c| c.events).collect();
-            (case_state, armed, history)
+            (case_state, armed, history_of(&records, u64::MAX))
         }
     };
     let allowed = match (&who.actor, &who.follow_up_code) {

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use super::keys::{
-    alert_count_key, alert_key, calendar_key, dead_letter_key, history_key, index_key, list_keys, open_alert_key,
-    stats_key, status_list_prefix, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, OPEN_ALERT_COUNT_KEY,
+    alert_count_key, alert_key, calendar_key, dead_letter_key, index_key, list_keys, open_alert_key, stats_key,
+    status_list_prefix, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, OPEN_ALERT_COUNT_KEY,
 };
 use super::model::{
     alert_view_of, contributions, AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension,
@@ -49,9 +49,8 @@ pub fn apply_record(ctx: &mut Context, overlay: &mut Overlay, record: &StoredRec
     };
     let before = overlay.case(commit.case_id)?;
     let mut view = before.clone();
-    for (index, event) in commit.events.iter().enumerate() {
+    for event in &commit.events {
         view.state = evolve(std::mem::take(&mut view.state), event);
-        overlay.put_json(history_key(commit.case_id, record.position, index as u16), event);
         if let EventBody::CalendarPublished { year, notice, holidays, workdays } = &event.body {
             publish_calendar(ctx, overlay, *year, notice, holidays, workdays)?;
         }

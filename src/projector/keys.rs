@@ -8,7 +8,6 @@
 //! | `m:calendar:` | year (i32 BE) | a published `YearSchedule` (JSON) |
 //! | `m:alerts:` | stage | alerts recorded of that stage (u64 BE) |
 //! | `c:` | case id | `CaseView` |
-//! | `h:` | case id ‖ position ‖ index | the event (JSON) |
 //! | `i:` | fire time (ms, BE) ‖ case id ‖ clock | `IndexEntry`: the watchdog's deadline index |
 //! | `l:u:` | unit ‖ 0 ‖ case id | a case the unit takes part in |
 //! | `l:s:` | kind ‖ 0 ‖ status ‖ 0 ‖ case id | cases by kind and status |
@@ -44,10 +43,6 @@ pub fn case_key(case_id: Uuid) -> Vec<u8> {
 pub fn calendar_key(year: i32) -> Vec<u8> {
     // Offset so that years sort by value in big-endian bytes.
     prefixed(CALENDAR_PREFIX, &((year as i64 + (1 << 31)) as u32).to_be_bytes())
-}
-
-pub fn history_key(case_id: Uuid, position: u64, index: u16) -> Vec<u8> {
-    [b"h:".as_slice(), case_id.as_bytes(), &position.to_be_bytes(), &index.to_be_bytes()].concat()
 }
 
 pub(crate) fn index_time_key(millis: i64) -> Vec<u8> {

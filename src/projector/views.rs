@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::keys::*;
 use super::model::{AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension};
-use crate::domain::{Event, YearSchedule};
+use crate::domain::YearSchedule;
 
 /// A raw key and value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -43,9 +43,9 @@ fn corrupt(key: &[u8], message: String) -> ViewError {
     ViewError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), message }
 }
 
-fn open_inner(path: &Path) -> Result<Inner, ViewError> {
+fn open_inner(path: &Path, cache_bytes: u64) -> Result<Inner, ViewError> {
     let opened = std::panic::catch_unwind(|| {
-        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).cache_capacity(cache_bytes).open()?;
         let tree = db.open_tree("views")?;
         let delivery = db.open_tree("delivery")?;
         Ok::<_, sled::Error>(Inner { db, tree, delivery })
@@ -61,12 +61,13 @@ fn open_inner(path: &Path) -> Result<Inner, ViewError> {
 }
 
 /// Version of the views' layout; views written under another are dropped and rebuilt.
-pub const VIEWS_FORMAT: u64 = 2;
+pub const VIEWS_FORMAT: u64 = 3;
 
 /// Handle on the views database. Cheap to clone; every clone follows a [`Views::reopen`].
 #[derive(Clone)]
 pub struct Views {
     path: Arc<PathBuf>,
+    cache_bytes: u64,
     inner: Arc<RwLock<Option<Inner>>>,
 }
 
@@ -79,6 +80,10 @@ struct Inner {
     delivery: sled::Tree,
 }
 
+/// sled's page cache for the views when nothing else is said: sled's own default is 1 GiB per
+/// database, which is most of a small server's memory.
+pub const VIEWS_CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
 /// How long a reopen waits for operations still holding the old database.
 const REOPEN_ATTEMPTS_MAX: u32 = 100;
 const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
@@ -87,9 +92,14 @@ impl Views {
     /// Opens the views. sled panics on some damaged files instead of answering an error: that
     /// comes back as [`ViewError::Storage`] too.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ViewError> {
+        Views::open_with_cache(path, VIEWS_CACHE_BYTES_DEFAULT)
+    }
+
+    /// Opens the views with a page cache of `cache_bytes` (the bound on what they keep in memory).
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: u64) -> Result<Self, ViewError> {
         let path = path.as_ref().to_path_buf();
-        let inner = open_inner(&path)?;
-        Ok(Views { path: Arc::new(path), inner: Arc::new(RwLock::new(Some(inner))) })
+        let inner = open_inner(&path, cache_bytes)?;
+        Ok(Views { path: Arc::new(path), cache_bytes, inner: Arc::new(RwLock::new(Some(inner))) })
     }
 
     /// Where the views live.
@@ -104,7 +114,7 @@ impl Views {
         drop(slot.take());
         let mut last = None;
         for _ in 0..REOPEN_ATTEMPTS_MAX {
-            match open_inner(&self.path) {
+            match open_inner(&self.path, self.cache_bytes) {
                 Ok(inner) => {
                     *slot = Some(inner);
                     return Ok(());
@@ -189,6 +199,18 @@ impl Views {
         Ok(())
     }
 
+    /// How many keys the views hold and how many bytes of keys and values: what they would
+    /// take with no storage overhead, to compare with their size on disk.
+    pub fn live_size(&self) -> Result<(u64, u64), ViewError> {
+        let (mut keys, mut bytes) = (0u64, 0u64);
+        for item in self.inner()?.tree.iter() {
+            let (key, value) = item.map_err(storage)?;
+            keys += 1;
+            bytes += (key.len() + value.len()) as u64;
+        }
+        Ok((keys, bytes))
+    }
+
     pub fn checkpoint(&self) -> Result<u64, ViewError> {
         self.counter(CHECKPOINT_KEY)
     }
@@ -222,9 +244,6 @@ impl Views {
     }
 
     /// The case's events, in order.
-    pub fn history(&self, case_id: Uuid) -> Result<Vec<Event>, ViewError> {
-        self.scan_json(&prefixed(b"h:", case_id.as_bytes()))
-    }
 
     /// Published calendar years, in year order.
     pub fn published_calendars(&self) -> Result<Vec<YearSchedule>, ViewError> {
