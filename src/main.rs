@@ -378,7 +378,9 @@ fn check(data: &std::path::Path) -> Result<(), Failure> {
                 )));
             }
             let (keys, bytes) = views.live_size().map_err(failed)?;
-            println!("views: readable, applied up to record {checkpoint}; {keys} keys, {bytes} bytes of keys and values");
+            println!(
+                "views: readable, applied up to record {checkpoint}; {keys} keys, {bytes} bytes of keys and values"
+            );
         }
         Err(whistle::projector::views::ViewError::Damaged(e)) => {
             return Err(failed(format!("views: {e}; the next start sets them aside and rebuilds them")))

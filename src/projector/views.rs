@@ -243,8 +243,6 @@ impl Views {
         self.get_json(&case_key(case_id))
     }
 
-    /// The case's events, in order.
-
     /// Published calendar years, in year order.
     pub fn published_calendars(&self) -> Result<Vec<YearSchedule>, ViewError> {
         self.scan_json(CALENDAR_PREFIX)
