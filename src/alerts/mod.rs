@@ -261,11 +261,15 @@ impl Delivery {
         }
     }
 
+    /// Publishes a notice on its subject, without claiming it first.
     async fn publish_unclaimed(&self, notice: &AlertNotice) {
         let subject = alert_subject(&notice.stage, notice.level, &notice.unit);
         let payload = bytes::Bytes::from(serde_json::to_vec(notice).expect("notices serialise (plain data)"));
-        if let Err(e) = self.log.publish_alert(&subject, payload).await {
-            tracing::warn!(%subject, "operator notice not published: {e}");
+        match self.log.publish_alert(&subject, payload).await {
+            Ok(()) => {
+                self.stats.published.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(%subject, "alert not published: {e}"),
         }
     }
 
@@ -322,16 +326,8 @@ impl Delivery {
     }
 
     async fn publish(&self, notice: &AlertNotice) {
-        if !self.claim(&format!("subject/{}", notice.alert_id)).await {
-            return;
-        }
-        let subject = alert_subject(&notice.stage, notice.level, &notice.unit);
-        let payload = bytes::Bytes::from(serde_json::to_vec(notice).expect("notices serialise (plain data)"));
-        match self.log.publish_alert(&subject, payload).await {
-            Ok(()) => {
-                self.stats.published.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => tracing::warn!(%subject, "alert not published: {e}"),
+        if self.claim(&format!("subject/{}", notice.alert_id)).await {
+            self.publish_unclaimed(notice).await;
         }
     }
 
@@ -345,7 +341,7 @@ impl Delivery {
             // for matters that are not urgent.
             let at_once = notice.urgent || notice.stage == "operator";
             let release =
-                if at_once { now } else { release_at(now, &self.calendar.borrow().clone(), self.config.working_hours) };
+                if at_once { now } else { release_at(now, &self.calendar.borrow(), self.config.working_hours) };
             if release > now {
                 self.hold(index, &notice, release, false);
             } else if jobs.send(Job { webhook: index, notice: notice.clone(), claim_first: true }).await.is_err() {
@@ -393,16 +389,16 @@ impl Delivery {
                     // Not a working moment now: a year published since the notice was held made it
                     // a holiday, or the release time passed while nothing ran (a stop, a clock
                     // that jumped). Hold it again for the working morning the live calendar gives.
-                    let due = release_at(now, &self.calendar.borrow().clone(), self.config.working_hours);
-                    if due > now && webhook < self.config.webhooks.len() {
-                        let _ = self.views.delivery_remove(&key);
-                        self.hold(webhook, &notice, due, true);
-                        continue;
-                    }
-                    if webhook < self.config.webhooks.len()
-                        && jobs.send(Job { webhook, notice, claim_first: true }).await.is_err()
-                    {
-                        return;
+                    let due = release_at(now, &self.calendar.borrow(), self.config.working_hours);
+                    if webhook < self.config.webhooks.len() {
+                        if due > now {
+                            let _ = self.views.delivery_remove(&key);
+                            self.hold(webhook, &notice, due, true);
+                            continue;
+                        }
+                        if jobs.send(Job { webhook, notice, claim_first: true }).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 let _ = self.views.delivery_remove(&key);

@@ -385,13 +385,7 @@ pub async fn publish_calendar(
 
 /// A schedule from a TOML or JSON body, validated.
 fn calendar_body(headers: &HeaderMap, bytes: &[u8]) -> Result<crate::domain::YearSchedule, ApiError> {
-    let media = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let schedule: crate::domain::YearSchedule = match media.as_str() {
+    let schedule: crate::domain::YearSchedule = match super::media_type(headers).as_str() {
         "application/json" => parse_json_bytes(bytes)?,
         "application/toml" | "text/plain" | "text/x-toml" => {
             let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;

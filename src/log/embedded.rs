@@ -152,15 +152,10 @@ impl EmbeddedLog {
         let records_path = dir.join("records");
         let file = open_file(&records_path, RECORDS_MAGIC)?;
         let mut index = Index::default();
-        let ending = frame::scan(&file, RECORDS_MAGIC, RECORD_BODY_BYTES_MAX, |offset, body| {
-            let (position, meta) = record_meta(body)?;
-            if position != index.head() + 1 {
-                return Err(format!("holds position {position} where {} belongs", index.head() + 1));
-            }
+        let ending = scan_records(&file, &records_path, |offset, position, meta, _| {
             index.add(offset, position, meta);
             Ok(())
-        })
-        .map_err(|d| damaged(&records_path, &d, "record", index.head() + 1))?;
+        })?;
         let end = cut_torn_tail(&file, &records_path, &ending)?;
         let consumers = ConsumerFile::open(&dir)?;
         let head = index.head();
@@ -188,18 +183,12 @@ impl EmbeddedLog {
     pub fn check(path: impl AsRef<Path>) -> Result<CheckReport, LogError> {
         let dir = path.as_ref();
         let records_path = dir.join("records");
-        let file =
-            File::open(&records_path).map_err(|e| setup(format!("cannot read {}: {e}", records_path.display())))?;
+        let file = open_read_only(&records_path)?;
         let mut records = 0u64;
-        let ending = frame::scan(&file, RECORDS_MAGIC, RECORD_BODY_BYTES_MAX, |_, body| {
-            let (position, _) = record_meta(body)?;
-            if position != records + 1 {
-                return Err(format!("holds position {position} where {} belongs", records + 1));
-            }
-            records += 1;
+        let ending = scan_records(&file, &records_path, |_, position, _, _| {
+            records = position;
             Ok(())
-        })
-        .map_err(|d| damaged(&records_path, &d, "record", records + 1))?;
+        })?;
         let consumers_path = dir.join("consumers");
         let consumers = match File::open(&consumers_path) {
             Ok(f) => {
@@ -215,15 +204,13 @@ impl EmbeddedLog {
     /// writing (a running service may hold it). Reading stops at the first damaged record.
     pub fn published_calendars(path: impl AsRef<Path>) -> Result<Vec<crate::domain::YearSchedule>, LogError> {
         let records_path = path.as_ref().join("records");
-        let file =
-            File::open(&records_path).map_err(|e| setup(format!("cannot read {}: {e}", records_path.display())))?;
-        let calendar_subject = case_subject(crate::domain::event::CALENDAR_CASE_ID);
+        let file = open_read_only(&records_path)?;
         let mut schedules = Vec::new();
-        frame::scan(&file, RECORDS_MAGIC, RECORD_BODY_BYTES_MAX, |_, body| {
-            let record = decode_record(body)?;
-            if record.subject != calendar_subject {
+        scan_records(&file, &records_path, |_, _, meta, body| {
+            if meta.map(|(case_id, _)| case_id) != Some(crate::domain::event::CALENDAR_CASE_ID) {
                 return Ok(());
             }
+            let record = decode_record(body)?;
             for event in record.decode()?.events {
                 if let crate::domain::event::EventBody::CalendarPublished { year, notice, holidays, workdays } =
                     event.body
@@ -232,8 +219,7 @@ impl EmbeddedLog {
                 }
             }
             Ok(())
-        })
-        .map_err(|d| damaged(&records_path, &d, "record", d.frames_before + 1))?;
+        })?;
         Ok(schedules)
     }
 
@@ -254,14 +240,6 @@ impl EmbeddedLog {
     pub async fn append_raw(&self, subject: &str, payload: Bytes) -> Result<Appended, LogError> {
         let record = StoredRecord { position: 0, subject: subject.to_owned(), msg_id: None, payload };
         self.submit(Uuid::nil(), Uuid::now_v7(), u64::MAX, record).await
-    }
-
-    fn write_failure_now(&self) -> Option<String> {
-        let mut failure = self.shared.write_failure.lock().unwrap_or_else(|p| p.into_inner());
-        if failure.is_some() && space_probe(&self.shared.dir).is_ok() {
-            *failure = None;
-        }
-        failure.clone()
     }
 
     async fn submit(
@@ -348,7 +326,11 @@ impl EventLog for EmbeddedLog {
     /// While writes are failing, each call asks the file system whether space has come back,
     /// so readiness recovers without a write.
     fn write_failure(&self) -> Option<String> {
-        self.write_failure_now()
+        let mut failure = self.shared.write_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if failure.is_some() && space_probe(&self.shared.dir).is_ok() {
+            *failure = None;
+        }
+        failure.clone()
     }
 
     async fn watch_alerts(&self, prefix: &str) -> Result<AlertStream, LogError> {
@@ -564,6 +546,29 @@ fn encode_record(job: &Job, position: u64, out: &mut Vec<u8>) -> Result<(), Stri
     body.extend_from_slice(&record.payload);
     frame::encode(&body, out);
     Ok(())
+}
+
+/// Reads every record of the records file in order, checking that positions are dense, and
+/// hands each to `visit` with its offset, position, case and command ids (commits) and body.
+fn scan_records(
+    file: &File,
+    path: &Path,
+    mut visit: impl FnMut(u64, u64, Option<(Uuid, Uuid)>, &[u8]) -> Result<(), String>,
+) -> Result<Ending, LogError> {
+    let mut next = 1u64;
+    frame::scan(file, RECORDS_MAGIC, RECORD_BODY_BYTES_MAX, |offset, body| {
+        let (position, meta) = record_meta(body)?;
+        if position != next {
+            return Err(format!("holds position {position} where {next} belongs"));
+        }
+        next += 1;
+        visit(offset, position, meta, body)
+    })
+    .map_err(|d| damaged(path, &d, "record", d.frames_before + 1))
+}
+
+fn open_read_only(path: &Path) -> Result<File, LogError> {
+    File::open(path).map_err(|e| setup(format!("cannot read {}: {e}", path.display())))
 }
 
 /// A record's position, and for a commit its case and command ids.

@@ -81,8 +81,7 @@ pub fn scan(
             return Ok(Ending::TornTail { end: offset, bytes: left });
         }
         reader.read_exact(&mut header).map_err(|e| damage(offset, frames, format!("read failed: {e}")))?;
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let (len, crc) = header_fields(&header);
         let frame_end = offset + (FRAME_HEADER_BYTES + len) as u64;
         let problem = if len == 0 || len > body_bytes_max {
             Some(format!("impossible frame length {len}"))
@@ -113,8 +112,7 @@ pub fn scan(
 pub fn read_at(file: &File, offset: u64, body_bytes_max: usize) -> Result<Vec<u8>, String> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     file.read_exact_at(&mut header, offset).map_err(|e| format!("read failed: {e}"))?;
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let (len, crc) = header_fields(&header);
     if len == 0 || len > body_bytes_max {
         return Err(format!("impossible frame length {len}"));
     }
@@ -124,6 +122,12 @@ pub fn read_at(file: &File, offset: u64, body_bytes_max: usize) -> Result<Vec<u8
         return Err("checksum mismatch".into());
     }
     Ok(body)
+}
+
+/// A frame header's body length and checksum.
+fn header_fields(header: &[u8; FRAME_HEADER_BYTES]) -> (usize, u32) {
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    (len, u32::from_le_bytes([header[4], header[5], header[6], header[7]]))
 }
 
 fn damage(offset: u64, frames_before: u64, reason: String) -> Damage {

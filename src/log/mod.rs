@@ -42,13 +42,6 @@ pub struct Commit {
     pub events: Vec<Event>,
 }
 
-impl LogError {
-    /// Whether the same append may succeed if tried again later.
-    pub fn retryable(&self) -> bool {
-        matches!(self, LogError::Unavailable(_) | LogError::NotStored(_))
-    }
-}
-
 impl Commit {
     pub fn encode(&self) -> Result<Bytes, LogError> {
         let bytes = serde_json::to_vec(self).map_err(|e| LogError::Encode(e.to_string()))?;

@@ -92,10 +92,11 @@ impl Projector {
     /// A projector over `views`, with the calendar shipped in this build plus every year
     /// published in the log so far.
     pub fn new(views: Views, policy: SlaPolicy, base_calendar: Calendar) -> Result<Self, ProjectorError> {
-        if views.outdated()? {
+        let outdated = views.outdated()?;
+        if outdated {
             tracing::warn!("the views were written by another version: rebuilding them from the log");
         }
-        if views.outdated()? || views.checkpoint()? == 0 {
+        if outdated || views.checkpoint()? == 0 {
             views.clear()?;
         }
         let mut calendar = base_calendar;

@@ -598,6 +598,5 @@ impl<'a> Overlay<'a> {
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, ViewError> {
-    serde_json::from_slice(value)
-        .map_err(|e| ViewError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), message: e.to_string() })
+    serde_json::from_slice(value).map_err(|e| corrupt(key, e.to_string()))
 }
