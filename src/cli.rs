@@ -350,6 +350,19 @@ fn parse_role(text: &str) -> Result<crate::domain::event::Role, String> {
 pub enum ViewsCommand {
     /// Print the SHA-256 digest of every view (equal digests: equal views).
     Digest(StoreArgs),
+    /// Train a zstd dictionary for view values from these views (how the one built into
+    /// whistle was made: see src/projector/codec.rs).
+    #[command(hide = true)]
+    Dictionary {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Where to write the dictionary.
+        #[arg(long)]
+        out: PathBuf,
+        /// Largest dictionary, in bytes.
+        #[arg(long, default_value_t = 32 * 1024)]
+        max_bytes: usize,
+    },
 }
 
 /// Where the data is: a folder, and NATS when the log lives there.

@@ -246,6 +246,17 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             println!("{}", views.digest().map_err(failed)?);
             Ok(())
         }
+        Command::Views { command: ViewsCommand::Dictionary { store, out, max_bytes } } => {
+            let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
+            let samples = views.sample_values(7).map_err(failed)?;
+            if samples.is_empty() {
+                return Err(bad_input(format!("the views of {} are empty", shown(&store.data))));
+            }
+            let dictionary = whistle::projector::codec::train_dictionary(&samples, max_bytes).map_err(failed)?;
+            std::fs::write(&out, &dictionary).map_err(failed)?;
+            println!("wrote a {}-byte dictionary to {} from {} values", dictionary.len(), shown(&out), samples.len());
+            Ok(())
+        }
         Command::Sim { store, events, seed, lanes } => {
             let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
             let start = chrono::Utc::now();
@@ -377,10 +388,17 @@ fn check(data: &std::path::Path) -> Result<(), Failure> {
                     report.records
                 )));
             }
-            let (keys, bytes) = views.live_size().map_err(failed)?;
+            let sizes = views.live_size().map_err(failed)?;
+            let (keys, bytes) = sizes.values().fold((0, 0), |(k, b), s| (k + s.keys, b + s.bytes));
             println!(
                 "views: readable, applied up to record {checkpoint}; {keys} keys, {bytes} bytes of keys and values"
             );
+            for (prefix, size) in &sizes {
+                println!(
+                    "views: {prefix:<14} {:>9} keys {:>12} bytes (largest value {} bytes)",
+                    size.keys, size.bytes, size.largest
+                );
+            }
         }
         Err(whistle::projector::views::ViewError::Damaged(e)) => {
             return Err(failed(format!("views: {e}; the next start sets them aside and rebuilds them")))

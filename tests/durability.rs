@@ -523,3 +523,154 @@ async fn views_of_the_previous_layout_are_rebuilt_on_first_start() {
     projector.catch_up(&log, false, |_, _| {}).await.unwrap();
     assert_eq!(views.checkpoint().unwrap(), raw.position, "projected again from the start");
 }
+
+/// Views with `cases` case-like values of ~1 kB, each rewritten `rewrites` times, so sled
+/// leaves garbage behind, and one delivery claim.
+fn views_with_garbage(path: &Path, cases: u32, rewrites: u32) -> whistle::projector::views::Views {
+    use whistle::projector::keys::{case_key, CHECKPOINT_KEY};
+    let views = whistle::projector::views::Views::open(path).unwrap();
+    for round in 0..rewrites {
+        let mut writes = std::collections::BTreeMap::new();
+        for n in 0..cases {
+            let value =
+                format!("{{\"round\":{round},\"n\":{n},\"text\":\"{}\"}}", "减负".repeat(150 + n as usize % 50));
+            writes.insert(case_key(uuid::Uuid::from_u128(u128::from(n))), Some(value.into_bytes()));
+        }
+        writes.insert(CHECKPOINT_KEY.to_vec(), Some(u64::from(round + 1).to_be_bytes().to_vec()));
+        views.apply(&writes).unwrap();
+    }
+    views.delivery_put(b"sent:wecom\0claim", b"").unwrap();
+    views
+}
+
+/// A compaction copies every view and the delivery state into a fresh database and swaps it
+/// in: the digest and the claims are the same, every clone of the handle follows, and the
+/// space sled had not reclaimed is given back.
+#[tokio::test]
+async fn compaction_keeps_every_view_and_every_delivery_claim_and_gives_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("views");
+    let views = views_with_garbage(&path, 2_000, 20);
+    views.flush().await.unwrap();
+    let follower = views.clone();
+    let digest = views.digest().unwrap();
+    let before = views.size_on_disk().unwrap();
+
+    let compacted = views.compact().unwrap();
+    assert_eq!(compacted.bytes_before, before);
+    assert!(
+        compacted.bytes_after * 2 < before,
+        "a fresh copy of views rewritten 20 times takes less than half: {compacted:?}"
+    );
+    assert_eq!(follower.digest().unwrap(), digest, "a clone made before the swap reads the fresh copy");
+    assert_eq!(follower.checkpoint().unwrap(), 20);
+    assert_eq!(views.delivery_get(b"sent:wecom\0claim").unwrap(), Some(Vec::new()));
+    assert!(!dir.path().join("views.compacting").exists(), "the old copy is removed");
+    views.delivery_put(b"sent:wecom\0after", b"").unwrap();
+    drop((views, follower));
+    let reopened = whistle::projector::views::Views::open(&path).unwrap();
+    assert_eq!(reopened.digest().unwrap(), digest, "the swap is on disk");
+    assert_eq!(reopened.delivery_get(b"sent:wecom\0after").unwrap(), Some(Vec::new()));
+}
+
+/// A compaction interrupted before its swap leaves a half-built copy beside the views: the next
+/// open removes it and the views are as they were.
+#[test]
+fn an_interrupted_compaction_is_removed_on_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("views");
+    let digest = views_with_garbage(&path, 50, 2).digest().unwrap();
+    let leftover = dir.path().join("views.compacting");
+    std::fs::create_dir_all(leftover.join("blobs")).unwrap();
+    std::fs::write(leftover.join("db"), vec![7u8; 4096]).unwrap();
+    // sled lets go of its file lock a moment after the last handle drops.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let views = loop {
+        match whistle::projector::views::Views::open(&path) {
+            Ok(views) => break views,
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.to_string().contains("lock"), "{e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(!leftover.exists());
+    assert_eq!(views.digest().unwrap(), digest);
+}
+
+/// Rebuilding again and again must not grow the views: before, a rebuild cleared the tree in
+/// place and sled kept the old pages' space.
+#[tokio::test]
+async fn rebuilding_twice_does_not_grow_the_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path().join("log")).unwrap();
+    whistle::sim::fill(&log, 7, 8, 4_000, chrono::Utc::now()).await.unwrap();
+    let views = whistle::projector::views::Views::open(dir.path().join("views")).unwrap();
+    let rebuild = |views: whistle::projector::views::Views| {
+        whistle::projector::rebuild(
+            views,
+            &log,
+            whistle::domain::SlaPolicy::default(),
+            whistle::domain::Calendar::official(),
+            |_, _| {},
+        )
+    };
+    let (_, first_digest) = rebuild(views.clone()).await.unwrap();
+    let first = views.size_on_disk().unwrap();
+    for _ in 0..2 {
+        let (_, digest) = rebuild(views.clone()).await.unwrap();
+        assert_eq!(digest, first_digest);
+    }
+    let third = views.size_on_disk().unwrap();
+    assert!(third <= first + first / 10, "views grew across rebuilds: {first} → {third} bytes");
+}
+
+/// A data folder written by the release before compressed views (format 3: JSON values,
+/// `tests/fixtures/data-views-format-3.tar.gz`, made with that release's `whistle sim` and
+/// `whistle project`): the first start of this one replaces the views with fresh ones, keeps
+/// the delivery claims, projects the log again, and ends with views equal to a rebuild.
+#[tokio::test]
+async fn a_data_folder_of_the_previous_release_is_upgraded_on_first_start() {
+    use whistle::projector::views::{Views, VIEWS_FORMAT};
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-views-format-3.tar.gz");
+    let unpack = || {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("tar").arg("xzf").arg(&fixture).arg("-C").arg(dir.path()).status().unwrap();
+        assert!(status.success());
+        dir
+    };
+    let (upgraded, rebuilt) = (unpack(), unpack());
+    let views = Views::open(upgraded.path().join("views")).unwrap();
+    assert!(views.outdated().unwrap(), "the fixture holds views of an older format");
+    assert_eq!(views.checkpoint().unwrap(), 374);
+    views.delivery_put(b"sent:wecom\0an-alert", b"").unwrap();
+    let log = EmbeddedLog::open(upgraded.path().join("log")).unwrap();
+    let mut projector = whistle::projector::Projector::new(
+        views.clone(),
+        whistle::domain::SlaPolicy::default(),
+        whistle::domain::Calendar::official(),
+    )
+    .unwrap();
+    assert_eq!(views.checkpoint().unwrap(), 0, "replaced, to be projected again");
+    projector.catch_up(&log, false, |_, _| {}).await.unwrap();
+    assert_eq!(views.checkpoint().unwrap(), 374);
+    assert_eq!(views.get_raw(whistle::projector::keys::FORMAT_KEY).unwrap(), Some(VIEWS_FORMAT.to_be_bytes().to_vec()));
+    assert_eq!(views.delivery_get(b"sent:wecom\0an-alert").unwrap(), Some(Vec::new()), "claims survive");
+    let (ids, _) = views.list(&whistle::projector::keys::all_list_prefix(), None, 1_000).unwrap();
+    assert_eq!(ids.len(), 94, "every case of the fixture is listed again");
+    assert!(ids.iter().all(|id| views.case(*id).unwrap().is_some()));
+
+    let other = Views::open(rebuilt.path().join("views")).unwrap();
+    let other_log = EmbeddedLog::open(rebuilt.path().join("log")).unwrap();
+    let (_, digest) = whistle::projector::rebuild(
+        other,
+        &other_log,
+        whistle::domain::SlaPolicy::default(),
+        whistle::domain::Calendar::official(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(views.digest().unwrap(), digest, "upgraded views equal a rebuild");
+}

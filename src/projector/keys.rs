@@ -135,6 +135,20 @@ pub(crate) fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     [prefix, rest].concat()
 }
 
+/// The prefix a key is kept under, for reports: up to its first `:`, or its second for
+/// the list keys (`l:u:`, `l:s:`…); `m:` keys are reported whole.
+pub fn key_prefix(key: &[u8]) -> String {
+    let colons: Vec<usize> = key.iter().enumerate().filter(|(_, b)| **b == b':').map(|(i, _)| i).take(2).collect();
+    let end = match (key.first(), colons.as_slice()) {
+        (Some(b'm'), [_, second, ..]) => *second + 1,
+        (Some(b'm'), _) => key.len(),
+        (Some(b'l'), [_, second, ..]) => *second + 1,
+        (_, [first, ..]) => *first + 1,
+        _ => key.len(),
+    };
+    String::from_utf8_lossy(&key[..end]).into_owned()
+}
+
 /// The first key after every key that starts with `prefix`.
 pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();

@@ -10,6 +10,7 @@
 //! stops at the first one instead.
 
 pub mod apply;
+pub mod codec;
 pub mod keys;
 pub mod model;
 pub mod views;
@@ -32,6 +33,8 @@ pub const BATCH_RECORDS_MAX: usize = 512;
 const RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(500);
 /// How long a silent subscription goes before the projector asks the log whether it is behind.
 const STALL_CHECK_PERIOD: Duration = Duration::from_secs(1);
+/// Batches between two looks at whether the views are worth compacting.
+const COMPACT_CHECK_BATCHES: u64 = 64;
 /// Pause before trying failed views again.
 const VIEWS_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -82,6 +85,8 @@ pub struct Projector {
     /// Records after this position are live; alerts from records up to it are replay and are
     /// not broadcast.
     live_after: u64,
+    /// Batches applied since the last look at the views' size.
+    batches_since_compact_check: u64,
 }
 
 /// Alert views buffered for slow live-stream listeners; one further behind misses some and
@@ -97,7 +102,7 @@ impl Projector {
             tracing::warn!("the views were written by another version: rebuilding them from the log");
         }
         if outdated || views.checkpoint()? == 0 {
-            views.clear()?;
+            views.reset()?;
         }
         let mut calendar = base_calendar;
         for schedule in views.published_calendars()? {
@@ -117,6 +122,7 @@ impl Projector {
             totals: Totals::default(),
             alerts,
             live_after: start,
+            batches_since_compact_check: 0,
         })
     }
 
@@ -244,6 +250,7 @@ impl Projector {
             last_record = Instant::now();
             let (records, failure) = split_ok(batch);
             self.apply_batch(&records, false)?;
+            self.compact_if_worthwhile().await?;
             if self.failure.borrow().is_some() {
                 self.failure.send_replace(None);
                 tracing::info!("views are written again");
@@ -253,6 +260,39 @@ impl Projector {
                 return Ok(());
             }
         }
+    }
+
+    /// Every [`COMPACT_CHECK_BATCHES`] batches, compacts the views if they have grown well past
+    /// what they hold ([`Views::compact_if_worthwhile`]); projection waits meanwhile.
+    async fn compact_if_worthwhile(&mut self) -> Result<(), ProjectorError> {
+        self.batches_since_compact_check += 1;
+        if self.batches_since_compact_check < COMPACT_CHECK_BATCHES {
+            return Ok(());
+        }
+        self.batches_since_compact_check = 0;
+        let views = self.views.clone();
+        let started = Instant::now();
+        let compacted = tokio::task::spawn_blocking(move || views.compact_if_worthwhile())
+            .await
+            .map_err(|e| ViewError::Storage(format!("compaction task failed: {e}")))?;
+        // A compaction that failed before the swap left the views as they were: go on.
+        let compacted = match compacted {
+            Err(e) if self.views.checkpoint().is_ok() => {
+                tracing::warn!("views not compacted: {e}");
+                None
+            }
+            other => other?,
+        };
+        if let Some(c) = compacted {
+            tracing::info!(
+                bytes_before = c.bytes_before,
+                bytes_after = c.bytes_after,
+                live_bytes = c.live_bytes,
+                seconds = started.elapsed().as_secs_f64(),
+                "views compacted"
+            );
+        }
+        Ok(())
     }
 
     /// Whether the log holds records past the checkpoint although the subscription has been
@@ -309,6 +349,7 @@ impl Projector {
             let (mut records, failure) = split_ok(batch);
             records.retain(|r| r.position <= head);
             checkpoint = self.apply_batch(&records, strict)?;
+            self.compact_if_worthwhile().await?;
             on_batch(checkpoint, head);
             if let Some(e) = failure {
                 return Err(e.into());
@@ -338,11 +379,15 @@ pub async fn rebuild(
     calendar: Calendar,
     on_batch: impl FnMut(u64, u64),
 ) -> Result<(Totals, String), ProjectorError> {
-    views.clear()?;
+    views.reset()?;
     let mut projector = Projector::new(views, policy, calendar)?;
     let started = Instant::now();
     let totals = projector.catch_up(log, true, on_batch).await?;
-    projector.views.flush().await?;
+    // A fresh copy: a rebuild leaves no space behind, however often it is run.
+    let views = projector.views.clone();
+    tokio::task::spawn_blocking(move || views.compact())
+        .await
+        .map_err(|e| ViewError::Storage(format!("compaction task failed: {e}")))??;
     tracing::info!(records = totals.records, seconds = started.elapsed().as_secs_f64(), "rebuild finished");
     Ok((totals, projector.views.digest()?))
 }

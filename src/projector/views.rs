@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -17,9 +18,20 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::codec;
 use super::keys::*;
 use super::model::{AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension};
 use crate::domain::YearSchedule;
+
+/// Keys and bytes under one key prefix (see [`Views::live_size`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveSize {
+    pub keys: u64,
+    /// Bytes of keys and values.
+    pub bytes: u64,
+    /// The largest value.
+    pub largest: u64,
+}
 
 /// A raw key and value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -61,15 +73,41 @@ fn open_inner(path: &Path, cache_bytes: u64) -> Result<Inner, ViewError> {
 }
 
 /// Version of the views' layout; views written under another are dropped and rebuilt.
-pub const VIEWS_FORMAT: u64 = 3;
+pub const VIEWS_FORMAT: u64 = 4;
 
-/// Handle on the views database. Cheap to clone; every clone follows a [`Views::reopen`].
+/// Handle on the views database. Cheap to clone; every clone follows a [`Views::reopen`]
+/// and a [`Views::compact`].
 #[derive(Clone)]
 pub struct Views {
     path: Arc<PathBuf>,
     cache_bytes: u64,
     inner: Arc<RwLock<Option<Inner>>>,
+    /// Held (shared) by every delivery write, and (exclusive) by a compaction while it copies,
+    /// so that no claim written meanwhile is left behind in the old database.
+    gate: Arc<RwLock<()>>,
+    /// Bytes on disk of a fresh copy of the views: measured after a compaction, estimated
+    /// before (0: not known yet).
+    fresh_bytes: Arc<AtomicU64>,
 }
+
+/// What a compaction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Bytes of keys and values copied.
+    pub live_bytes: u64,
+}
+
+/// Views are compacted when they take more than this many times what a fresh copy would…
+pub const COMPACT_SPACE_FACTOR: u64 = 2;
+/// …and more than this (small views are never worth compacting).
+pub const COMPACT_SLACK_BYTES: u64 = 256 * 1024 * 1024;
+/// A fresh copy of the views takes about this many bytes on disk per byte of keys and values
+/// (sled's pages, measured: 2.7 for `whistle sim` views).
+const FRESH_BYTES_PER_LIVE_BYTE: u64 = 3;
+/// Entries per batch when copying into a fresh database.
+const COPY_BATCH_ENTRIES: usize = 8_192;
 
 /// The open database. Handles are cloned out for each operation so that a reopen only waits
 /// for operations in flight, never for idle holders.
@@ -98,8 +136,115 @@ impl Views {
     /// Opens the views with a page cache of `cache_bytes` (the bound on what they keep in memory).
     pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: u64) -> Result<Self, ViewError> {
         let path = path.as_ref().to_path_buf();
+        // A compaction that did not finish (or whose old copy was not yet removed).
+        let leftover = fresh_path(&path);
+        if leftover.exists() {
+            std::fs::remove_dir_all(&leftover).map_err(|e| {
+                ViewError::Storage(format!("cannot remove an unfinished compaction at {}: {e}", leftover.display()))
+            })?;
+        }
         let inner = open_inner(&path, cache_bytes)?;
-        Ok(Views { path: Arc::new(path), cache_bytes, inner: Arc::new(RwLock::new(Some(inner))) })
+        Ok(Views {
+            path: Arc::new(path),
+            cache_bytes,
+            inner: Arc::new(RwLock::new(Some(inner))),
+            gate: Arc::new(RwLock::new(())),
+            fresh_bytes: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Bytes the views take on disk.
+    pub fn size_on_disk(&self) -> Result<u64, ViewError> {
+        self.inner()?.db.size_on_disk().map_err(storage)
+    }
+
+    /// Compacts the views when they take more than [`COMPACT_SPACE_FACTOR`] times what a fresh
+    /// copy of them would (and more than [`COMPACT_SLACK_BYTES`]). sled reclaims space slowly,
+    /// and not at all across a rebuild. What a fresh copy takes is known after a compaction;
+    /// before the first it is estimated from the live bytes (which reads every key, so it is
+    /// done only once the file has grown past the last estimate).
+    /// Only the projector may call this, between batches: it is the views' one writer.
+    pub fn compact_if_worthwhile(&self) -> Result<Option<Compaction>, ViewError> {
+        let allowed = |fresh: u64| fresh.saturating_mul(COMPACT_SPACE_FACTOR).max(COMPACT_SLACK_BYTES);
+        if self.size_on_disk()? <= allowed(self.fresh_bytes.load(Ordering::Relaxed)) {
+            return Ok(None);
+        }
+        let live = self.live_size()?.values().map(|s| s.bytes).sum::<u64>();
+        let estimate = live.saturating_mul(FRESH_BYTES_PER_LIVE_BYTE);
+        if self.size_on_disk()? <= allowed(estimate) {
+            self.fresh_bytes.store(estimate, Ordering::Relaxed);
+            return Ok(None);
+        }
+        self.compact().map(Some)
+    }
+
+    /// Copies the views and the delivery state into a fresh database and puts it in place of
+    /// the old one, which gives back all the space sled has not reclaimed. The swap is one
+    /// `renameat2(RENAME_EXCHANGE)`: after a crash at any point the views folder holds either
+    /// database whole, and the other is removed on the next open.
+    /// Only the projector may call this, between batches: it is the views' one writer.
+    pub fn compact(&self) -> Result<Compaction, ViewError> {
+        self.replace(true)
+    }
+
+    /// Replaces the views with empty ones of this format, keeping the delivery state, and
+    /// gives back their space (see [`Views::compact`]).
+    pub fn reset(&self) -> Result<(), ViewError> {
+        self.replace(false).map(|_| ())
+    }
+
+    fn replace(&self, keep_views: bool) -> Result<Compaction, ViewError> {
+        let _writers = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let old = self.inner()?;
+        let bytes_before = old.db.size_on_disk().map_err(storage)?;
+        let fresh = fresh_path(&self.path);
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh).map_err(|e| io_error("remove", &fresh, e))?;
+        }
+        let built = (|| {
+            let new = open_inner(&fresh, self.cache_bytes)?;
+            let mut live_bytes = 0;
+            if keep_views {
+                live_bytes += copy_tree(&old.tree, &new.tree)?;
+            } else {
+                new.tree.insert(FORMAT_KEY, &VIEWS_FORMAT.to_be_bytes()).map_err(storage)?;
+            }
+            live_bytes += copy_tree(&old.delivery, &new.delivery)?;
+            new.db.flush().map_err(storage)?;
+            drop(new);
+            // sled's flush is `sync_file_range`; the delivery state must survive a power cut.
+            sync_folder(&fresh)?;
+            Ok(live_bytes)
+        })();
+        let live_bytes = match built {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // A full disk, most likely: give the space back at once.
+                let _ = std::fs::remove_dir_all(&fresh);
+                self.fresh_bytes.store(bytes_before, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let mut slot = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = exchange(&fresh, &self.path) {
+            // The old views are untouched and stay in use; try again only once they have
+            // grown as much again.
+            drop(slot);
+            let _ = std::fs::remove_dir_all(&fresh);
+            self.fresh_bytes.store(bytes_before, Ordering::Relaxed);
+            return Err(e);
+        }
+        drop(slot.take());
+        drop(old);
+        *slot = Some(open_retrying(&self.path, self.cache_bytes)?);
+        let bytes_after = slot.as_ref().expect("just opened").db.size_on_disk().map_err(storage)?;
+        drop(slot);
+        // Readers may still hold the old database open: its files go when they let go.
+        if let Err(e) = std::fs::remove_dir_all(&fresh) {
+            tracing::warn!("cannot remove the views' old copy at {}: {e}", fresh.display());
+        }
+        self.fresh_bytes.store(bytes_after, Ordering::Relaxed);
+        Ok(Compaction { bytes_before, bytes_after, live_bytes })
     }
 
     /// Where the views live.
@@ -112,19 +257,8 @@ impl Views {
     pub fn reopen(&self) -> Result<(), ViewError> {
         let mut slot = self.inner.write().unwrap_or_else(|p| p.into_inner());
         drop(slot.take());
-        let mut last = None;
-        for _ in 0..REOPEN_ATTEMPTS_MAX {
-            match open_inner(&self.path, self.cache_bytes) {
-                Ok(inner) => {
-                    *slot = Some(inner);
-                    return Ok(());
-                }
-                // Another operation still holds the old database (and its file lock).
-                Err(e) => last = Some(e),
-            }
-            std::thread::sleep(REOPEN_PAUSE);
-        }
-        Err(last.unwrap_or_else(|| ViewError::Storage("views did not reopen".into())))
+        *slot = Some(open_retrying(&self.path, self.cache_bytes)?);
+        Ok(())
     }
 
     fn inner(&self) -> Result<Inner, ViewError> {
@@ -134,15 +268,6 @@ impl Views {
 
     pub async fn flush(&self) -> Result<(), ViewError> {
         self.inner()?.db.flush_async().await.map_err(storage)?;
-        Ok(())
-    }
-
-    /// Drops every view (not the delivery state) and marks the views as of this format.
-    pub fn clear(&self) -> Result<(), ViewError> {
-        let inner = self.inner()?;
-        inner.tree.clear().map_err(storage)?;
-        inner.tree.insert(FORMAT_KEY, &VIEWS_FORMAT.to_be_bytes()).map_err(storage)?;
-        inner.db.flush().map_err(storage)?;
         Ok(())
     }
 
@@ -199,16 +324,37 @@ impl Views {
         Ok(())
     }
 
-    /// How many keys the views hold and how many bytes of keys and values: what they would
-    /// take with no storage overhead, to compare with their size on disk.
-    pub fn live_size(&self) -> Result<(u64, u64), ViewError> {
-        let (mut keys, mut bytes) = (0u64, 0u64);
+    /// How many keys and bytes of keys and values the views hold, by key prefix (`c:`, `i:`,
+    /// `l:u:`…): what they would take with no storage overhead, to compare with their size on disk.
+    pub fn live_size(&self) -> Result<BTreeMap<String, LiveSize>, ViewError> {
+        let mut out: BTreeMap<String, LiveSize> = BTreeMap::new();
         for item in self.inner()?.tree.iter() {
             let (key, value) = item.map_err(storage)?;
-            keys += 1;
-            bytes += (key.len() + value.len()) as u64;
+            let size = out.entry(key_prefix(&key)).or_default();
+            size.keys += 1;
+            size.bytes += (key.len() + value.len()) as u64;
+            size.largest = size.largest.max(value.len() as u64);
         }
-        Ok((keys, bytes))
+        Ok(out)
+    }
+
+    /// Every `every`-th value of each key prefix whose values are JSON documents (case views,
+    /// index entries, alerts, statistics cells…), for training the values' dictionary.
+    pub fn sample_values(&self, every: usize) -> Result<Vec<Vec<u8>>, ViewError> {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::new();
+        for item in self.inner()?.tree.iter() {
+            let (key, value) = item.map_err(storage)?;
+            if key.starts_with(b"m:") || key.starts_with(b"l:") || value.is_empty() {
+                continue;
+            }
+            let n = seen.entry(key_prefix(&key)).or_default();
+            if (*n).is_multiple_of(every.max(1)) {
+                out.push(value.to_vec());
+            }
+            *n += 1;
+        }
+        Ok(out)
     }
 
     pub fn checkpoint(&self) -> Result<u64, ViewError> {
@@ -386,12 +532,14 @@ impl Views {
     }
 
     pub fn delivery_put(&self, key: &[u8], value: &[u8]) -> Result<(), ViewError> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.inner()?.delivery.insert(key, value).map_err(storage)?;
         self.inner()?.delivery.flush().map_err(storage)?;
         Ok(())
     }
 
     pub fn delivery_remove(&self, key: &[u8]) -> Result<(), ViewError> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.inner()?.delivery.remove(key).map_err(storage)?;
         self.inner()?.delivery.flush().map_err(storage)?;
         Ok(())
@@ -498,8 +646,7 @@ impl<'a> Overlay<'a> {
     }
 
     pub fn put_json<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
-        let bytes = serde_json::to_vec(value).expect("view values serialise (plain data)");
-        self.put(key, bytes);
+        self.put(key, codec::encode(value));
     }
 
     pub fn remove(&mut self, key: Vec<u8>) {
@@ -597,6 +744,95 @@ impl<'a> Overlay<'a> {
     }
 }
 
+/// Opens the database, waiting while an operation still holds a closing one (and its file lock).
+fn open_retrying(path: &Path, cache_bytes: u64) -> Result<Inner, ViewError> {
+    let mut last = None;
+    for _ in 0..REOPEN_ATTEMPTS_MAX {
+        match open_inner(path, cache_bytes) {
+            Ok(inner) => return Ok(inner),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(REOPEN_PAUSE);
+    }
+    Err(last.unwrap_or_else(|| ViewError::Storage("views did not reopen".into())))
+}
+
+/// Where a compaction builds the fresh database: beside the views.
+fn fresh_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".compacting");
+    path.with_file_name(name)
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> ViewError {
+    ViewError::Storage(format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// Copies every entry of `from` into `to`; returns the bytes of keys and values copied.
+fn copy_tree(from: &sled::Tree, to: &sled::Tree) -> Result<u64, ViewError> {
+    let mut bytes = 0;
+    let mut batch = sled::Batch::default();
+    let mut entries = 0;
+    for item in from.iter() {
+        let (key, value) = item.map_err(storage)?;
+        bytes += (key.len() + value.len()) as u64;
+        batch.insert(key, value);
+        entries += 1;
+        if entries == COPY_BATCH_ENTRIES {
+            to.apply_batch(std::mem::take(&mut batch)).map_err(storage)?;
+            entries = 0;
+        }
+    }
+    to.apply_batch(batch).map_err(storage)?;
+    Ok(bytes)
+}
+
+/// fsyncs every file in a folder (sled's own flush does not reach the disk's cache), then the
+/// folder and its parent.
+fn sync_folder(path: &Path) -> Result<(), ViewError> {
+    fn sync_all(path: &Path) -> Result<(), ViewError> {
+        for entry in std::fs::read_dir(path).map_err(|e| io_error("read", path, e))? {
+            let entry = entry.map_err(|e| io_error("read", path, e))?;
+            let file_type = entry.file_type().map_err(|e| io_error("read", &entry.path(), e))?;
+            if file_type.is_dir() {
+                sync_all(&entry.path())?;
+            } else {
+                std::fs::File::open(entry.path())
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| io_error("sync", &entry.path(), e))?;
+            }
+        }
+        std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| io_error("sync", path, e))
+    }
+    sync_all(path)?;
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(|e| io_error("sync", parent, e))
+}
+
+/// Swaps two folders in one step (Linux `renameat2` with `RENAME_EXCHANGE`), then syncs their
+/// parent so the swap itself is durable.
+fn exchange(a: &Path, b: &Path) -> Result<(), ViewError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io_error("name", p, std::io::ErrorKind::InvalidInput.into()))
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: both paths are NUL-terminated C strings that live across the call.
+    let rc =
+        unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    if rc != 0 {
+        return Err(ViewError::Storage(format!(
+            "cannot swap {} and {}: {}",
+            a.display(),
+            b.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    let parent = b.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(parent).and_then(|f| f.sync_all()).map_err(|e| io_error("sync", parent, e))
+}
+
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, ViewError> {
-    serde_json::from_slice(value).map_err(|e| corrupt(key, e.to_string()))
+    codec::decode(value).map_err(|message| corrupt(key, message))
 }
