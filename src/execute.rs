@@ -97,6 +97,12 @@ impl Executor {
         self.cache.lock().expect("case cache lock").get(&case_id).is_some_and(|k| test(&k.state))
     }
 
+    /// Takes in a case as just read from the log (e.g. for a scope check), so that the command
+    /// that follows decides on it instead of reading the case a second time.
+    pub fn learn(&self, case_id: Uuid, records: &[crate::log::StoredRecord]) {
+        self.remember(case_id, known_from(records));
+    }
+
     fn remember(&self, case_id: Uuid, known: Known) {
         let mut cache = self.cache.lock().expect("case cache lock");
         if cache.get(&case_id).is_some_and(|k| k.position > known.position) {
@@ -139,9 +145,7 @@ async fn execute_from(
                 if let Some(stored) = records.iter().find(|r| r.msg_id.as_deref() == Some(id.as_str())) {
                     return Ok((repeat(&records, stored.position), None));
                 }
-                let command_ids =
-                    records.iter().filter_map(|r| r.msg_id.as_deref().and_then(|m| m.parse().ok())).collect();
-                (Known { state: replay(&records), position: last_position(&records), command_ids }, false)
+                (known_from(&records), false)
             }
         };
         let events = match decide(&known.state, cmd, now) {
@@ -169,6 +173,12 @@ async fn execute_from(
         }
     }
     Err(ExecuteError::Busy(cmd.case_id))
+}
+
+/// What a case's records say: its state, last position and command ids.
+fn known_from(records: &[crate::log::StoredRecord]) -> Known {
+    let command_ids = records.iter().filter_map(|r| r.msg_id.as_deref().and_then(|m| m.parse().ok())).collect();
+    Known { state: replay(records), position: last_position(records), command_ids }
 }
 
 /// A case's state from its records; records that do not decode are skipped (the projector

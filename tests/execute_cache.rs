@@ -132,3 +132,70 @@ async fn many_commands_through_two_executors_equal_one_reading_the_log() {
         assert_eq!(cached.events.iter().map(|e| e.body.clone()).collect::<Vec<_>>(), expected);
     }
 }
+
+/// A real log that counts how often a case is read.
+struct CountingReads {
+    log: Arc<dyn EventLog>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl EventLog for CountingReads {
+    async fn append(
+        &self,
+        commit: &whistle::log::Commit,
+        expected: u64,
+    ) -> Result<whistle::log::Appended, whistle::log::LogError> {
+        self.log.append(commit, expected).await
+    }
+    async fn read_case(&self, case_id: Uuid) -> Result<Vec<whistle::log::StoredRecord>, whistle::log::LogError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.log.read_case(case_id).await
+    }
+    async fn subscribe(&self, from: u64) -> Result<whistle::log::RecordStream, whistle::log::LogError> {
+        self.log.subscribe(from).await
+    }
+    async fn head(&self) -> Result<u64, whistle::log::LogError> {
+        self.log.head().await
+    }
+    async fn claim(&self, name: &str) -> Result<whistle::log::ClaimStream, whistle::log::LogError> {
+        self.log.claim(name).await
+    }
+    async fn publish_alert(&self, subject: &str, payload: bytes::Bytes) -> Result<(), whistle::log::LogError> {
+        self.log.publish_alert(subject, payload).await
+    }
+    async fn watch_alerts(&self, prefix: &str) -> Result<whistle::log::AlertStream, whistle::log::LogError> {
+        self.log.watch_alerts(prefix).await
+    }
+    async fn claim_delivery(&self, key: &str) -> Result<bool, whistle::log::LogError> {
+        self.log.claim_delivery(key).await
+    }
+}
+
+/// A command on a case the executor has not written (another instance did, or it restarted)
+/// reads the case once: the scope check's read is what the command decides on. Before, the
+/// executor read it a second time.
+#[tokio::test]
+async fn an_uncached_command_after_a_scope_check_reads_the_case_once() {
+    let p = pair();
+    let case = Uuid::now_v7();
+    let now = at("2026-03-02T10:00:00+08:00");
+    p.b.execute(&cmd(case, township(), raise(&[HOUSING])), now).await.unwrap();
+    let counting = Arc::new(CountingReads { log: p.log.clone(), reads: Default::default() });
+    let fresh = Executor::new(counting.clone());
+    let records = counting.read_case(case).await.unwrap();
+    fresh.learn(case, &records);
+    let done = fresh.execute(&cmd(case, department(HOUSING), CommandBody::AcknowledgeSummons), now).await.unwrap();
+    assert!(matches!(done.events[0].body, EventBody::DepartmentAcknowledged { .. }), "{:?}", done.events);
+    assert_eq!(counting.reads.load(std::sync::atomic::Ordering::SeqCst), 1, "one read for the check and the command");
+
+    // What was learned goes stale when another instance writes: the append conflicts and the
+    // command is decided again on the log.
+    let other = Uuid::now_v7();
+    p.b.execute(&cmd(other, township(), raise(&[HOUSING, URBAN])), now).await.unwrap();
+    fresh.learn(other, &p.log.read_case(other).await.unwrap());
+    p.b.execute(&cmd(other, department(HOUSING), CommandBody::AcknowledgeSummons), now).await.unwrap();
+    let again = fresh.execute(&cmd(other, department(HOUSING), CommandBody::AcknowledgeSummons), now).await;
+    assert!(matches!(again, Err(ExecuteError::Rejected(_))), "{again:?}");
+    assert_eq!(p.log.read_case(other).await.unwrap().len(), 2, "no second report-in stored");
+}

@@ -132,6 +132,26 @@ async fn round_trip<H: Harness>() {
     assert!(log.read_case(Uuid::now_v7()).await.unwrap().is_empty());
 }
 
+/// A case with more records than one read asks for (NATS reads 256 per direct get) is read
+/// whole and in order, interleaved with another case's records.
+async fn a_long_case_is_read_whole_and_in_order<H: Harness>() {
+    let h = H::start().await;
+    let log = h.log();
+    let (long, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut expected = 0;
+    for n in 0..600 {
+        expected = log.append(&commit(long, n), expected).await.unwrap().position;
+        if n % 7 == 0 {
+            let last = log.read_case(other).await.unwrap().last().map_or(0, |r| r.position);
+            log.append(&commit(other, n), last).await.unwrap();
+        }
+    }
+    let records = log.read_case(long).await.unwrap();
+    assert_eq!(records.iter().map(note_of).collect::<Vec<_>>(), (0..600).collect::<Vec<_>>());
+    assert!(records.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(log.read_case(other).await.unwrap().len(), 86);
+}
+
 async fn stale_expectations_conflict<H: Harness>() {
     let h = H::start().await;
     let log = h.log();
@@ -264,6 +284,10 @@ macro_rules! contract {
                 super::round_trip::<$harness>().await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_long_case_is_read_whole_and_in_order() {
+                super::a_long_case_is_read_whole_and_in_order::<$harness>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn stale_expectations_conflict() {
                 super::stale_expectations_conflict::<$harness>().await
             }
@@ -331,6 +355,31 @@ async fn an_incompatible_stream_is_an_error_and_left_unchanged() {
     assert!(err.contains("max_age") && err.contains("left unchanged"), "{err}");
     let mut stream = js.get_stream("WHISTLE").await.unwrap();
     assert_eq!(stream.info().await.unwrap().config.max_age, Duration::from_secs(3600));
+}
+
+/// A stream made before cases were read with direct gets is allowed them on connect, and
+/// what it holds is read back whole.
+#[tokio::test]
+async fn a_stream_without_direct_gets_is_allowed_them_and_read_whole() {
+    let server = nats_server::NatsServer::start();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "WHISTLE".into(),
+        subjects: vec!["whistle.case.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let log = NatsLog::connect(&NatsOptions::new(server.url())).await.unwrap();
+    let mut stream = js.get_stream("WHISTLE").await.unwrap();
+    assert!(stream.info().await.unwrap().config.allow_direct);
+    let case = Uuid::now_v7();
+    let first = log.append(&commit(case, 1), 0).await.unwrap();
+    log.append(&commit(case, 2), first.position).await.unwrap();
+    assert_eq!(log.read_case(case).await.unwrap().iter().map(note_of).collect::<Vec<_>>(), vec![1, 2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,6 +129,8 @@ async fn visible_case(state: &Shared, actor: &Actor, case_id: Uuid) -> Result<()
     if !can_see(actor, &replay(&records)) {
         return Err(ApiError::not_found(format!("no case {case_id}")));
     }
+    // The command that follows decides on what was just read: one read per uncached command.
+    state.executor.learn(case_id, &records);
     Ok(())
 }
 

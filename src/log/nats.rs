@@ -80,17 +80,74 @@ pub struct NatsLog {
     stream: stream::Stream,
     js: jetstream::Context,
     in_flight: Arc<Semaphore>,
+    /// Whether a case is read with one batched direct get (the stream allows direct gets, has
+    /// one replica so no follower can answer behind the leader, and the server is 2.11 or later).
+    direct_reads: bool,
 }
 
+/// Records asked for per batched direct get; a case with more takes one more round trip per
+/// this many.
+const DIRECT_BATCH: usize = 256;
+
 impl NatsLog {
+    /// A case's records in one round trip (per [`DIRECT_BATCH`] records): a batched direct get
+    /// of the next messages on the case's subject, answered as a run of messages ended by an
+    /// end-of-batch status.
+    async fn read_case_direct(&self, case_id: Uuid) -> Result<Vec<StoredRecord>, LogError> {
+        let subject = case_subject(case_id);
+        let failed = |e: &dyn std::fmt::Display| LogError::Unavailable(format!("reading case {case_id}: {e}"));
+        let mut out = Vec::new();
+        let mut next = 1u64;
+        loop {
+            let inbox = self.client.new_inbox();
+            let mut replies = self.client.subscribe(inbox.clone()).await.map_err(|e| failed(&e))?;
+            let request = serde_json::json!({ "seq": next, "next_by_subj": subject, "batch": DIRECT_BATCH });
+            self.client
+                .publish_with_reply(format!("$JS.API.DIRECT.GET.{STREAM_NAME}"), inbox, request.to_string().into())
+                .await
+                .map_err(|e| failed(&e))?;
+            let mut got = 0;
+            loop {
+                let reply = tokio::time::timeout(ACK_TIMEOUT, replies.next())
+                    .await
+                    .map_err(|_| failed(&"no answer to a direct get"))?
+                    .ok_or_else(|| failed(&"the connection closed"))?;
+                match reply.status {
+                    // End of batch.
+                    Some(status) if status.as_u16() == 204 => break,
+                    // Nothing (more) on the subject.
+                    Some(status) if status.as_u16() == 404 => return Ok(out),
+                    Some(status) => {
+                        return Err(failed(&format!("direct get answered {status} {:?}", reply.description)))
+                    }
+                    None => {}
+                }
+                let headers = reply.headers.as_ref().ok_or_else(|| failed(&"a direct get answer without headers"))?;
+                let position = headers
+                    .get("Nats-Sequence")
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+                    .ok_or_else(|| failed(&"a direct get answer without its sequence"))?;
+                let msg_id = headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.to_string());
+                out.push(StoredRecord { position, subject: subject.clone(), msg_id, payload: reply.payload });
+                next = position + 1;
+                got += 1;
+            }
+            if got < DIRECT_BATCH {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Connects, then creates the stream or checks that the existing one fits.
     pub async fn connect(options: &NatsOptions) -> Result<Self, LogError> {
         let client = connect_client(options).await?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(ACK_TIMEOUT);
-        let stream = ensure_stream(&js, options.replicas.max(1)).await?;
-        ensure_delivery_stream(&js, options.replicas.max(1)).await?;
-        Ok(NatsLog { client, stream, js, in_flight: Arc::new(Semaphore::new(APPENDS_IN_FLIGHT_MAX)) })
+        let replicas = options.replicas.max(1);
+        let stream = ensure_stream(&js, replicas).await?;
+        ensure_delivery_stream(&js, replicas).await?;
+        let direct_reads = replicas == 1 && server_at_least(&client.server_info().version, (2, 11));
+        Ok(NatsLog { client, stream, js, in_flight: Arc::new(Semaphore::new(APPENDS_IN_FLIGHT_MAX)), direct_reads })
     }
 
     /// The connection, for publishing alerts on core NATS subjects.
@@ -188,6 +245,9 @@ impl EventLog for NatsLog {
     }
 
     async fn read_case(&self, case_id: Uuid) -> Result<Vec<StoredRecord>, LogError> {
+        if self.direct_reads {
+            return self.read_case_direct(case_id).await;
+        }
         let subject = case_subject(case_id);
         let mut out = Vec::new();
         let mut next = 1;
@@ -318,6 +378,12 @@ fn record_from_stream_message(message: jetstream::message::StreamMessage) -> Sto
     StoredRecord { position: message.sequence, subject: message.subject.to_string(), msg_id, payload: message.payload }
 }
 
+/// Whether a server version ("2.15.1") is at least `(major, minor)`.
+fn server_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    let mut parts = version.trim_start_matches('v').split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
 async fn connect_client(options: &NatsOptions) -> Result<async_nats::Client, LogError> {
     let mut connect = async_nats::ConnectOptions::new()
         .name("whistle")
@@ -364,17 +430,30 @@ fn wanted_config(replicas: usize) -> stream::Config {
         duplicate_window: Duration::from_secs(120),
         deny_delete: true,
         deny_purge: true,
+        allow_direct: true,
         ..Default::default()
     }
 }
 
-/// Creates the stream, or checks that the one there keeps every event; never changes it.
+/// Creates the stream, or checks that the one there keeps every event; never changes what it
+/// keeps (it only allows direct gets on a stream made before cases were read with them).
 async fn ensure_stream(js: &jetstream::Context, replicas: usize) -> Result<stream::Stream, LogError> {
     match js.get_stream(STREAM_NAME).await {
         Ok(mut stream) => {
             let info = stream.info().await.map_err(|e| LogError::Unavailable(format!("stream info: {e}")))?;
             let problems = incompatibilities(&info.config, replicas);
-            if problems.is_empty() {
+            if problems.is_empty() && !info.config.allow_direct {
+                // Streams made before cases were read with direct gets: allowing them changes
+                // nothing about what the stream keeps.
+                let config = stream::Config { allow_direct: true, ..info.config.clone() };
+                js.update_stream(config)
+                    .await
+                    .map_err(|e| LogError::Setup(format!("cannot allow direct gets on stream {STREAM_NAME}: {e}")))?;
+                tracing::info!("stream {STREAM_NAME} now allows direct gets (cases are read in one round trip)");
+                js.get_stream(STREAM_NAME)
+                    .await
+                    .map_err(|e| LogError::Unavailable(format!("cannot look up stream {STREAM_NAME}: {e}")))
+            } else if problems.is_empty() {
                 Ok(stream)
             } else {
                 Err(LogError::Setup(format!(
