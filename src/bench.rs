@@ -54,7 +54,7 @@ impl Sizes {
             Sizes {
                 http: Duration::from_secs(5),
                 armed: 10_000,
-                due: 50,
+                due: 200,
                 due_window: Duration::from_secs(8),
                 scale_small: 2_000,
                 scale_large: 20_000,
@@ -63,8 +63,8 @@ impl Sizes {
             Sizes {
                 http: Duration::from_secs(20),
                 armed: 1_000_000,
-                due: 300,
-                due_window: Duration::from_secs(30),
+                due: 1_000,
+                due_window: Duration::from_secs(40),
                 scale_small: 10_000,
                 scale_large: 1_000_000,
             }
@@ -138,7 +138,10 @@ pub async fn run(options: BenchOptions) -> Result<Vec<Row>, String> {
     if let Some(nats) = &options.nats {
         keep(&mut rows, projection_and_rebuild("nats", Some(nats), options.events).await?, &options.json)?;
     }
-    keep(&mut rows, alert_latency(&sizes).await?, &options.json)?;
+    keep(&mut rows, alert_latency("embedded", None, &sizes).await?, &options.json)?;
+    if let Some(nats) = &options.nats {
+        keep(&mut rows, alert_latency("nats", Some(nats), &sizes).await?, &options.json)?;
+    }
     keep(&mut rows, scale(&sizes).await?, &options.json)?;
     eprintln!("bench: wrote {}", options.json.display());
     Ok(rows)
@@ -199,12 +202,22 @@ async fn projection_and_rebuild(
     let projection_seconds = projected.elapsed().as_secs_f64();
     let projection_rate = totals.records as f64 / projection_seconds;
 
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let log_mb = mb(log.stored_bytes().await.map_err(|e| e.to_string())?.unwrap_or(0));
+    let projected_mb = mb(views.size_on_disk().map_err(|e| e.to_string())?);
+
     say(&format!("{backend}: rebuild"));
     let rebuilt = Instant::now();
-    crate::projector::rebuild(views, log.as_ref(), SlaPolicy::default(), Calendar::official(), |_, _| {})
+    crate::projector::rebuild(views.clone(), log.as_ref(), SlaPolicy::default(), Calendar::official(), |_, _| {})
         .await
         .map_err(|e| e.to_string())?;
     let rebuild_seconds = rebuilt.elapsed().as_secs_f64();
+    let rebuilt_mb = mb(views.size_on_disk().map_err(|e| e.to_string())?);
+    say(&format!("{backend}: rebuild again"));
+    crate::projector::rebuild(views.clone(), log.as_ref(), SlaPolicy::default(), Calendar::official(), |_, _| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    let rebuilt_again_mb = mb(views.size_on_disk().map_err(|e| e.to_string())?);
     drop(log);
     drop(projector);
     handle.close().await.map_err(|e| e.to_string())?;
@@ -213,12 +226,25 @@ async fn projection_and_rebuild(
         Row::new(
             "projection",
             backend,
-            format!("{records} records ({} events)", totals.events),
+            format!("{records} records ({} events); baseline: ordered drain", totals.events),
             projection_rate,
             "records/s",
         )
         .against(drain_rate),
-        Row::new("rebuild", backend, format!("{records} records"), rebuild_seconds, "s"),
+        Row::new(
+            "rebuild",
+            backend,
+            format!("{records} records in {rebuild_seconds:.1}s; baseline: ordered drain"),
+            records as f64 / rebuild_seconds,
+            "records/s",
+        )
+        .against(drain_rate),
+        Row::new("views", backend, "on disk after projecting; baseline: the log's bytes", projected_mb, "MB")
+            .against(log_mb),
+        Row::new("views", backend, "on disk after a rebuild; baseline: the log's bytes", rebuilt_mb, "MB")
+            .against(log_mb),
+        Row::new("views", backend, "on disk after a second rebuild; baseline: after the first", rebuilt_again_mb, "MB")
+            .against(rebuilt_mb),
     ])
 }
 
@@ -226,61 +252,86 @@ async fn projection_and_rebuild(
 
 async fn commands(backend: &'static str, nats: Option<&NatsOptions>, duration: Duration) -> Result<Vec<Row>, String> {
     let scratch = Scratch::new(&format!("commands-{backend}"))?;
-    let port = free_port()?;
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let options = crate::serve::ServeOptions {
-        data: scratch.0.join("data"),
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        nats: nats.cloned(),
-        config: None,
-        policy: SlaPolicy::default(),
-        clock: Arc::new(SystemClock),
-        stop: Some(stop),
-        cache_bytes: crate::projector::views::VIEWS_CACHE_BYTES_DEFAULT,
-    };
-    let server = tokio::spawn(crate::serve::serve(options));
-    let base = format!("http://127.0.0.1:{port}");
+    let data = scratch.0.join("data");
     let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().map_err(|e| e.to_string())?;
-    wait_ready(&http, &base).await?;
-    let tokens = crate::demo::read_tokens(&crate::serve::DataFiles::of(&scratch.0.join("data")).demo_tokens)?;
-    let township = tokens.get("东坝镇").cloned().ok_or("no township token")?;
-    let department = tokens.get("住建局").cloned().ok_or("no department token")?;
-    say(&format!("{backend}: {CLIENTS} HTTP clients for {duration:?}"));
+    let server = InProcessServe::start(&data, nats, &http).await?;
+    let tokens = crate::demo::read_tokens(&crate::serve::DataFiles::of(&data).demo_tokens)?;
+    let token = |unit: &str| tokens.get(unit).cloned().ok_or(format!("no token for {unit}"));
+    let (township, housing, urban) = (token("东坝镇")?, token("住建局")?, token("城管局")?);
+    say(&format!("{backend}: {CLIENTS} HTTP clients for {duration:?}, raise + 报到 (cases the service just wrote)"));
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let raised = Arc::new(std::sync::Mutex::new(Vec::new()));
     let deadline = tokio::time::Instant::now() + duration;
     let started = Instant::now();
     let clients = (0..CLIENTS).map(|c| {
-        let (http, base, township, department, done, failed) =
-            (http.clone(), base.clone(), township.clone(), department.clone(), done.clone(), failed.clone());
+        let (http, base, township, housing, done, failed, raised) = (
+            http.clone(),
+            server.base.clone(),
+            township.clone(),
+            housing.clone(),
+            done.clone(),
+            failed.clone(),
+            raised.clone(),
+        );
         async move {
             let mut n = 0u64;
             while tokio::time::Instant::now() < deadline {
                 n += 1;
-                let body = serde_json::json!({ "title": format!("压测 {c}-{n}"), "description": "基准测试", "departments": ["住建局"] });
-                let raised = http.post(format!("{base}/v1/whistles")).bearer_auth(&township).json(&body).send().await;
-                let Ok(raised) = raised else {
+                let body = serde_json::json!({ "title": format!("压测 {c}-{n}"), "description": "基准测试", "departments": ["住建局", "城管局"] });
+                let answer = http.post(format!("{base}/v1/whistles")).bearer_auth(&township).json(&body).send().await;
+                let Some(answer) = answer.ok().filter(|r| r.status().is_success()) else {
                     failed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                if !raised.status().is_success() {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
                 done.fetch_add(1, Ordering::Relaxed);
-                let id = raised.json::<serde_json::Value>().await.ok().and_then(|v| v["case"]["id"].as_str().map(str::to_owned));
+                let id = answer.json::<serde_json::Value>().await.ok().and_then(|v| v["case"]["id"].as_str().map(str::to_owned));
                 let Some(id) = id else { continue };
-                match http.post(format!("{base}/v1/whistles/{id}/ack")).bearer_auth(&department).send().await {
-                    Ok(r) if r.status().is_success() => done.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
+                count(http.post(format!("{base}/v1/whistles/{id}/ack")).bearer_auth(&housing).send().await, &done, &failed);
+                raised.lock().expect("raised cases").push(id);
             }
         }
     });
     futures::future::join_all(clients).await;
     let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    let _ = server.await;
+    let cached_failed = failed.swap(0, Ordering::Relaxed);
+    server.stop().await;
+
+    // A new service on the same data knows none of these cases: every 报到 reads its case.
+    let server = InProcessServe::start(&data, nats, &http).await?;
+    let cases: Vec<String> = std::mem::take(&mut *raised.lock().expect("raised cases"));
+    say(&format!("{backend}: {CLIENTS} HTTP clients, 报到 on {} cases written before a restart", cases.len()));
+    let cases = Arc::new(cases);
+    let next = Arc::new(AtomicU64::new(0));
+    done.store(0, Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + duration;
+    let started = Instant::now();
+    let clients = (0..CLIENTS).map(|_| {
+        let (http, base, urban, done, failed, cases, next) = (
+            http.clone(),
+            server.base.clone(),
+            urban.clone(),
+            done.clone(),
+            failed.clone(),
+            cases.clone(),
+            next.clone(),
+        );
+        async move {
+            while tokio::time::Instant::now() < deadline {
+                let Some(id) = cases.get(next.fetch_add(1, Ordering::Relaxed) as usize) else { break };
+                count(
+                    http.post(format!("{base}/v1/whistles/{id}/ack")).bearer_auth(&urban).send().await,
+                    &done,
+                    &failed,
+                );
+            }
+        }
+    });
+    futures::future::join_all(clients).await;
+    let uncached_rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    let uncached_failed = failed.load(Ordering::Relaxed);
+    server.stop().await;
+
     let payload = sample_commit_bytes();
     say(&format!("{backend}: raw baseline, {payload}-byte records, {CLIENTS} in flight"));
     let baseline = match nats {
@@ -297,8 +348,65 @@ async fn commands(backend: &'static str, nats: Option<&NatsOptions>, duration: D
             .map_err(|e| e.to_string())?
         }
     };
-    let measure = format!("raise + 报到 over HTTP, {CLIENTS} clients, {} failed", failed.load(Ordering::Relaxed));
-    Ok(vec![Row::new("commands", backend, measure, rate, "commands/s").against(baseline)])
+    Ok(vec![
+        Row::new(
+            "commands",
+            backend,
+            format!("raise + 报到 over HTTP, {CLIENTS} clients, cached cases, {cached_failed} failed"),
+            rate,
+            "commands/s",
+        )
+        .against(baseline),
+        Row::new(
+            "commands",
+            backend,
+            format!("报到 over HTTP, {CLIENTS} clients, cases written before a restart, {uncached_failed} failed"),
+            uncached_rate,
+            "commands/s",
+        )
+        .against(baseline),
+    ])
+}
+
+/// Counts an answer as done (2xx) or failed.
+fn count(answer: reqwest::Result<reqwest::Response>, done: &AtomicU64, failed: &AtomicU64) {
+    match answer {
+        Ok(r) if r.status().is_success() => done.fetch_add(1, Ordering::Relaxed),
+        _ => failed.fetch_add(1, Ordering::Relaxed),
+    };
+}
+
+/// `whistle serve` inside the bench process, on a free port.
+struct InProcessServe {
+    base: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl InProcessServe {
+    async fn start(data: &Path, nats: Option<&NatsOptions>, http: &reqwest::Client) -> Result<InProcessServe, String> {
+        let port = free_port()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let options = crate::serve::ServeOptions {
+            data: data.to_path_buf(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            nats: nats.cloned(),
+            config: None,
+            policy: SlaPolicy::default(),
+            clock: Arc::new(SystemClock),
+            stop: Some(stopped),
+            cache_bytes: crate::projector::views::VIEWS_CACHE_BYTES_DEFAULT,
+        };
+        let task = tokio::spawn(async move { crate::serve::serve(options).await.map_err(|e| e.to_string()) });
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(http, &base).await?;
+        Ok(InProcessServe { base, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
 
 fn sample_commit_bytes() -> usize {
@@ -367,13 +475,17 @@ async fn raise_open(
 
 // ----------------------------------------------------------------------------- alert latency
 
-async fn alert_latency(sizes: &Sizes) -> Result<Vec<Row>, String> {
-    let scratch = Scratch::new("alerts")?;
-    let handle = open(&scratch.0, None).await?;
-    let log = handle.log();
+async fn alert_latency(backend: &'static str, nats: Option<&NatsOptions>, sizes: &Sizes) -> Result<Vec<Row>, String> {
+    let scratch = Scratch::new(&format!("alerts-{backend}"))?;
+    let handle = open(&scratch.0, nats).await?;
     let far = Utc::now() + chrono::Duration::days(3);
-    say(&format!("alerts: arming {} clocks that are not due", sizes.armed));
-    raise_open(log.as_ref(), sizes.armed, |i| far + chrono::Duration::seconds(i as i64)).await?;
+    say(&format!("alerts {backend}: arming {} clocks that are not due", sizes.armed));
+    raise_open(handle.log().as_ref(), sizes.armed, |i| far + chrono::Duration::seconds(i as i64)).await?;
+    // The embedded log is one process's: the lone service takes it while it runs.
+    handle.close().await.map_err(|e| e.to_string())?;
+    let mut rows = lone_serve(backend, &scratch.0, nats, sizes.armed).await?;
+    let handle = open(&scratch.0, nats).await?;
+    let log = handle.log();
     let views = Views::open(scratch.0.join("views")).map_err(|e| e.to_string())?;
     let node = Node::start(log.clone(), views.clone(), Arc::new(SystemClock), NodeConfig::default())
         .await
@@ -381,12 +493,12 @@ async fn alert_latency(sizes: &Sizes) -> Result<Vec<Row>, String> {
     let caught = Instant::now();
     node.caught_up_to(log.head().await.map_err(|e| e.to_string())?).await;
     say(&format!(
-        "alerts: {} armed clocks projected in {:.1}s",
+        "alerts {backend}: {} armed clocks projected in {:.1}s",
         views.armed_count().unwrap_or(0),
         caught.elapsed().as_secs_f64()
     ));
 
-    say("alerts: idle CPU for 3s");
+    say(&format!("alerts {backend}: idle CPU for 3s"));
     let cpu_before = cpu_seconds();
     let idle_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -395,7 +507,7 @@ async fn alert_latency(sizes: &Sizes) -> Result<Vec<Row>, String> {
     let mut alerts = log.watch_alerts("whistle.alert.breach.").await.map_err(|e| e.to_string())?;
     let first_due = Utc::now() + chrono::Duration::seconds(3);
     let step = sizes.due_window / sizes.due as u32;
-    say(&format!("alerts: {} deadlines passing over {:?}", sizes.due, sizes.due_window));
+    say(&format!("alerts {backend}: {} deadlines passing over {:?}", sizes.due, sizes.due_window));
     raise_open(log.as_ref(), sizes.due, |i| {
         first_due + chrono::Duration::from_std(step * i as u32).unwrap_or_default()
     })
@@ -418,12 +530,79 @@ async fn alert_latency(sizes: &Sizes) -> Result<Vec<Row>, String> {
     let pct =
         |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
     let label = format!("{} armed clocks, {} of {} alerts arrived", sizes.armed, latencies.len(), sizes.due);
+    rows.extend([
+        Row::new("alert latency", backend, format!("p50, {label}"), pct(0.5), "ms"),
+        Row::new("alert latency", backend, format!("p99 of {} samples", latencies.len()), pct(0.99), "ms"),
+        Row::new("alert latency", backend, "max", latencies.last().copied().unwrap_or(f64::NAN), "ms"),
+        Row::new("idle CPU", backend, format!("{} armed clocks, none due", sizes.armed), idle_cpu, "% of a core"),
+    ]);
+    Ok(rows)
+}
+
+/// A lone `whistle serve` (its own process) projecting a log of `armed` open cases from empty
+/// views: how long until ready, its RSS then, and the views' bytes on disk.
+async fn lone_serve(
+    backend: &'static str,
+    data: &Path,
+    nats: Option<&NatsOptions>,
+    armed: usize,
+) -> Result<Vec<Row>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let port = free_port()?;
+    let mut command = tokio::process::Command::new(exe);
+    command.arg("serve").arg("--data").arg(data).arg("--listen").arg(format!("127.0.0.1:{port}"));
+    if let Some(options) = nats {
+        command.arg("--nats").arg(&options.url);
+    }
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+    say(&format!("lone serve {backend}: projecting {armed} open cases in its own process"));
+    let started = Instant::now();
+    let mut child = command.spawn().map_err(|e| format!("cannot start whistle serve: {e}"))?;
+    let pid = child.id().ok_or("whistle serve exited at once")?;
+    let http = reqwest::Client::new();
+    wait_ready(&http, &format!("http://127.0.0.1:{port}")).await?;
+    let ready_seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (rss, peak) = (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0);
+    // SAFETY: sends SIGTERM to the child this function started and still owns.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    let views_mb = folder_bytes(&data.join("views")) as f64 / 1e6;
+    let cache_mib = crate::projector::views::VIEWS_CACHE_BYTES_DEFAULT / (1024 * 1024);
     Ok(vec![
-        Row::new("alert latency", "embedded", format!("p50, {label}"), pct(0.5), "ms"),
-        Row::new("alert latency", "embedded", "p99", pct(0.99), "ms"),
-        Row::new("alert latency", "embedded", "max", latencies.last().copied().unwrap_or(f64::NAN), "ms"),
-        Row::new("idle CPU", "embedded", format!("{} armed clocks, none due", sizes.armed), idle_cpu, "% of a core"),
+        Row::new(
+            "lone serve",
+            backend,
+            format!("RSS once ready, {armed} open cases with armed clocks (peak {peak:.0} MiB; --cache {cache_mib})"),
+            rss,
+            "MiB",
+        ),
+        Row::new("lone serve", backend, format!("from empty views to ready, {armed} records"), ready_seconds, "s"),
+        Row::new("lone serve", backend, "views on disk once ready", views_mb, "MB"),
     ])
+}
+
+/// Bytes of the files under a folder.
+fn folder_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+                    _ => e.metadata().map_or(0, |m| m.len()),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 // ----------------------------------------------------------------------------- scale

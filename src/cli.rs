@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::domain::calendar::{Calendar, WORKING_DAYS_MAX};
 use crate::log::nats::NatsOptions;
+use crate::projector::views::VIEWS_CACHE_MIB_DEFAULT;
 use crate::service::DEFAULT_DATA_DIR;
 
 #[derive(Parser, Debug)]
@@ -375,8 +376,8 @@ pub struct StoreArgs {
     #[arg(long, env = "WHISTLE_POLICY")]
     pub policy: Option<PathBuf>,
     /// Memory the views may keep cached, in MiB: with the log's indexes, what bounds the
-    /// service's memory.
-    #[arg(long = "cache", env = "WHISTLE_CACHE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(8..=65_536))]
+    /// service's memory (the operating system's file cache still serves the views' file).
+    #[arg(long = "cache", env = "WHISTLE_CACHE_MIB", default_value_t = VIEWS_CACHE_MIB_DEFAULT, value_parser = clap::value_parser!(u64).range(8..=65_536))]
     pub cache_mib: u64,
     #[command(flatten)]
     pub nats: NatsArgs,

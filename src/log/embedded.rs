@@ -323,6 +323,14 @@ impl EventLog for EmbeddedLog {
         blocking(move || lock_consumers(&shared).claim_delivery(&key)).await
     }
 
+    async fn stored_bytes(&self) -> Result<Option<u64>, LogError> {
+        let path = self.shared.dir.join("records");
+        let len = std::fs::metadata(&path)
+            .map_err(|e| LogError::Unavailable(format!("cannot read {}: {e}", path.display())))?
+            .len();
+        Ok(Some(len))
+    }
+
     /// While writes are failing, each call asks the file system whether space has come back,
     /// so readiness recovers without a write.
     fn write_failure(&self) -> Option<String> {

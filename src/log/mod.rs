@@ -199,6 +199,11 @@ pub trait EventLog: Send + Sync {
     fn write_failure(&self) -> Option<String> {
         None
     }
+
+    /// Bytes the log's records take in storage, where the back end can tell (for benchmarks).
+    async fn stored_bytes(&self) -> Result<Option<u64>, LogError> {
+        Ok(None)
+    }
 }
 
 /// The last position of a case from its records (0 when there are none).

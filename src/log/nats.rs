@@ -295,6 +295,11 @@ impl EventLog for NatsLog {
         Ok(info.state.last_sequence)
     }
 
+    async fn stored_bytes(&self) -> Result<Option<u64>, LogError> {
+        let info = self.stream.get_info().await.map_err(|e| LogError::Unavailable(format!("stream info: {e}")))?;
+        Ok(Some(info.state.bytes))
+    }
+
     async fn claim(&self, name: &str) -> Result<ClaimStream, LogError> {
         let config = consumer::pull::Config {
             durable_name: Some(name.to_owned()),

@@ -247,10 +247,11 @@ impl Projector {
                 }
             };
             let Some(batch) = batch else { return Ok(()) };
-            last_record = Instant::now();
             let (records, failure) = split_ok(batch);
             self.apply_batch(&records, false)?;
             self.compact_if_worthwhile().await?;
+            // Counted after the batch: a long batch or a compaction is not a silent subscription.
+            last_record = Instant::now();
             if self.failure.borrow().is_some() {
                 self.failure.send_replace(None);
                 tracing::info!("views are written again");

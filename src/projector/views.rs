@@ -118,9 +118,13 @@ struct Inner {
     delivery: sled::Tree,
 }
 
-/// sled's page cache for the views when nothing else is said: sled's own default is 1 GiB per
-/// database, which is most of a small server's memory.
-pub const VIEWS_CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// sled's page cache for the views when nothing else is said, in MiB. sled's own default is
+/// 1 GiB per database, and sled uses about three times its nominal cache; with 16 MiB a service
+/// that has projected a million records stays under 400 MB (docs/performance.md), and the
+/// operating system's file cache still holds the views' file.
+pub const VIEWS_CACHE_MIB_DEFAULT: u64 = 16;
+/// [`VIEWS_CACHE_MIB_DEFAULT`] in bytes.
+pub const VIEWS_CACHE_BYTES_DEFAULT: u64 = VIEWS_CACHE_MIB_DEFAULT * 1024 * 1024;
 
 /// How long a reopen waits for operations still holding the old database.
 const REOPEN_ATTEMPTS_MAX: u32 = 100;
@@ -587,7 +591,7 @@ pub struct ViewCache {
 }
 
 /// Most case views and statistics cells kept between batches (each).
-pub const VIEW_CACHE_MAX: usize = 50_000;
+pub const VIEW_CACHE_MAX: usize = 8_192;
 
 impl ViewCache {
     /// Takes in a committed batch's values.
