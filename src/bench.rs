@@ -31,7 +31,22 @@ pub const CLIENTS: usize = 64;
 /// Concurrent lanes used to pre-fill logs.
 const FILL_LANES: usize = 64;
 
+/// The bench's sections, to run some of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Commands over HTTP, cached and uncached.
+    Commands,
+    /// Fill, projection, rebuild and the views' bytes.
+    Projection,
+    /// A lone service's RSS, alert latency and idle CPU.
+    Alerts,
+    /// Projection with few vs. many open cases.
+    Scale,
+}
+
 pub struct BenchOptions {
+    /// Sections to run; all when empty.
+    pub sections: Vec<Section>,
     pub quick: bool,
     /// Events for the projection and rebuild sections.
     pub events: usize,
@@ -128,21 +143,30 @@ pub async fn run(options: BenchOptions) -> Result<Vec<Row>, String> {
     let sizes = Sizes::of(options.quick);
     let mut rows = Vec::new();
     print_header();
+    let runs = |section| options.sections.is_empty() || options.sections.contains(&section);
     // Commands first: on NATS the stream is shared by every section, and a service started
     // later would first have to project everything appended before it.
-    keep(&mut rows, commands("embedded", None, sizes.http).await?, &options.json)?;
-    if let Some(nats) = &options.nats {
-        keep(&mut rows, commands("nats", Some(nats), sizes.http).await?, &options.json)?;
+    if runs(Section::Commands) {
+        keep(&mut rows, commands("embedded", None, sizes.http).await?, &options.json)?;
+        if let Some(nats) = &options.nats {
+            keep(&mut rows, commands("nats", Some(nats), sizes.http).await?, &options.json)?;
+        }
     }
-    keep(&mut rows, projection_and_rebuild("embedded", None, options.events).await?, &options.json)?;
-    if let Some(nats) = &options.nats {
-        keep(&mut rows, projection_and_rebuild("nats", Some(nats), options.events).await?, &options.json)?;
+    if runs(Section::Projection) {
+        keep(&mut rows, projection_and_rebuild("embedded", None, options.events).await?, &options.json)?;
+        if let Some(nats) = &options.nats {
+            keep(&mut rows, projection_and_rebuild("nats", Some(nats), options.events).await?, &options.json)?;
+        }
     }
-    keep(&mut rows, alert_latency("embedded", None, &sizes).await?, &options.json)?;
-    if let Some(nats) = &options.nats {
-        keep(&mut rows, alert_latency("nats", Some(nats), &sizes).await?, &options.json)?;
+    if runs(Section::Alerts) {
+        keep(&mut rows, alert_latency("embedded", None, &sizes).await?, &options.json)?;
+        if let Some(nats) = &options.nats {
+            keep(&mut rows, alert_latency("nats", Some(nats), &sizes).await?, &options.json)?;
+        }
     }
-    keep(&mut rows, scale(&sizes).await?, &options.json)?;
+    if runs(Section::Scale) {
+        keep(&mut rows, scale(&sizes).await?, &options.json)?;
+    }
     eprintln!("bench: wrote {}", options.json.display());
     Ok(rows)
 }
@@ -427,8 +451,9 @@ fn raise_body(title: &str) -> CommandBody {
     }
 }
 
+/// Waits for `/readyz` (up to an hour: a service may first project millions of records).
 async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<(), String> {
-    for _ in 0..6_000 {
+    for _ in 0..72_000 {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
             if r.status().is_success() {
                 return Ok(());
@@ -560,7 +585,11 @@ async fn lone_serve(
     let mut child = command.spawn().map_err(|e| format!("cannot start whistle serve: {e}"))?;
     let pid = child.id().ok_or("whistle serve exited at once")?;
     let http = reqwest::Client::new();
-    wait_ready(&http, &format!("http://127.0.0.1:{port}")).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    tokio::select! {
+        ready = wait_ready(&http, &base) => ready?,
+        exited = child.wait() => return Err(format!("whistle serve ended before it was ready: {exited:?}")),
+    }
     let ready_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

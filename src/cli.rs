@@ -153,6 +153,9 @@ pub enum Command {
         /// Where to write the results as JSON.
         #[arg(long, default_value = "bench.json")]
         json: PathBuf,
+        /// Run only these sections (repeat for several); all when absent.
+        #[arg(long = "section", value_enum)]
+        sections: Vec<crate::bench::Section>,
     },
     /// Inspect the views.
     Views {
@@ -351,6 +354,10 @@ fn parse_role(text: &str) -> Result<crate::domain::event::Role, String> {
 pub enum ViewsCommand {
     /// Print the SHA-256 digest of every view (equal digests: equal views).
     Digest(StoreArgs),
+    /// Copy the views into a fresh database and swap it in, giving back the space sled has not
+    /// reclaimed (the service does this by itself while catching up, never while live). Stop the
+    /// service first.
+    Compact(StoreArgs),
     /// Train a zstd dictionary for view values from these views (how the one built into
     /// whistle was made: see src/projector/codec.rs).
     #[command(hide = true)]

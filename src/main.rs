@@ -246,6 +246,18 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             println!("{}", views.digest().map_err(failed)?);
             Ok(())
         }
+        Command::Views { command: ViewsCommand::Compact(store) } => {
+            let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
+            let c = views.compact().map_err(failed)?;
+            println!(
+                "compacted the views of {}: {} → {} bytes on disk ({} bytes of keys and values)",
+                shown(&store.data),
+                c.bytes_before,
+                c.bytes_after,
+                c.live_bytes
+            );
+            Ok(())
+        }
         Command::Views { command: ViewsCommand::Dictionary { store, out, max_bytes } } => {
             let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
             let samples = views.sample_values(7).map_err(failed)?;
@@ -268,12 +280,13 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             publish_calendar(&file, service_url.zip(service_token), *store).await
         }
         Command::Serve(args) => serve(args).await,
-        Command::Bench { quick, events, nats, json } => {
+        Command::Bench { quick, events, nats, json, sections } => {
             let options = whistle::bench::BenchOptions {
                 quick,
                 events: events.unwrap_or(if quick { 20_000 } else { 1_000_000 }),
                 nats: nats.map(whistle::log::nats::NatsOptions::new),
                 json,
+                sections,
             };
             whistle::bench::run(options).await.map(|_| ()).map_err(failed)
         }

@@ -35,6 +35,8 @@ const RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(500);
 const STALL_CHECK_PERIOD: Duration = Duration::from_secs(1);
 /// Batches between two looks at whether the views are worth compacting.
 const COMPACT_CHECK_BATCHES: u64 = 64;
+/// Views are compacted only while the projector is at least this many records behind the log.
+const COMPACT_BACKLOG_MIN: u64 = 10_000;
 /// Pause before trying failed views again.
 const VIEWS_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -249,7 +251,11 @@ impl Projector {
             let Some(batch) = batch else { return Ok(()) };
             let (records, failure) = split_ok(batch);
             self.apply_batch(&records, false)?;
-            self.compact_if_worthwhile().await?;
+            if self.compact_check_due() {
+                // Asked only now: on NATS the head is a round trip.
+                let head = log.head().await.unwrap_or(0);
+                self.compact_if_worthwhile(head).await?;
+            }
             // Counted after the batch: a long batch or a compaction is not a silent subscription.
             last_record = Instant::now();
             if self.failure.borrow().is_some() {
@@ -263,14 +269,26 @@ impl Projector {
         }
     }
 
-    /// Every [`COMPACT_CHECK_BATCHES`] batches, compacts the views if they have grown well past
-    /// what they hold ([`Views::compact_if_worthwhile`]); projection waits meanwhile.
-    async fn compact_if_worthwhile(&mut self) -> Result<(), ProjectorError> {
+    /// Counts a batch; true every [`COMPACT_CHECK_BATCHES`] batches.
+    fn compact_check_due(&mut self) -> bool {
         self.batches_since_compact_check += 1;
-        if self.batches_since_compact_check < COMPACT_CHECK_BATCHES {
+        let due = self.batches_since_compact_check >= COMPACT_CHECK_BATCHES;
+        if due {
+            self.batches_since_compact_check = 0;
+        }
+        due
+    }
+
+    /// While at least [`COMPACT_BACKLOG_MIN`] records behind `head` (catching up: after a
+    /// start, an upgrade, in a rebuild), compacts the views if they have grown well past what
+    /// they hold ([`Views::compact_if_worthwhile`]). Never while live: projection waits during a
+    /// compaction (and the check reads every key), and alerts must not wait: views that grow
+    /// while live are compacted the next time the service catches up a backlog, or offline by
+    /// `whistle views compact`.
+    async fn compact_if_worthwhile(&mut self, head: u64) -> Result<(), ProjectorError> {
+        if head.saturating_sub(*self.checkpoint.borrow()) < COMPACT_BACKLOG_MIN {
             return Ok(());
         }
-        self.batches_since_compact_check = 0;
         let views = self.views.clone();
         let started = Instant::now();
         let compacted = tokio::task::spawn_blocking(move || views.compact_if_worthwhile())
@@ -350,7 +368,9 @@ impl Projector {
             let (mut records, failure) = split_ok(batch);
             records.retain(|r| r.position <= head);
             checkpoint = self.apply_batch(&records, strict)?;
-            self.compact_if_worthwhile().await?;
+            if self.compact_check_due() {
+                self.compact_if_worthwhile(head).await?;
+            }
             on_batch(checkpoint, head);
             if let Some(e) = failure {
                 return Err(e.into());

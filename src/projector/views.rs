@@ -88,6 +88,10 @@ pub struct Views {
     /// Bytes on disk of a fresh copy of the views: measured after a compaction, estimated
     /// before (0: not known yet).
     fresh_bytes: Arc<AtomicU64>,
+    /// Views smaller than this are never compacted ([`COMPACT_SLACK_BYTES`]).
+    compact_floor: Arc<AtomicU64>,
+    /// Compactions since open.
+    compactions: Arc<AtomicU64>,
 }
 
 /// What a compaction did.
@@ -154,7 +158,20 @@ impl Views {
             inner: Arc::new(RwLock::new(Some(inner))),
             gate: Arc::new(RwLock::new(())),
             fresh_bytes: Arc::new(AtomicU64::new(0)),
+            compact_floor: Arc::new(AtomicU64::new(COMPACT_SLACK_BYTES)),
+            compactions: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Compactions (and resets) since the views were opened.
+    pub fn compactions(&self) -> u64 {
+        self.compactions.load(Ordering::Relaxed)
+    }
+
+    /// Sets the size below which the views are never compacted (for tests of compaction on
+    /// small views).
+    pub fn set_compact_floor(&self, bytes: u64) {
+        self.compact_floor.store(bytes, Ordering::Relaxed);
     }
 
     /// Bytes the views take on disk.
@@ -169,7 +186,8 @@ impl Views {
     /// done only once the file has grown past the last estimate).
     /// Only the projector may call this, between batches: it is the views' one writer.
     pub fn compact_if_worthwhile(&self) -> Result<Option<Compaction>, ViewError> {
-        let allowed = |fresh: u64| fresh.saturating_mul(COMPACT_SPACE_FACTOR).max(COMPACT_SLACK_BYTES);
+        let floor = self.compact_floor.load(Ordering::Relaxed);
+        let allowed = |fresh: u64| fresh.saturating_mul(COMPACT_SPACE_FACTOR).max(floor);
         if self.size_on_disk()? <= allowed(self.fresh_bytes.load(Ordering::Relaxed)) {
             return Ok(None);
         }
@@ -248,6 +266,7 @@ impl Views {
             tracing::warn!("cannot remove the views' old copy at {}: {e}", fresh.display());
         }
         self.fresh_bytes.store(bytes_after, Ordering::Relaxed);
+        self.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(Compaction { bytes_before, bytes_after, live_bytes })
     }
 
