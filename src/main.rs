@@ -242,12 +242,12 @@ async fn run_async(command: Command) -> Result<(), Failure> {
         Command::Check { data } => check(&data),
         Command::Project { store, follow } => project(store, follow).await,
         Command::Views { command: ViewsCommand::Digest(store) } => {
-            let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
+            let views = existing_views(&store)?;
             println!("{}", views.digest().map_err(failed)?);
             Ok(())
         }
         Command::Views { command: ViewsCommand::Compact(store) } => {
-            let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
+            let views = existing_views(&store)?;
             let c = views.compact().map_err(failed)?;
             println!(
                 "compacted the views of {}: {} → {} bytes on disk ({} bytes of keys and values)",
@@ -259,7 +259,7 @@ async fn run_async(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Views { command: ViewsCommand::Dictionary { store, out, max_bytes } } => {
-            let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
+            let views = existing_views(&store)?;
             let samples = views.sample_values(7).map_err(failed)?;
             if samples.is_empty() {
                 return Err(bad_input(format!("the views of {} are empty", shown(&store.data))));
@@ -377,6 +377,16 @@ async fn publish_calendar(
 
 /// `whistle check`: reads the embedded log without taking it (it may be in use), then the
 /// views if no service holds them.
+/// The views of a data folder that has them; a folder without views is bad input (and nothing
+/// is created in it).
+fn existing_views(store: &StoreArgs) -> Result<whistle::projector::views::Views, Failure> {
+    let path = whistle::service::views_path(&store.data);
+    if !path.is_dir() {
+        return Err(bad_input(format!("{} holds no views (no {})", shown(&store.data), shown(&path))));
+    }
+    open_views(&store.data, store.cache_bytes()).map_err(failed)
+}
+
 fn check(data: &std::path::Path) -> Result<(), Failure> {
     let log_dir = data.join("log");
     if !log_dir.join("records").exists() {

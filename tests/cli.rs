@@ -70,3 +70,18 @@ fn calendar_publish_records_the_year_and_refuses_bad_files_with_exit_2() {
     assert!(out.status.success());
     assert!(String::from_utf8(out.stdout).unwrap().contains("projected 1 records"), "the bad file wrote nothing");
 }
+
+/// `whistle views compact` (or `digest`) on a folder without views used to create a data
+/// folder and empty views there, and answer 0.
+#[test]
+fn views_commands_on_a_folder_without_views_exit_2_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("no-such-data");
+    for command in ["compact", "digest"] {
+        let out = whistle(&["views", command, "--data", data.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("holds no views"), "{command}");
+        assert!(out.stdout.is_empty(), "{command}");
+        assert!(!data.exists(), "{command} created {}", data.display());
+    }
+}
