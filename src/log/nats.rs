@@ -107,11 +107,20 @@ impl NatsLog {
                 .await
                 .map_err(|e| failed(&e))?;
             let mut got = 0;
+            // Messages on the subject after the last one received, when the server says (it
+            // may end a batch early, e.g. at a byte limit).
+            let mut pending: Option<u64> = None;
             loop {
                 let reply = tokio::time::timeout(ACK_TIMEOUT, replies.next())
                     .await
                     .map_err(|_| failed(&"no answer to a direct get"))?
                     .ok_or_else(|| failed(&"the connection closed"))?;
+                let num_pending = reply
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Num-Pending"))
+                    .and_then(|v| v.as_str().parse::<u64>().ok());
+                pending = num_pending.or(pending);
                 match reply.status {
                     // End of batch.
                     Some(status) if status.as_u16() == 204 => break,
@@ -132,7 +141,11 @@ impl NatsLog {
                 next = position + 1;
                 got += 1;
             }
-            if got < DIRECT_BATCH {
+            let more = match pending {
+                Some(left) => left > 0,
+                None => got == DIRECT_BATCH,
+            };
+            if !more || got == 0 {
                 return Ok(out);
             }
         }
