@@ -283,77 +283,45 @@ async fn commands(backend: &'static str, nats: Option<&NatsOptions>, duration: D
     let token = |unit: &str| tokens.get(unit).cloned().ok_or(format!("no token for {unit}"));
     let (township, housing, urban) = (token("东坝镇")?, token("住建局")?, token("城管局")?);
     say(&format!("{backend}: {CLIENTS} HTTP clients for {duration:?}, raise + 报到 (cases the service just wrote)"));
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let raised = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let deadline = tokio::time::Instant::now() + duration;
-    let started = Instant::now();
-    let clients = (0..CLIENTS).map(|c| {
-        let (http, base, township, housing, done, failed, raised) = (
-            http.clone(),
-            server.base.clone(),
-            township.clone(),
-            housing.clone(),
-            done.clone(),
-            failed.clone(),
-            raised.clone(),
-        );
+    let raised = std::sync::Mutex::new(Vec::new());
+    let base = &server.base;
+    let cached = Tally::default();
+    let (cached_rate, cached_failed) = drive(duration, &cached, |c, tally, deadline| {
+        let (http, township, housing, raised) = (&http, &township, &housing, &raised);
         async move {
             let mut n = 0u64;
             while tokio::time::Instant::now() < deadline {
                 n += 1;
                 let body = serde_json::json!({ "title": format!("压测 {c}-{n}"), "description": "基准测试", "departments": ["住建局", "城管局"] });
-                let answer = http.post(format!("{base}/v1/whistles")).bearer_auth(&township).json(&body).send().await;
-                let Some(answer) = answer.ok().filter(|r| r.status().is_success()) else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                done.fetch_add(1, Ordering::Relaxed);
+                let answer = http.post(format!("{base}/v1/whistles")).bearer_auth(township).json(&body).send().await;
+                let Some(answer) = tally.count(answer) else { continue };
                 let id = answer.json::<serde_json::Value>().await.ok().and_then(|v| v["case"]["id"].as_str().map(str::to_owned));
                 let Some(id) = id else { continue };
-                count(http.post(format!("{base}/v1/whistles/{id}/ack")).bearer_auth(&housing).send().await, &done, &failed);
+                tally.count(http.post(format!("{base}/v1/whistles/{id}/ack")).bearer_auth(housing).send().await);
                 raised.lock().expect("raised cases").push(id);
             }
         }
-    });
-    futures::future::join_all(clients).await;
-    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    let cached_failed = failed.swap(0, Ordering::Relaxed);
+    })
+    .await;
     server.stop().await;
 
     // A new service on the same data knows none of these cases: every 报到 reads its case.
     let server = InProcessServe::start(&data, nats, &http).await?;
-    let cases: Vec<String> = std::mem::take(&mut *raised.lock().expect("raised cases"));
+    let cases = raised.into_inner().expect("raised cases");
     say(&format!("{backend}: {CLIENTS} HTTP clients, 报到 on {} cases written before a restart", cases.len()));
-    let cases = Arc::new(cases);
-    let next = Arc::new(AtomicU64::new(0));
-    done.store(0, Ordering::Relaxed);
-    let deadline = tokio::time::Instant::now() + duration;
-    let started = Instant::now();
-    let clients = (0..CLIENTS).map(|_| {
-        let (http, base, urban, done, failed, cases, next) = (
-            http.clone(),
-            server.base.clone(),
-            urban.clone(),
-            done.clone(),
-            failed.clone(),
-            cases.clone(),
-            next.clone(),
-        );
+    let next = AtomicU64::new(0);
+    let base = &server.base;
+    let uncached = Tally::default();
+    let (uncached_rate, uncached_failed) = drive(duration, &uncached, |_, tally, deadline| {
+        let (http, urban, cases, next) = (&http, &urban, &cases, &next);
         async move {
             while tokio::time::Instant::now() < deadline {
                 let Some(id) = cases.get(next.fetch_add(1, Ordering::Relaxed) as usize) else { break };
-                count(
-                    http.post(format!("{base}/v1/whistles/{id}/ack")).bearer_auth(&urban).send().await,
-                    &done,
-                    &failed,
-                );
+                tally.count(http.post(format!("{base}/v1/whistles/{id}/ack")).bearer_auth(urban).send().await);
             }
         }
-    });
-    futures::future::join_all(clients).await;
-    let uncached_rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    let uncached_failed = failed.load(Ordering::Relaxed);
+    })
+    .await;
     server.stop().await;
 
     let payload = sample_commit_bytes();
@@ -377,7 +345,7 @@ async fn commands(backend: &'static str, nats: Option<&NatsOptions>, duration: D
             "commands",
             backend,
             format!("raise + 报到 over HTTP, {CLIENTS} clients, cached cases, {cached_failed} failed"),
-            rate,
+            cached_rate,
             "commands/s",
         )
         .against(baseline),
@@ -392,12 +360,41 @@ async fn commands(backend: &'static str, nats: Option<&NatsOptions>, duration: D
     ])
 }
 
-/// Counts an answer as done (2xx) or failed.
-fn count(answer: reqwest::Result<reqwest::Response>, done: &AtomicU64, failed: &AtomicU64) {
-    match answer {
-        Ok(r) if r.status().is_success() => done.fetch_add(1, Ordering::Relaxed),
-        _ => failed.fetch_add(1, Ordering::Relaxed),
-    };
+/// Answers that succeeded (2xx) and those that did not.
+#[derive(Default)]
+struct Tally {
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Tally {
+    /// Counts an answer; the answer when it succeeded.
+    fn count(&self, answer: reqwest::Result<reqwest::Response>) -> Option<reqwest::Response> {
+        match answer {
+            Ok(r) if r.status().is_success() => {
+                self.done.fetch_add(1, Ordering::Relaxed);
+                Some(r)
+            }
+            _ => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+/// Runs [`CLIENTS`] clients (each given its number, `tally` and the deadline) until `duration`
+/// has passed or they stop; returns successful answers per second and failures.
+async fn drive<'a, F, Fut>(duration: Duration, tally: &'a Tally, client: F) -> (f64, u64)
+where
+    F: Fn(usize, &'a Tally, tokio::time::Instant) -> Fut,
+    Fut: std::future::Future<Output = ()> + 'a,
+{
+    let deadline = tokio::time::Instant::now() + duration;
+    let started = Instant::now();
+    futures::future::join_all((0..CLIENTS).map(|c| client(c, tally, deadline))).await;
+    let rate = tally.done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    (rate, tally.failed.load(Ordering::Relaxed))
 }
 
 /// `whistle serve` inside the bench process, on a free port.

@@ -21,6 +21,45 @@ use serve_process::ServeProcess;
 use whistle::log::embedded::EmbeddedLog;
 use whistle::log::{Commit, EventLog};
 
+/// A projector with the default policy and the shipped calendar.
+fn projector_of(views: whistle::projector::views::Views) -> whistle::projector::Projector {
+    whistle::projector::Projector::new(
+        views,
+        whistle::domain::SlaPolicy::default(),
+        whistle::domain::Calendar::official(),
+    )
+    .unwrap()
+}
+
+/// Rebuilds the views from `log` with the default policy and the shipped calendar.
+async fn rebuild(
+    views: whistle::projector::views::Views,
+    log: &dyn EventLog,
+) -> Result<(whistle::projector::Totals, String), whistle::projector::ProjectorError> {
+    whistle::projector::rebuild(
+        views,
+        log,
+        whistle::domain::SlaPolicy::default(),
+        whistle::domain::Calendar::official(),
+        |_, _| {},
+    )
+    .await
+}
+
+/// A commit of one progress note on a case.
+fn progress_note(case_id: uuid::Uuid, n: usize) -> Commit {
+    use whistle::domain::event::{Actor, Event, EventBody, Role, SCHEMA_VERSION};
+    let event = Event {
+        event_id: uuid::Uuid::now_v7(),
+        case_id,
+        schema_version: SCHEMA_VERSION,
+        actor: Actor::new(Role::Department, "住建局"),
+        at: chrono::Utc::now(),
+        body: EventBody::ProgressNoted { department: "住建局".into(), note: n.to_string() },
+    };
+    Commit { command_id: uuid::Uuid::now_v7(), case_id, events: vec![event] }
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
@@ -517,12 +556,7 @@ async fn views_of_the_previous_layout_are_rebuilt_on_first_start() {
     views.apply(&old).unwrap();
     assert!(views.outdated().unwrap());
 
-    let mut projector = whistle::projector::Projector::new(
-        views.clone(),
-        whistle::domain::SlaPolicy::default(),
-        whistle::domain::Calendar::official(),
-    )
-    .unwrap();
+    let mut projector = projector_of(views.clone());
     assert_eq!(views.checkpoint().unwrap(), 0, "dropped, to be rebuilt from the log");
     assert_eq!(views.get_raw(&[b"h:".as_slice(), case_id.as_bytes()].concat()).unwrap(), None);
     assert!(!views.outdated().unwrap());
@@ -615,19 +649,10 @@ async fn rebuilding_twice_does_not_grow_the_views() {
     let log = EmbeddedLog::open(dir.path().join("log")).unwrap();
     whistle::sim::fill(&log, 7, 8, 4_000, chrono::Utc::now()).await.unwrap();
     let views = whistle::projector::views::Views::open(dir.path().join("views")).unwrap();
-    let rebuild = |views: whistle::projector::views::Views| {
-        whistle::projector::rebuild(
-            views,
-            &log,
-            whistle::domain::SlaPolicy::default(),
-            whistle::domain::Calendar::official(),
-            |_, _| {},
-        )
-    };
-    let (_, first_digest) = rebuild(views.clone()).await.unwrap();
+    let (_, first_digest) = rebuild(views.clone(), &log).await.unwrap();
     let first = views.size_on_disk().unwrap();
     for _ in 0..2 {
-        let (_, digest) = rebuild(views.clone()).await.unwrap();
+        let (_, digest) = rebuild(views.clone(), &log).await.unwrap();
         assert_eq!(digest, first_digest);
     }
     let third = views.size_on_disk().unwrap();
@@ -654,12 +679,7 @@ async fn a_data_folder_of_the_previous_release_is_upgraded_on_first_start() {
     assert_eq!(views.checkpoint().unwrap(), 374);
     views.delivery_put(b"sent:wecom\0an-alert", b"").unwrap();
     let log = EmbeddedLog::open(upgraded.path().join("log")).unwrap();
-    let mut projector = whistle::projector::Projector::new(
-        views.clone(),
-        whistle::domain::SlaPolicy::default(),
-        whistle::domain::Calendar::official(),
-    )
-    .unwrap();
+    let mut projector = projector_of(views.clone());
     assert_eq!(views.checkpoint().unwrap(), 0, "replaced, to be projected again");
     projector.catch_up(&log, false, |_, _| {}).await.unwrap();
     assert_eq!(views.checkpoint().unwrap(), 374);
@@ -671,15 +691,7 @@ async fn a_data_folder_of_the_previous_release_is_upgraded_on_first_start() {
 
     let other = Views::open(rebuilt.path().join("views")).unwrap();
     let other_log = EmbeddedLog::open(rebuilt.path().join("log")).unwrap();
-    let (_, digest) = whistle::projector::rebuild(
-        other,
-        &other_log,
-        whistle::domain::SlaPolicy::default(),
-        whistle::domain::Calendar::official(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let (_, digest) = rebuild(other, &other_log).await.unwrap();
     assert_eq!(views.digest().unwrap(), digest, "upgraded views equal a rebuild");
 }
 
@@ -694,12 +706,7 @@ async fn a_live_projector_never_pauses_to_compact() {
     let views = Views::open(dir.path().join("views")).unwrap();
     // Compact views of any size, so that small ones show what large ones do.
     views.set_compact_floor(1);
-    let mut projector = whistle::projector::Projector::new(
-        views.clone(),
-        whistle::domain::SlaPolicy::default(),
-        whistle::domain::Calendar::official(),
-    )
-    .unwrap();
+    let mut projector = projector_of(views.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let follower = log.clone();
     let task = tokio::spawn(async move { projector.run(follower, stopped).await });
@@ -714,10 +721,17 @@ async fn a_live_projector_never_pauses_to_compact() {
     whistle::sim::fill(log.as_ref(), 3, 1, 1, chrono::Utc::now()).await.unwrap();
     caught_up().await;
     let compacted = views.compactions();
-    whistle::sim::fill(log.as_ref(), 4, 4, 4_000, chrono::Utc::now()).await.unwrap();
+    // Notes on ten cases, four thousand times: each rewrites its case view, so the views fill
+    // with rewritten pages while holding little.
+    let cases: Vec<uuid::Uuid> = (0..10).map(|_| uuid::Uuid::now_v7()).collect();
+    let mut last = vec![0u64; cases.len()];
+    for n in 0..4_000 {
+        let i = n % cases.len();
+        last[i] = log.append(&progress_note(cases[i], n), last[i]).await.unwrap().position;
+    }
     caught_up().await;
     let size = views.size_on_disk().unwrap();
-    let live: u64 = views.live_size().unwrap().values().map(|s| s.bytes).sum();
+    let live = views.live_bytes().unwrap();
     assert!(size > 6 * live, "the views grew well past what they hold ({size} bytes for {live})");
     assert_eq!(views.compactions(), compacted, "no compaction while live");
     stop.send(true).unwrap();

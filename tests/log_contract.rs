@@ -335,19 +335,29 @@ async fn nats_down_at_start_is_one_clear_error() {
     assert_eq!(err.lines().count(), 1);
 }
 
-#[tokio::test]
-async fn an_incompatible_stream_is_an_error_and_left_unchanged() {
+/// A server with a `WHISTLE` stream on `whistle.case.>` made beforehand with `config` (as an
+/// operator or an earlier release would), and a JetStream context on it.
+async fn server_with_stream(
+    config: async_nats::jetstream::stream::Config,
+) -> (nats_server::NatsServer, async_nats::jetstream::Context) {
     let server = nats_server::NatsServer::start();
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    js.create_stream(async_nats::jetstream::stream::Config {
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let config = async_nats::jetstream::stream::Config {
         name: "WHISTLE".into(),
         subjects: vec!["whistle.case.>".into()],
+        ..config
+    };
+    js.create_stream(config).await.unwrap();
+    (server, js)
+}
+
+#[tokio::test]
+async fn an_incompatible_stream_is_an_error_and_left_unchanged() {
+    let (server, js) = server_with_stream(async_nats::jetstream::stream::Config {
         max_age: Duration::from_secs(3600),
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let err = match NatsLog::connect(&NatsOptions::new(server.url())).await {
         Ok(_) => panic!("accepted a stream whose events expire"),
         Err(e) => e.to_string(),
@@ -361,18 +371,12 @@ async fn an_incompatible_stream_is_an_error_and_left_unchanged() {
 /// what it holds is read back whole.
 #[tokio::test]
 async fn a_stream_without_direct_gets_is_allowed_them_and_read_whole() {
-    let server = nats_server::NatsServer::start();
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "WHISTLE".into(),
-        subjects: vec!["whistle.case.>".into()],
+    let (server, js) = server_with_stream(async_nats::jetstream::stream::Config {
         storage: async_nats::jetstream::stream::StorageType::File,
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let log = NatsLog::connect(&NatsOptions::new(server.url())).await.unwrap();
     let mut stream = js.get_stream("WHISTLE").await.unwrap();
     assert!(stream.info().await.unwrap().config.allow_direct);

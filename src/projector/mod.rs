@@ -103,7 +103,9 @@ impl Projector {
         if outdated {
             tracing::warn!("the views were written by another version: rebuilding them from the log");
         }
-        if outdated || views.checkpoint()? == 0 {
+        // Views with nothing applied yet start from a fresh copy, unless they are one already
+        // (a rebuild has just made one).
+        if outdated || (views.checkpoint()? == 0 && !views.is_fresh()?) {
             views.reset()?;
         }
         let mut calendar = base_calendar;

@@ -191,7 +191,7 @@ impl Views {
         if self.size_on_disk()? <= allowed(self.fresh_bytes.load(Ordering::Relaxed)) {
             return Ok(None);
         }
-        let live = self.live_size()?.values().map(|s| s.bytes).sum::<u64>();
+        let live = self.live_bytes()?;
         let estimate = live.saturating_mul(FRESH_BYTES_PER_LIVE_BYTE);
         if self.size_on_disk()? <= allowed(estimate) {
             self.fresh_bytes.store(estimate, Ordering::Relaxed);
@@ -361,6 +361,21 @@ impl Views {
         Ok(out)
     }
 
+    /// Bytes of keys and values the views hold, all prefixes together.
+    pub fn live_bytes(&self) -> Result<u64, ViewError> {
+        let mut bytes = 0;
+        for item in self.inner()?.tree.iter() {
+            let (key, value) = item.map_err(storage)?;
+            bytes += (key.len() + value.len()) as u64;
+        }
+        Ok(bytes)
+    }
+
+    /// Whether the views are a fresh, empty copy of this format (only the format key).
+    pub fn is_fresh(&self) -> Result<bool, ViewError> {
+        Ok(self.counter(FORMAT_KEY)? == VIEWS_FORMAT && self.inner()?.tree.iter().nth(1).is_none())
+    }
+
     /// Every `every`-th value of each key prefix whose values are JSON documents (case views,
     /// index entries, alerts, statistics cells…), for training the values' dictionary.
     pub fn sample_values(&self, every: usize) -> Result<Vec<Vec<u8>>, ViewError> {
@@ -440,14 +455,13 @@ impl Views {
         Ok(out)
     }
 
-    /// How many clocks the index holds.
     /// Clocks in the deadline index: a counter the projector keeps, so reading it never scans.
     pub fn armed_count(&self) -> Result<u64, ViewError> {
         self.counter(ARMED_COUNT_KEY)
     }
 
     pub fn alert(&self, alert_id: Uuid) -> Result<Option<AlertView>, ViewError> {
-        self.get_json(&prefixed(b"a:", alert_id.as_bytes()))
+        self.get_json(&alert_key(alert_id))
     }
 
     /// Alerts, newest first; only unacknowledged ones when `open_only`.
