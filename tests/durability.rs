@@ -739,3 +739,26 @@ async fn a_live_projector_never_pauses_to_compact() {
     let compaction = views.compact().unwrap();
     assert!(compaction.bytes_after < size, "offline, the space comes back: {compaction:?}");
 }
+
+/// A backlog is applied in batches of the full size, not in the runtime's 128-item chunks: a
+/// statistics cell touched by many records of a backlog is written once per batch. (On a
+/// runtime with workers, as the service runs: the log's reader fills the subscription while a
+/// batch is applied.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_projected_in_full_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path().join("log")).unwrap();
+    let case_id = uuid::Uuid::now_v7();
+    let records = 3 * whistle::projector::BATCH_RECORDS_MAX;
+    let mut last = 0;
+    for n in 0..records {
+        last = log.append(&progress_note(case_id, n), last).await.unwrap().position;
+    }
+    let views = whistle::projector::views::Views::open(dir.path().join("views")).unwrap();
+    let mut projector = projector_of(views);
+    let mut batches = 0;
+    let totals = projector.catch_up(&log, false, |_, _| batches += 1).await.unwrap();
+    assert_eq!(totals.records, records as u64);
+    let chunks = records / 128;
+    assert!(batches <= chunks / 2, "{records} records took {batches} batches ({chunks} chunks of 128)");
+}

@@ -18,7 +18,7 @@ pub mod views;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::domain::{Calendar, SlaPolicy};
@@ -27,8 +27,10 @@ use apply::{apply_record, Applied, Context};
 use model::AlertView;
 use views::{Overlay, ViewCache, ViewError, Views};
 
-/// Most records applied in one batch (one atomic write).
-pub const BATCH_RECORDS_MAX: usize = 512;
+/// Most records applied in one batch (one atomic write). A batch takes every record the log
+/// has ready, up to this: one record when live, larger batches while catching up, so that a
+/// statistics cell or a case touched by several records of a backlog is written once.
+pub const BATCH_RECORDS_MAX: usize = 1_024;
 /// Pause before subscribing again after the log stream failed.
 const RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(500);
 /// How long a silent subscription goes before the projector asks the log whether it is behind.
@@ -240,7 +242,7 @@ impl Projector {
         let mut last_record = Instant::now();
         loop {
             let batch = tokio::select! {
-                b = batches.next() => b,
+                b = next_batch(&mut batches) => b,
                 _ = stop.changed() => return Ok(()),
                 _ = stall_check.tick() => {
                     if last_record.elapsed() >= STALL_CHECK_PERIOD && self.stalled(log).await {
@@ -366,7 +368,7 @@ impl Projector {
         }
         let mut batches = log.subscribe(checkpoint + 1).await?.ready_chunks(BATCH_RECORDS_MAX);
         while checkpoint < head {
-            let Some(batch) = batches.next().await else { break };
+            let Some(batch) = next_batch(&mut batches).await else { break };
             let (mut records, failure) = split_ok(batch);
             records.retain(|r| r.position <= head);
             checkpoint = self.apply_batch(&records, strict)?;
@@ -380,6 +382,23 @@ impl Projector {
         }
         Ok(self.totals)
     }
+}
+
+type Batches = futures::stream::ReadyChunks<crate::log::RecordStream>;
+
+/// The next batch: waits for a first chunk, then takes the chunks already ready until it holds
+/// [`BATCH_RECORDS_MAX`] records (at most twice that). The runtime's cooperative budget ends a chunk after 128
+/// ready items; the ready chunks after it are taken outside that budget, so a backlog is
+/// applied in batches of the full size while a live record still goes alone, at once.
+async fn next_batch(batches: &mut Batches) -> Option<Vec<Result<StoredRecord, LogError>>> {
+    let mut batch = batches.next().await?;
+    while batch.len() < BATCH_RECORDS_MAX && batch.last().is_some_and(|r| r.is_ok()) {
+        match tokio::task::unconstrained(batches.next()).now_or_never() {
+            Some(Some(more)) => batch.extend(more),
+            _ => break,
+        }
+    }
+    Some(batch)
 }
 
 /// The records of a batch up to the first error, and that error.
