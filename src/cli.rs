@@ -115,7 +115,7 @@ pub enum Command {
     Stats {
         #[command(flatten)]
         client: ClientArgs,
-        /// department, township or topic.
+        /// department, township, topic, office or coordinator.
         #[arg(long, default_value = "department")]
         by: String,
         /// First day (YYYY-MM-DD); default: the first of this month.

@@ -205,16 +205,27 @@ async fn run_client(command: Command) -> Result<(), ClientError> {
                 return Ok(());
             }
             let answer = c.json(Method::GET, &path, None).await?;
-            println!("{:<14} {:>6} {:>8} {:>8} {:>8}", "unit", "cases", "响应率", "解决率", "满意率");
-            let pct = |v: &Value| v.as_f64().map_or("—".to_owned(), |f| format!("{:.0}%", f * 100.0));
+            println!("{:<14} {:>6} {:>16} {:>16} {:>16}", "unit", "cases", "响应率", "解决率", "满意率");
+            // Each rate with its numerator and denominator, so it can be checked.
+            let pct = |row: &Value, rate: &str| match row[format!("{rate}_rate")].as_f64() {
+                Some(f) => {
+                    format!(
+                        "{:.1}% {}/{}",
+                        f * 100.0,
+                        row[format!("{rate}_numerator")],
+                        row[format!("{rate}_denominator")]
+                    )
+                }
+                None => "—".to_owned(),
+            };
             for row in answer["rows"].as_array().into_iter().flatten() {
                 println!(
-                    "{:<14} {:>6} {:>8} {:>8} {:>8}",
+                    "{:<14} {:>6} {:>16} {:>16} {:>16}",
                     row["unit"].as_str().unwrap_or(""),
                     row["cases"],
-                    pct(&row["response_rate"]),
-                    pct(&row["resolution_rate"]),
-                    pct(&row["satisfaction_rate"])
+                    pct(row, "response"),
+                    pct(row, "resolution"),
+                    pct(row, "satisfaction")
                 );
             }
             Ok(())

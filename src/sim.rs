@@ -144,7 +144,7 @@ fn next_step(rng: &mut Rng, state: &State) -> (Actor, CommandBody, Option<String
                     return (township, CommandBody::ReopenWhistle { reason: "问题反弹".into() }, None);
                 }
                 let s = satisfaction()[rng.below(3) as usize];
-                return (township, CommandBody::ConfirmWhistle { satisfaction: s }, None);
+                return (township, CommandBody::ConfirmWhistle { satisfaction: s, ratings: Default::default() }, None);
             }
             if c.kind.open_disputes().next().is_some() {
                 let d = DEPARTMENTS[rng.below(8) as usize];

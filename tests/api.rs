@@ -397,11 +397,14 @@ async fn stats_give_the_three_rates_as_json_and_csv() {
     assert_eq!(st, StatusCode::OK, "{body}");
     let row = body["rows"].as_array().unwrap().iter().find(|r| r["unit"] == "住建局").unwrap().clone();
     assert_eq!(row["cases"], 2);
-    assert_eq!(row["acknowledged"], 2);
-    assert_eq!(row["acknowledged_on_time"], 1, "{row}");
+    assert_eq!(row["response_numerator"], 1, "{row}");
+    assert_eq!(row["response_denominator"], 2, "{row}");
+    assert_eq!(row["late"], 1, "{row}");
     assert_eq!(row["response_rate"], 0.5);
     assert_eq!(row["resolution_rate"], 0.5);
+    assert_eq!(row["resolution_numerator"], 1);
     assert_eq!(row["satisfaction_rate"], 1.0);
+    assert_eq!(row["satisfaction_denominator"], 1);
     assert_eq!(row["breaches"], 1);
     let r = s
         .http
@@ -413,8 +416,8 @@ async fn stats_give_the_three_rates_as_json_and_csv() {
         .unwrap();
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
     let csv = r.text().await.unwrap();
-    assert!(csv.starts_with("unit,cases,acknowledged,acknowledged_on_time,response_rate"), "{csv}");
-    assert!(csv.contains("\"住建局\",2,2,1,0.5000"), "{csv}");
+    assert!(csv.starts_with("\u{feff}部门,案件数,不计入,响应率,按时响应,应响应"), "{csv}");
+    assert!(csv.contains("\r\n住建局,2,0,50.0%,1,2,1,0,50.0%,1,2,"), "{csv}");
     let (st, _) = s.call("GET", "/v1/stats?by=mood", Some(SUP), None).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
 }

@@ -395,23 +395,40 @@ fn resolved_whistle() -> Spec {
 #[test]
 fn the_township_confirms_with_a_rating() {
     let mut spec = resolved_whistle();
-    let events =
-        spec.then_events(township(), CommandBody::ConfirmWhistle { satisfaction: Satisfaction::BasicallySatisfied });
-    assert_eq!(events, vec![EventBody::WhistleConfirmed { satisfaction: Satisfaction::BasicallySatisfied }]);
-    let spec = spec.given(township(), CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Satisfied });
+    let events = spec.then_events(
+        township(),
+        CommandBody::ConfirmWhistle { satisfaction: Satisfaction::BasicallySatisfied, ratings: Default::default() },
+    );
+    assert_eq!(
+        events,
+        vec![EventBody::WhistleConfirmed {
+            satisfaction: Satisfaction::BasicallySatisfied,
+            ratings: Default::default()
+        }]
+    );
+    let spec = spec.given(
+        township(),
+        CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Satisfied, ratings: Default::default() },
+    );
     assert_eq!(whistle_of(&spec.state).kind.status, WhistleStatus::Confirmed);
 }
 
 #[test]
 fn confirming_needs_a_resolved_whistle_and_its_own_township() {
-    let r = Spec::whistle(&[HOUSING])
-        .then_rejected(township(), CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Satisfied });
+    let r = Spec::whistle(&[HOUSING]).then_rejected(
+        township(),
+        CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Satisfied, ratings: Default::default() },
+    );
     assert_rejection(&r, "conflict", "only a resolved whistle can be confirmed; this one is open");
-    let r = resolved_whistle()
-        .then_rejected(other_township(), CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Satisfied });
+    let r = resolved_whistle().then_rejected(
+        other_township(),
+        CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Satisfied, ratings: Default::default() },
+    );
     assert_rejection(&r, "forbidden", "only 东坝镇");
-    let r = resolved_whistle()
-        .then_rejected(department(HOUSING), CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Satisfied });
+    let r = resolved_whistle().then_rejected(
+        department(HOUSING),
+        CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Satisfied, ratings: Default::default() },
+    );
     assert_rejection(&r, "forbidden", "only 东坝镇");
 }
 
@@ -452,7 +469,10 @@ fn withdrawing_twice_or_after_confirmation_or_by_others_is_refused() {
         .then_rejected(township(), CommandBody::WithdrawWhistle { reason: None });
     assert_rejection(&r, "conflict", "already withdrawn");
     let r = resolved_whistle()
-        .given(township(), CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Unsatisfied })
+        .given(
+            township(),
+            CommandBody::ConfirmWhistle { satisfaction: Satisfaction::Unsatisfied, ratings: Default::default() },
+        )
         .then_rejected(township(), CommandBody::WithdrawWhistle { reason: None });
     assert_rejection(&r, "conflict", "already confirmed");
     let r = Spec::whistle(&[HOUSING]).then_rejected(other_township(), CommandBody::WithdrawWhistle { reason: None });

@@ -39,7 +39,11 @@ fn examples() -> Vec<EventBody> {
         EventBody::ProgressNoted { department: "住建局".into(), note: "n".into() },
         EventBody::DepartmentHandled { department: "住建局".into(), summary: "s".into() },
         EventBody::WhistleResolved {},
-        EventBody::WhistleConfirmed { satisfaction: Satisfaction::BasicallySatisfied },
+        EventBody::WhistleConfirmed { satisfaction: Satisfaction::BasicallySatisfied, ratings: Default::default() },
+        EventBody::WhistleConfirmed {
+            satisfaction: Satisfaction::Satisfied,
+            ratings: [("城管局".to_owned(), Satisfaction::Unsatisfied)].into(),
+        },
         EventBody::WhistleReopened { reason: "r".into() },
         EventBody::WhistleWithdrawn { reason: None },
         EventBody::FeedbackSubmitted {

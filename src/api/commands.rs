@@ -50,6 +50,8 @@ pub struct ActionRequest {
     summary: Option<String>,
     body: Option<String>,
     satisfaction: Option<Satisfaction>,
+    /// Confirm: ratings of single departments' parts.
+    ratings: Option<std::collections::BTreeMap<String, Satisfaction>>,
 }
 
 #[derive(Deserialize)]
@@ -188,7 +190,10 @@ pub async fn whistle_action(
         }
         "progress" => CommandBody::NoteProgress { note: required(req.note, "note")? },
         "handled" => CommandBody::ReportHandled { summary: required(req.summary, "summary")? },
-        "confirm" => CommandBody::ConfirmWhistle { satisfaction: required(req.satisfaction, "satisfaction")? },
+        "confirm" => CommandBody::ConfirmWhistle {
+            satisfaction: required(req.satisfaction, "satisfaction")?,
+            ratings: req.ratings.unwrap_or_default(),
+        },
         "reopen" => CommandBody::ReopenWhistle { reason: required(req.reason, "reason")? },
         "withdraw" => CommandBody::WithdrawWhistle { reason: req.reason },
         other => return Err(ApiError::not_found(format!("no whistle action {other:?}"))),

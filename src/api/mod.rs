@@ -8,8 +8,10 @@
 
 pub mod auth;
 mod commands;
+mod export;
 mod openapi;
 mod queries;
+pub mod reports;
 mod sse;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,13 +102,15 @@ pub fn app(state: Shared) -> Router {
         .route("/v1/feedback", post(commands::submit))
         .route("/v1/feedback/{id}/{action}", post(commands::feedback_action))
         .route("/v1/cases", get(queries::list_cases))
+        .route("/v1/cases/export", get(export::export))
         .route("/v1/cases/{id}", get(queries::case))
         .route("/v1/cases/{id}/extensions", post(commands::request_extension))
         .route("/v1/cases/{id}/extensions/{n}/{decision}", post(commands::decide_extension))
         .route("/v1/alerts", get(queries::alerts))
         .route("/v1/alerts/stream", get(sse::stream))
         .route("/v1/alerts/{id}/ack", post(commands::ack_alert))
-        .route("/v1/stats", get(queries::stats))
+        .route("/v1/stats", get(reports::stats))
+        .route("/v1/reports/{kind}", get(reports::period_report))
         .route("/v1/calendar/{year}", post(commands::publish_calendar))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), read_your_writes))
@@ -173,6 +177,9 @@ impl ApiError {
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 }
 

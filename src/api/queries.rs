@@ -1,7 +1,6 @@
 //! Query endpoints: cases, alerts, statistics, identity, health and metrics. Reads come from
 //! the views; a case the views have not reached yet is read from the log.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
@@ -9,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Datelike;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -17,19 +15,18 @@ use uuid::Uuid;
 use super::auth::can_see;
 use super::commands::matches_code;
 use super::{authenticated, caller, ApiError, Shared};
-use crate::domain::calendar::beijing;
 use crate::domain::clocks::ArmedClock;
 use crate::domain::event::{Actor, AlertStage, ClockKind, Role};
 use crate::domain::state::State as CaseState;
 use crate::domain::{armed_clocks, Event};
 use crate::execute::replay;
 use crate::projector::keys::{all_list_prefix, overdue_list_prefix, status_list_prefix, unit_list_prefix};
-use crate::projector::model::{AlertView, CaseView, StatsCell, StatsDimension};
+use crate::projector::model::{AlertView, CaseView};
 
-type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+pub(super) type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
 
 /// A query string, or 400 saying what is wrong with it.
-fn parse_query<T>(query: QueryResult<T>) -> Result<T, ApiError> {
+pub(super) fn parse_query<T>(query: QueryResult<T>) -> Result<T, ApiError> {
     query.map(|Query(q)| q).map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
@@ -42,7 +39,7 @@ pub const ALERTS_LIST_MAX: usize = 500;
 
 /// A case as the API shows it.
 pub fn case_json(case_id: Uuid, state: &CaseState, armed: &[ArmedClock], history: Option<&[Event]>) -> Value {
-    let view = CaseView { case_id, state: state.clone(), last_position: 0, armed: armed.to_vec() };
+    let view = CaseView { case_id, state: state.clone(), last_position: 0, armed: armed.to_vec(), settled: Vec::new() };
     let overdue: Vec<&ArmedClock> = view.overdue();
     let mut out = json!({
         "id": case_id,
@@ -306,125 +303,14 @@ pub async fn alerts(
     Ok(Json(json!({ "items": items })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatsQuery {
-    from: Option<String>,
-    to: Option<String>,
-    by: Option<String>,
-}
-
-pub async fn stats(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    query: QueryResult<StatsQuery>,
-) -> Result<Response, ApiError> {
-    let actor = authenticated(&state, &headers)?;
-    if !matches!(actor.role, Role::Supervisor | Role::Admin | Role::Office | Role::Coordinator) {
-        return Err(super::refuse(&state, &actor, "read statistics"));
-    }
-    let q = parse_query(query)?;
-    let dimension = match q.by.as_deref().unwrap_or("department") {
-        "department" => StatsDimension::Department,
-        "township" => StatsDimension::Township,
-        "topic" => StatsDimension::Topic,
-        other => return Err(ApiError::invalid(format!("by is department, township or topic, not {other:?}"))),
-    };
-    let today = state.clock.now().with_timezone(&beijing()).date_naive();
-    let first = today.with_day(1).unwrap_or(today);
-    let from = parse_date("from", q.from.as_deref(), first)?;
-    let to = parse_date("to", q.to.as_deref(), today)?;
-    if from > to {
-        return Err(ApiError::invalid("from is after to"));
-    }
-    let cells = state.views.stats(dimension, &from.to_string(), &to.to_string())?;
-    let rows: Vec<Value> = cells.iter().map(|(unit, cell)| stats_row(unit, cell)).collect();
-    let wants_csv = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
-    if wants_csv {
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], stats_csv(&rows)).into_response());
-    }
-    Ok(Json(json!({ "from": from, "to": to, "by": dimension, "rows": rows })).into_response())
-}
-
-fn parse_date(field: &str, text: Option<&str>, default: chrono::NaiveDate) -> Result<chrono::NaiveDate, ApiError> {
+pub(super) fn parse_date(
+    field: &str,
+    text: Option<&str>,
+    default: chrono::NaiveDate,
+) -> Result<chrono::NaiveDate, ApiError> {
     match text {
         None => Ok(default),
         Some(t) => chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
             .map_err(|_| ApiError::invalid(format!("{field} is a date like 2026-03-01, not {t:?}"))),
     }
-}
-
-const STATS_COLUMNS: [&str; 15] = [
-    "unit",
-    "cases",
-    "acknowledged",
-    "acknowledged_on_time",
-    "response_rate",
-    "median_ack_minutes",
-    "resolved",
-    "resolution_rate",
-    "rated",
-    "satisfied",
-    "basically_satisfied",
-    "unsatisfied",
-    "satisfaction_rate",
-    "reopened",
-    "breaches",
-];
-
-/// One row: counts and the three rates (响应率, 解决率, 满意率), rates as fractions 0..1.
-pub fn stats_row(unit: &str, cell: &StatsCell) -> Value {
-    let rate = |n: i64, d: i64| if d > 0 { Some(n as f64 / d as f64) } else { None };
-    json!({
-        "unit": unit,
-        "cases": cell.cases,
-        "acknowledged": cell.acknowledged,
-        "acknowledged_on_time": cell.acknowledged_on_time,
-        "response_rate": rate(cell.acknowledged_on_time, cell.cases),
-        "median_ack_minutes": median_minutes(&cell.ack_seconds),
-        "resolved": cell.resolved,
-        "resolution_rate": rate(cell.resolved, cell.cases),
-        "rated": cell.rated,
-        "satisfied": cell.satisfied,
-        "basically_satisfied": cell.basically_satisfied,
-        "unsatisfied": cell.unsatisfied,
-        "satisfaction_rate": rate(cell.satisfied + cell.basically_satisfied, cell.rated),
-        "reopened": cell.reopened,
-        "breaches": cell.breaches,
-    })
-}
-
-fn median_minutes(histogram: &BTreeMap<i64, i64>) -> Option<f64> {
-    let total: i64 = histogram.values().sum();
-    if total <= 0 {
-        return None;
-    }
-    let mut seen = 0;
-    for (seconds, count) in histogram {
-        seen += count;
-        if seen * 2 >= total {
-            return Some((*seconds as f64 / 60.0 * 10.0).round() / 10.0);
-        }
-    }
-    None
-}
-
-fn stats_csv(rows: &[Value]) -> String {
-    let mut out = STATS_COLUMNS.join(",") + "\n";
-    for row in rows {
-        let cells: Vec<String> = STATS_COLUMNS
-            .iter()
-            .map(|c| match &row[*c] {
-                Value::String(s) => format!("\"{}\"", s.replace('"', "\"\"")),
-                Value::Null => String::new(),
-                Value::Number(n) => {
-                    n.as_f64().filter(|f| f.fract() != 0.0).map_or_else(|| n.to_string(), |f| format!("{f:.4}"))
-                }
-                other => other.to_string(),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    }
-    out
 }

@@ -36,6 +36,20 @@ pub fn armed_clocks(state: &State, policy: &SlaPolicy, calendar: &Calendar) -> R
         .collect()
 }
 
+/// The deadline of one running clock, approved extensions included; `None` when the policy
+/// arms no such clock or the calendar cannot place it.
+pub fn deadline(
+    clock: &ClockRef,
+    running: &RunningClock,
+    policy: &SlaPolicy,
+    calendar: &Calendar,
+) -> Option<DateTime<Utc>> {
+    if !policy.clock(clock.kind).enabled {
+        return None;
+    }
+    arm(clock, running, policy, calendar).ok().map(|a| a.due_at)
+}
+
 fn arm(
     clock: &ClockRef,
     running: &RunningClock,

@@ -50,7 +50,12 @@ pub enum CommandBody {
         summary: String,
     },
     ConfirmWhistle {
+        /// The rating of the whole whistle: it applies to every department that handled its
+        /// part and is not rated in `ratings`.
         satisfaction: Satisfaction,
+        /// Ratings of single departments' parts.
+        #[serde(default)]
+        ratings: std::collections::BTreeMap<String, Satisfaction>,
     },
     ReopenWhistle {
         reason: String,

@@ -431,10 +431,20 @@ fn decide_whistle(case: &Case<Whistle>, cmd: &Command) -> Decision {
             let summary = text("summary", summary, TEXT_CHARS_MAX)?;
             then_maybe_resolved(case, cmd, EventBody::DepartmentHandled { department, summary })
         }
-        CommandBody::ConfirmWhistle { satisfaction } => {
+        CommandBody::ConfirmWhistle { satisfaction, ratings } => {
             require_township(whistle, &cmd.actor, "confirm it")?;
             require_resolved(whistle, "confirmed")?;
-            Ok(vec![EventBody::WhistleConfirmed { satisfaction: *satisfaction }])
+            if let Some(department) =
+                ratings.keys().find(|d| whistle.departments.get(*d).is_none_or(|p| p.status != PartStatus::Handled))
+            {
+                return Err(Rejection::invalid(
+                    "ratings",
+                    format!(
+                        "{department} has no handled part in this whistle; rate only departments that handled theirs"
+                    ),
+                ));
+            }
+            Ok(vec![EventBody::WhistleConfirmed { satisfaction: *satisfaction, ratings: ratings.clone() }])
         }
         CommandBody::ReopenWhistle { reason } => {
             require_township(whistle, &cmd.actor, "reopen it")?;

@@ -269,8 +269,13 @@ pub enum EventBody {
     DepartmentHandled { department: String, summary: String },
     /// Every responsible department has handled its part.
     WhistleResolved {},
-    /// The township confirmed the resolution and rated it.
-    WhistleConfirmed { satisfaction: Satisfaction },
+    /// The township confirmed the resolution and rated it: the whole whistle, and optionally
+    /// single departments' parts (a department without its own rating gets the whole one).
+    WhistleConfirmed {
+        satisfaction: Satisfaction,
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        ratings: std::collections::BTreeMap<String, Satisfaction>,
+    },
     /// The township reopened a resolved whistle.
     WhistleReopened { reason: String },
     /// The township withdrew its whistle.

@@ -133,6 +133,9 @@ pub struct Part {
     pub handled_at: Option<DateTime<Utc>>,
     pub decline_reason: Option<String>,
     pub notes: u32,
+    /// The township's rating of this department's part, when it rated it on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<Satisfaction>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -345,6 +348,7 @@ fn summon(case: &mut Case<Whistle>, departments: &[String], at: DateTime<Utc>) {
             handled_at: None,
             decline_reason: None,
             notes: 0,
+            rating: None,
         };
         case.kind.departments.insert(department.clone(), part);
         start(case, ClockRef::for_department(ClockKind::Ack, department.clone()), at);
@@ -454,9 +458,14 @@ fn apply_whistle(case: &mut Case<Whistle>, event: &Event) {
             }
         }
         EventBody::WhistleResolved {} => case.kind.status = WhistleStatus::Resolved,
-        EventBody::WhistleConfirmed { satisfaction } => {
+        EventBody::WhistleConfirmed { satisfaction, ratings } => {
             case.kind.status = WhistleStatus::Confirmed;
             case.kind.satisfaction = Some(*satisfaction);
+            for (department, rating) in ratings {
+                if let Some(part) = case.kind.departments.get_mut(department) {
+                    part.rating = Some(*rating);
+                }
+            }
         }
         EventBody::WhistleReopened { .. } => {
             case.kind.status = WhistleStatus::Open;

@@ -50,7 +50,12 @@ pub fn apply_record(ctx: &mut Context, overlay: &mut Overlay, record: &StoredRec
     let before = overlay.case(commit.case_id)?;
     let mut view = before.clone();
     for event in &commit.events {
+        let running_before: Vec<_> =
+            view.state.clocks().map(|c| c.iter().map(|(k, r)| (k.clone(), r.clone())).collect()).unwrap_or_default();
         view.state = evolve(std::mem::take(&mut view.state), event);
+        if !running_before.is_empty() {
+            view.settle(&running_before, event, &ctx.policy, &ctx.calendar);
+        }
         if let EventBody::CalendarPublished { year, notice, holidays, workdays } = &event.body {
             publish_calendar(ctx, overlay, *year, notice, holidays, workdays)?;
         }

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod codec;
 pub mod keys;
 pub mod model;
+pub mod stats;
 pub mod views;
 
 use std::sync::Arc;

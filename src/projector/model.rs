@@ -2,16 +2,15 @@
 //! and statistics from a case. Everything here is a function of the case's state and the
 //! policy and calendar, so a rebuild derives exactly the same bytes.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use super::stats::{contributions, SettledClock, StatsCell, StatsDimension};
 use crate::domain::calendar::beijing;
-use crate::domain::clocks::{armed_clocks, next_alert, ArmedClock};
-use crate::domain::event::{Actor, AlertStage, ClockKind, ClockRef, Satisfaction, Urgency};
-use crate::domain::state::{FeedbackStatus, PartStatus, State, WhistleStatus};
+use crate::domain::clocks::{armed_clocks, deadline, next_alert, ArmedClock};
+use crate::domain::event::{Actor, AlertStage, ClockKind, ClockRef, Event, Urgency};
+use crate::domain::state::{FeedbackStatus, RunningClock, State, WhistleStatus};
 use crate::domain::{Calendar, SlaPolicy};
 
 /// A case as the views keep it: its state, where it stands in the log, its armed clocks.
@@ -22,11 +21,14 @@ pub struct CaseView {
     /// Position of the last record applied to this case: the expected value for its next append.
     pub last_position: u64,
     pub armed: Vec<ArmedClock>,
+    /// Clocks that have stopped, with their deadlines then: what the statistics judge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settled: Vec<SettledClock>,
 }
 
 impl CaseView {
     pub fn new(case_id: Uuid) -> Self {
-        CaseView { case_id, state: State::Empty, last_position: 0, armed: Vec::new() }
+        CaseView { case_id, state: State::Empty, last_position: 0, armed: Vec::new(), settled: Vec::new() }
     }
 
     /// Recomputes the armed clocks. A deadline that cannot be computed (a year beyond the
@@ -98,6 +100,30 @@ impl CaseView {
             }
             State::Feedback(c) => c.kind.submitter.iter().map(|a| a.unit.clone()).collect(),
             State::Empty | State::Calendar(_) => Vec::new(),
+        }
+    }
+
+    /// Records the clocks `event` stopped, given the clocks running before it, with the
+    /// deadline each had then.
+    pub fn settle(
+        &mut self,
+        running_before: &[(ClockRef, RunningClock)],
+        event: &Event,
+        policy: &SlaPolicy,
+        calendar: &Calendar,
+    ) {
+        let after = self.state.clocks();
+        for (clock, running) in running_before {
+            let still = after.and_then(|c| c.get(clock)).is_some_and(|r| r.started_at == running.started_at);
+            if !still {
+                self.settled.push(SettledClock {
+                    clock: clock.clone(),
+                    started_at: running.started_at,
+                    due_at: deadline(clock, running, policy, calendar),
+                    stopped_at: event.at,
+                    by: event.type_name().to_owned(),
+                });
+            }
         }
     }
 
@@ -193,165 +219,6 @@ pub struct DeadLetter {
     /// The raw payload, lossily as text (it may not be UTF-8), at most 64 KiB.
     pub payload: String,
     pub payload_bytes: usize,
-}
-
-/// Counters for one unit (or topic) and one day, from the cases opened that day (Beijing).
-/// Rates: 响应率 = on-time acknowledgements / cases; 解决率 = resolved / cases;
-/// 满意率 = (satisfied + basically satisfied) / rated.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatsCell {
-    /// Summonses (departments), whistles (townships) or feedback items (topics).
-    pub cases: i64,
-    /// Reported in (departments), or first replied (feedback).
-    pub acknowledged: i64,
-    pub acknowledged_on_time: i64,
-    /// Seconds from summons (or submission) to acknowledgement → how many; for medians.
-    pub ack_seconds: BTreeMap<i64, i64>,
-    pub declined: i64,
-    pub resolved: i64,
-    pub rated: i64,
-    pub satisfied: i64,
-    pub basically_satisfied: i64,
-    pub unsatisfied: i64,
-    pub reopened: i64,
-    pub breaches: i64,
-}
-
-impl StatsCell {
-    /// Adds `other` times `sign` (1 or -1).
-    pub fn add(&mut self, other: &StatsCell, sign: i64) {
-        self.cases += sign * other.cases;
-        self.acknowledged += sign * other.acknowledged;
-        self.acknowledged_on_time += sign * other.acknowledged_on_time;
-        self.declined += sign * other.declined;
-        self.resolved += sign * other.resolved;
-        self.rated += sign * other.rated;
-        self.satisfied += sign * other.satisfied;
-        self.basically_satisfied += sign * other.basically_satisfied;
-        self.unsatisfied += sign * other.unsatisfied;
-        self.reopened += sign * other.reopened;
-        self.breaches += sign * other.breaches;
-        for (seconds, count) in &other.ack_seconds {
-            let entry = self.ack_seconds.entry(*seconds).or_insert(0);
-            *entry += sign * count;
-            if *entry == 0 {
-                self.ack_seconds.remove(seconds);
-            }
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        *self == StatsCell::default()
-    }
-
-    fn rate(&mut self, satisfaction: Option<Satisfaction>) {
-        if let Some(s) = satisfaction {
-            self.rated += 1;
-            match s {
-                Satisfaction::Satisfied => self.satisfied += 1,
-                Satisfaction::BasicallySatisfied => self.basically_satisfied += 1,
-                Satisfaction::Unsatisfied => self.unsatisfied += 1,
-            }
-        }
-    }
-}
-
-/// The dimension statistics are kept by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StatsDimension {
-    Department,
-    Township,
-    Topic,
-}
-
-impl StatsDimension {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatsDimension::Department => "department",
-            StatsDimension::Township => "township",
-            StatsDimension::Topic => "topic",
-        }
-    }
-}
-
-/// A case's contribution to statistics: (dimension, unit, Beijing date) → counters.
-pub fn contributions(view: &CaseView) -> Vec<((StatsDimension, String, String), StatsCell)> {
-    match &view.state {
-        State::Whistle(case) => {
-            let date = day_of(case.opened_at);
-            let breaches_of = |d: Option<&str>| {
-                case.alerts
-                    .iter()
-                    .filter(|a| {
-                        a.stage == AlertStage::Breach && d.is_none_or(|d| a.clock.department.as_deref() == Some(d))
-                    })
-                    .count() as i64
-            };
-            let mut township = StatsCell {
-                cases: 1,
-                reopened: i64::from(case.reopen_count),
-                breaches: breaches_of(None),
-                ..StatsCell::default()
-            };
-            if matches!(case.kind.status, WhistleStatus::Resolved | WhistleStatus::Confirmed) {
-                township.resolved = 1;
-            }
-            township.rate(case.kind.satisfaction);
-            let mut out = Vec::new();
-            for (department, part) in &case.kind.departments {
-                let mut cell = StatsCell { cases: 1, breaches: breaches_of(Some(department)), ..StatsCell::default() };
-                if let Some(acked) = part.acknowledged_at {
-                    let ack = ClockRef::for_department(ClockKind::Ack, department.clone());
-                    let late = case
-                        .alerts
-                        .iter()
-                        .any(|a| a.stage == AlertStage::Breach && a.clock == ack && a.due_at > part.summoned_at);
-                    cell.acknowledged = 1;
-                    cell.acknowledged_on_time = i64::from(!late);
-                    cell.ack_seconds.insert((acked - part.summoned_at).num_seconds(), 1);
-                }
-                cell.declined = i64::from(part.decline_reason.is_some());
-                if part.status == PartStatus::Handled {
-                    cell.resolved = 1;
-                    cell.rate(case.kind.satisfaction);
-                    cell.reopened = i64::from(case.reopen_count);
-                }
-                township.acknowledged += cell.acknowledged;
-                township.acknowledged_on_time += cell.acknowledged_on_time;
-                township.add(&StatsCell { ack_seconds: cell.ack_seconds.clone(), ..StatsCell::default() }, 1);
-                out.push(((StatsDimension::Department, department.clone(), date.clone()), cell));
-            }
-            out.push(((StatsDimension::Township, case.kind.township.clone(), date), township));
-            out
-        }
-        State::Feedback(case) => {
-            let date = day_of(case.opened_at);
-            let reply = ClockRef::case_wide(ClockKind::FeedbackReply);
-            let mut cell = StatsCell {
-                cases: 1,
-                reopened: i64::from(case.reopen_count),
-                breaches: case.alerts.iter().filter(|a| a.stage == AlertStage::Breach).count() as i64,
-                ..StatsCell::default()
-            };
-            if let Some(replied) = case.kind.first_replied_at {
-                let late = case.alerts.iter().any(|a| a.stage == AlertStage::Breach && a.clock == reply);
-                cell.acknowledged = 1;
-                cell.acknowledged_on_time = i64::from(!late);
-                cell.ack_seconds.insert((replied - case.opened_at).num_seconds(), 1);
-            }
-            if matches!(case.kind.status, FeedbackStatus::Resolved | FeedbackStatus::Rated) {
-                cell.resolved = 1;
-            }
-            cell.rate(case.kind.satisfaction);
-            let topic = serde_json::to_value(case.kind.topic)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            vec![((StatsDimension::Topic, topic, date), cell)]
-        }
-        State::Empty | State::Calendar(_) => Vec::new(),
-    }
 }
 
 /// The Beijing date of an instant, as YYYY-MM-DD.

@@ -73,7 +73,7 @@ fn open_inner(path: &Path, cache_bytes: u64) -> Result<Inner, ViewError> {
 }
 
 /// Version of the views' layout; views written under another are dropped and rebuilt.
-pub const VIEWS_FORMAT: u64 = 4;
+pub const VIEWS_FORMAT: u64 = 5;
 
 /// Handle on the views database. Cheap to clone; every clone follows a [`Views::reopen`]
 /// and a [`Views::compact`].
@@ -499,6 +499,22 @@ impl Views {
         }
         let next = if ids.len() == max { last_suffix } else { None };
         Ok((ids, next))
+    }
+
+    /// The cases of a list opened in `[from, to)`, oldest first, read lazily (for exports).
+    pub fn opened_between(
+        &self,
+        prefix: &[u8],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<impl Iterator<Item = Result<Uuid, ViewError>> + Send + 'static, ViewError> {
+        let start = prefixed(prefix, &list_suffix(from, Uuid::nil()));
+        let end = prefixed(prefix, &list_suffix(to, Uuid::nil()));
+        let prefix = prefix.to_vec();
+        Ok(self.inner()?.tree.range(start..end).map(move |item| {
+            let (key, _) = item.map_err(storage)?;
+            list_key_case_id(&prefix, &key).map_err(|m| corrupt(&key, m))
+        }))
     }
 
     /// Statistics cells of one dimension with dates in `[from, to]` (YYYY-MM-DD), by unit.
