@@ -24,6 +24,7 @@ pub mod domain;
 pub mod execute;
 pub mod log;
 pub mod projector;
+pub mod reports;
 pub mod serve;
 pub mod service;
 pub mod sim;

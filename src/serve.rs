@@ -105,8 +105,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let views = open_views(&options.data, options.cache_bytes).map_err(|e| ServeError::Failed(e.to_string()))?;
     crate::service::check_views_against_log(&views, log.as_ref()).await.map_err(ServeError::Failed)?;
     let startup_head = log.head().await.map_err(|e| ServeError::Failed(e.to_string()))?;
-    let config =
-        NodeConfig { policy: options.policy.clone(), calendar: Calendar::official(), alerts: org.alerts.clone() };
+    let config = NodeConfig {
+        policy: options.policy.clone(),
+        calendar: Calendar::official(),
+        alerts: org.alerts.clone(),
+        reports: org.reports.clone(),
+    };
     let node = Node::start(log.clone(), views.clone(), options.clock.clone(), config)
         .await
         .map_err(|e| ServeError::Failed(e.to_string()))?;

@@ -115,6 +115,7 @@ pub struct NodeConfig {
     pub policy: SlaPolicy,
     pub calendar: crate::domain::Calendar,
     pub alerts: crate::alerts::AlertConfig,
+    pub reports: crate::reports::ReportSchedule,
 }
 
 impl Default for NodeConfig {
@@ -123,6 +124,7 @@ impl Default for NodeConfig {
             policy: SlaPolicy::default(),
             calendar: crate::domain::Calendar::official(),
             alerts: crate::alerts::AlertConfig::default(),
+            reports: crate::reports::ReportSchedule::default(),
         }
     }
 }
@@ -190,6 +192,14 @@ impl Node {
             crate::watchdog::Watchdog::new(executor.clone(), views.clone(), clock.clone(), progress.clone());
         let watchdog_stop = stopped.clone();
         tasks.push(tokio::spawn(async move { watchdog.run(watchdog_stop).await }));
+        let publisher = crate::reports::Publisher {
+            executor: executor.clone(),
+            views: views.clone(),
+            clock: clock.clone(),
+            calendar: progress.calendar.clone(),
+            schedule: config.reports.clone(),
+        };
+        tasks.push(tokio::spawn(publisher.run(stopped.clone())));
         let delivery = Arc::new(
             crate::alerts::Delivery::new(
                 log,
@@ -198,6 +208,7 @@ impl Node {
                 progress.calendar.clone(),
                 config.alerts,
                 progress.checkpoint.clone(),
+                config.reports.link.clone(),
             )
             .map_err(|e| NodeError::Delivery(e.to_string()))?,
         );

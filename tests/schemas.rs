@@ -68,6 +68,13 @@ fn examples() -> Vec<EventBody> {
         EventBody::SlaBreached { clock: ClockRef::case_wide(ClockKind::FeedbackReply), due_at: t() },
         EventBody::SlaEscalated { clock, due_at: t(), level: 2 },
         EventBody::AlertAcknowledged { alert_id: Uuid::now_v7() },
+        EventBody::ReportPublished {
+            kind: "monthly".into(),
+            period: "2026-11".into(),
+            from: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            to: chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            summary: "排名第一 住建局".into(),
+        },
         EventBody::CalendarPublished {
             year: 2027,
             notice: "国务院办公厅关于2027年部分节假日安排的通知".into(),
@@ -125,7 +132,7 @@ fn every_event_type_has_an_example_and_a_schema() {
     let schema_types: BTreeSet<String> = event_schemas().into_iter().map(|s| s.type_name).collect();
     let example_types: BTreeSet<String> = examples().iter().map(|b| b.type_name().to_owned()).collect();
     assert_eq!(schema_types, example_types);
-    assert_eq!(schema_types.len(), 24);
+    assert_eq!(schema_types.len(), 25);
 }
 
 #[test]

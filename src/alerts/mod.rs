@@ -76,7 +76,8 @@ pub struct WebhookConfig {
     pub url: String,
     #[serde(default)]
     pub format: WebhookFormat,
-    /// Stages to send (`warning`, `breach`, `escalation`, `operator`); empty: the three SLA stages.
+    /// Stages to send (`warning`, `breach`, `escalation`, `operator`, `report`); empty: the
+    /// three SLA stages and the 通报.
     #[serde(default)]
     pub stages: Vec<String>,
     /// Units whose alerts to send; empty: all.
@@ -165,6 +166,8 @@ pub struct Delivery {
     checkpoint: watch::Receiver<u64>,
     http: reqwest::Client,
     held_changed: Notify,
+    /// The dashboard's address, for links in 通报 messages.
+    report_link: Option<String>,
     pub stats: DeliveryStats,
 }
 
@@ -176,6 +179,7 @@ impl Delivery {
         calendar: watch::Receiver<Arc<Calendar>>,
         config: AlertConfig,
         checkpoint: watch::Receiver<u64>,
+        report_link: Option<String>,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(WEBHOOK_TIMEOUT).build()?;
         Ok(Delivery {
@@ -187,6 +191,7 @@ impl Delivery {
             checkpoint,
             http,
             held_changed: Notify::new(),
+            report_link,
             stats: DeliveryStats::default(),
         })
     }
@@ -278,10 +283,16 @@ impl Delivery {
         let notices = match record.decode() {
             Ok(commit) => {
                 let mut out = Vec::new();
-                for event in commit.events.iter().filter(|e| e.body.alert_stage().is_some()) {
-                    self.wait_projected(record.position).await;
-                    let view = self.alert_view(event, record.position).await;
-                    out.push(AlertNotice::from_event(event, view.as_ref(), record.position));
+                for event in &commit.events {
+                    if event.body.alert_stage().is_some() {
+                        self.wait_projected(record.position).await;
+                        let view = self.alert_view(event, record.position).await;
+                        out.push(AlertNotice::from_event(event, view.as_ref(), record.position));
+                    } else if let Some(notice) =
+                        AlertNotice::report(event, record.position, self.report_link.as_deref())
+                    {
+                        out.push(notice);
+                    }
                 }
                 out
             }

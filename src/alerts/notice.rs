@@ -77,6 +77,37 @@ impl AlertNotice {
         notice
     }
 
+    /// The announcement of a published 通报, for supervisors' channels (None for other events).
+    pub fn report(event: &Event, position: u64, link: Option<&str>) -> Option<Self> {
+        let EventBody::ReportPublished { kind, period, from, to, summary } = &event.body else { return None };
+        let title =
+            match crate::reports::PeriodKind::parse(kind).and_then(|k| crate::reports::Period::parse(k, period).ok()) {
+                Some(p) => p.title(),
+                None => format!("{period} 三率通报"),
+            };
+        let mut text = format!("【通报】{title}已发布（{from} 至 {to} 立案的案件）。{summary}。");
+        match link {
+            Some(base) => text.push_str(&format!("详见：{}/#/reports/{kind}/{period}", base.trim_end_matches('/'))),
+            None => text.push_str("详见 whistle 页面「三率」。"),
+        }
+        Some(AlertNotice {
+            alert_id: event.event_id,
+            stage: "report".into(),
+            level: 1,
+            unit: "supervisors".into(),
+            case_id: Some(event.case_id),
+            case_kind: None,
+            title,
+            township: None,
+            clock: None,
+            due_at: None,
+            raised_at: event.at,
+            urgent: false,
+            position,
+            text,
+        })
+    }
+
     /// An operator notice: the log cannot be written (`failure`), or can be again (None).
     pub fn log_health(failure: Option<&str>, now: DateTime<Utc>) -> Self {
         let (title, text) = match failure {
@@ -165,6 +196,9 @@ impl AlertNotice {
         let mut lines = vec![format!("**{}**", self.text)];
         if let Some(due) = self.due_at {
             lines.push(format!("> 截止时间：{}", due.with_timezone(&beijing()).format("%Y-%m-%d %H:%M")));
+        }
+        if self.stage == "report" {
+            return lines.join("\n");
         }
         lines.push(format!("> 责任单位：{}", self.unit));
         if let Some(case_id) = self.case_id {

@@ -24,6 +24,9 @@ pub struct Org {
     /// Where alerts go besides the live stream and the alert subjects.
     #[serde(default, skip_serializing_if = "is_default_alerts")]
     pub alerts: crate::alerts::AlertConfig,
+    /// When the 三率 通报 is published.
+    #[serde(default)]
+    pub reports: crate::reports::ReportSchedule,
 }
 
 fn is_default_alerts(a: &crate::alerts::AlertConfig) -> bool {
@@ -51,6 +54,7 @@ impl Org {
                 Supervisor { unit: "市委督查室".into(), level: 2 },
             ],
             alerts: crate::alerts::AlertConfig::default(),
+            reports: crate::reports::ReportSchedule::default(),
         }
     }
 

@@ -329,7 +329,7 @@ pub fn case_rows(view: &CaseView, office: &str) -> Vec<Vec<Cell>> {
     match &view.state {
         CaseState::Whistle(case) => whistle_rows(view, case),
         CaseState::Feedback(case) => vec![feedback_row(view, case, office)],
-        CaseState::Empty | CaseState::Calendar(_) => Vec::new(),
+        CaseState::Empty | CaseState::Calendar(_) | CaseState::Report(_) => Vec::new(),
     }
 }
 

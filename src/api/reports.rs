@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -21,7 +21,8 @@ use super::queries::{parse_date, parse_query, QueryResult};
 use super::{authenticated, ApiError, Shared};
 use crate::domain::calendar::beijing;
 use crate::domain::event::{Actor, Role};
-use crate::projector::stats::{rate, StatsCell, StatsDimension, ROLE_ROW};
+use crate::projector::stats::{StatsCell, StatsDimension, ROLE_ROW};
+pub use crate::reports::{last_whole_period, rank, Period, PeriodKind, RankedRow};
 
 pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
@@ -428,150 +429,6 @@ pub fn escape(text: &str) -> String {
 
 // ------------------------------------------------------------------------------------ 通报
 
-/// A reporting period: a month (`2026-11`) or an ISO week (`2026-W48`), Beijing dates.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Period {
-    pub kind: PeriodKind,
-    pub label: String,
-    pub from: NaiveDate,
-    pub to: NaiveDate,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeriodKind {
-    Monthly,
-    Weekly,
-}
-
-impl PeriodKind {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "monthly" => Some(PeriodKind::Monthly),
-            "weekly" => Some(PeriodKind::Weekly),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeriodKind::Monthly => "monthly",
-            PeriodKind::Weekly => "weekly",
-        }
-    }
-
-    pub fn label_zh(self) -> &'static str {
-        match self {
-            PeriodKind::Monthly => "月度",
-            PeriodKind::Weekly => "周",
-        }
-    }
-}
-
-impl Period {
-    /// The period of this kind that contains `day`.
-    pub fn containing(kind: PeriodKind, day: NaiveDate) -> Period {
-        match kind {
-            PeriodKind::Monthly => {
-                let from = day.with_day(1).expect("day 1 exists");
-                let next = if from.month() == 12 {
-                    NaiveDate::from_ymd_opt(from.year() + 1, 1, 1)
-                } else {
-                    NaiveDate::from_ymd_opt(from.year(), from.month() + 1, 1)
-                }
-                .expect("the first of a month exists");
-                Period { kind, label: from.format("%Y-%m").to_string(), from, to: next - Duration::days(1) }
-            }
-            PeriodKind::Weekly => {
-                let from = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
-                let week = from.iso_week();
-                Period {
-                    kind,
-                    label: format!("{}-W{:02}", week.year(), week.week()),
-                    from,
-                    to: from + Duration::days(6),
-                }
-            }
-        }
-    }
-
-    pub fn parse(kind: PeriodKind, text: &str) -> Result<Period, String> {
-        let day = match kind {
-            PeriodKind::Monthly => NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d")
-                .ok()
-                .filter(|_| text.len() == 7)
-                .ok_or_else(|| format!("period is a month like 2026-11, not {text:?}"))?,
-            PeriodKind::Weekly => {
-                let bad = || format!("period is an ISO week like 2026-W48, not {text:?}");
-                let (year, week) = text.split_once("-W").ok_or_else(bad)?;
-                let year: i32 = year.parse().map_err(|_| bad())?;
-                let week: u32 = week.parse().map_err(|_| bad())?;
-                NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon).ok_or_else(bad)?
-            }
-        };
-        Ok(Period::containing(kind, day))
-    }
-
-    /// The period just before this one.
-    pub fn previous(&self) -> Period {
-        Period::containing(self.kind, self.from - Duration::days(1))
-    }
-
-    pub fn title(&self) -> String {
-        match self.kind {
-            PeriodKind::Monthly => format!("{}年{}月三率通报", self.from.year(), self.from.month()),
-            PeriodKind::Weekly => format!("{} 周三率通报（{} 至 {}）", self.label, self.from, self.to),
-        }
-    }
-}
-
-/// One ranked row of a 通报.
-pub struct RankedRow {
-    pub rank: usize,
-    pub unit: String,
-    pub cell: StatsCell,
-    /// Change of 响应率, 解决率, 满意率 against the previous period (fractions; `None` when
-    /// either period has nothing counted).
-    pub change: [Option<f64>; 3],
-}
-
-/// Ranks rows: by 响应率, then 解决率, then 满意率 (higher first; nothing counted last), then
-/// fewer breaches, then name. Equal keys share a rank.
-pub fn rank(rows: Vec<(String, StatsCell)>, previous: &BTreeMap<String, StatsCell>) -> Vec<RankedRow> {
-    type Key = ([i64; 3], i64);
-    let key = |cell: &StatsCell| -> Key {
-        // Exact ordering on rationals: rates compared as numerator × 10⁹ / denominator.
-        let per = |n: i64, d: i64| if d > 0 { n * 1_000_000_000 / d } else { -1 };
-        (
-            [
-                per(cell.on_time, cell.response_base),
-                per(cell.resolved, cell.resolution_base),
-                per(cell.satisfied + cell.basically_satisfied, cell.rated),
-            ],
-            cell.breaches,
-        )
-    };
-    let mut rows = rows;
-    rows.sort_by(|(ua, a), (ub, b)| {
-        let (ka, kb) = (key(a), key(b));
-        kb.0.cmp(&ka.0).then(ka.1.cmp(&kb.1)).then(ua.cmp(ub))
-    });
-    let mut out: Vec<RankedRow> = Vec::with_capacity(rows.len());
-    for (i, (unit, cell)) in rows.into_iter().enumerate() {
-        let rank = match out.last() {
-            Some(last) if key(&last.cell) == key(&cell) => last.rank,
-            _ => i + 1,
-        };
-        let now = cell.rates();
-        let before = previous.get(&unit).map(StatsCell::rates).unwrap_or([None; 3]);
-        let change = [0, 1, 2].map(|i| match (now[i], before[i]) {
-            (Some(a), Some(b)) => Some(a - b),
-            _ => None,
-        });
-        out.push(RankedRow { rank, unit, cell, change });
-    }
-    out
-}
-
 /// The 通报 of a period: departments and townships ranked, the office's and the
 /// coordinator's rows, each with the change against the previous period.
 pub struct Report {
@@ -697,19 +554,5 @@ pub async fn period_report(
             );
             Ok(html_page(&report.period.title(), Some(&subtitle), &report.tables()))
         }
-    }
-}
-
-/// The last whole period of a kind before `now` (Beijing).
-pub fn last_whole_period(kind: PeriodKind, now: DateTime<Utc>) -> Period {
-    let today = now.with_timezone(&beijing()).date_naive();
-    Period::containing(kind, today).previous()
-}
-
-/// A rate as the 通报 text shows it.
-pub fn percent_text(numerator: i64, denominator: i64) -> String {
-    match rate(numerator, denominator) {
-        Some(r) => format!("{:.1}%（{numerator}/{denominator}）", r * 100.0),
-        None => "—（无计入）".to_owned(),
     }
 }

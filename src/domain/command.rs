@@ -113,6 +113,15 @@ pub enum CommandBody {
     PublishCalendar {
         schedule: YearSchedule,
     },
+    /// Publishes a period's 三率 通报 (the service does, at the time org.toml sets), on the
+    /// period's own case ([`super::decide::report_ids`]).
+    PublishReport {
+        kind: String,
+        period: String,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        summary: String,
+    },
 }
 
 impl Command {

@@ -75,6 +75,9 @@ pub fn decide(state: &State, cmd: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
         _ if matches!(cmd.body, CommandBody::PublishCalendar { .. }) || matches!(state, State::Calendar(_)) => {
             decide_calendar(cmd)?
         }
+        _ if matches!(cmd.body, CommandBody::PublishReport { .. }) || matches!(state, State::Report(_)) => {
+            decide_report(state, cmd)?
+        }
         State::Empty => decide_new(cmd)?,
         _ if matches!(cmd.body, CommandBody::RaiseWhistle { .. } | CommandBody::SubmitFeedback { .. }) => {
             return Err(Rejection::Conflict(format!("case {} already exists", cmd.case_id)));
@@ -87,7 +90,7 @@ pub fn decide(state: &State, cmd: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
             Some(bodies) => bodies,
             None => decide_feedback(case, cmd)?,
         },
-        State::Calendar(_) => unreachable!("calendar cases are decided above"),
+        State::Calendar(_) | State::Report(_) => unreachable!("calendar and report cases are decided above"),
     };
     let actor = event_actor(state, cmd);
     Ok(bodies
@@ -180,6 +183,58 @@ pub fn sla_command_id(case_id: Uuid, clock: &ClockRef, stage: AlertStage, due_at
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report cases
+
+/// The case and the command id of a period's 通报: the same on every instance, so that two
+/// instances publishing at the same moment store it once.
+pub fn report_ids(kind: &str, period: &str) -> (Uuid, Uuid) {
+    let id = |purpose: &[u8]| {
+        let mut hasher = Sha256::new();
+        hasher.update(b"whistle-report\0");
+        hasher.update(purpose);
+        hasher.update(kind.as_bytes());
+        hasher.update([0]);
+        hasher.update(period.as_bytes());
+        let digest = hasher.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    };
+    (id(b"case\0"), id(b"command\0"))
+}
+
+fn decide_report(state: &State, cmd: &Command) -> Decision {
+    let CommandBody::PublishReport { kind, period, from, to, summary } = &cmd.body else {
+        return Err(Rejection::NotFound(format!("case {} is a 通报, not a whistle or feedback", cmd.case_id)));
+    };
+    if !matches!(cmd.actor.role, Role::System | Role::Admin) {
+        return Err(Rejection::Forbidden(format!("a {} may not publish a 通报", cmd.actor.role.as_str())));
+    }
+    if !matches!(kind.as_str(), "monthly" | "weekly") {
+        return Err(Rejection::invalid("kind", format!("a 通报 is monthly or weekly, not {kind:?}")));
+    }
+    if cmd.case_id != report_ids(kind, period).0 {
+        return Err(Rejection::invalid("case_id", format!("the {kind} 通报 {period} has its own case")));
+    }
+    if from > to {
+        return Err(Rejection::invalid("from", "a period's first day comes before its last"));
+    }
+    if let State::Report(published) = state {
+        return Err(Rejection::Conflict(format!(
+            "the {} 通报 {} is already published",
+            published.kind, published.period
+        )));
+    }
+    Ok(vec![EventBody::ReportPublished {
+        kind: kind.clone(),
+        period: period.clone(),
+        from: *from,
+        to: *to,
+        summary: text("summary", summary, TEXT_CHARS_MAX)?,
+    }])
 }
 
 // ---------------------------------------------------------------------------------------------

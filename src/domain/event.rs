@@ -321,6 +321,9 @@ pub enum EventBody {
     /// A year's official working-day schedule was published (or corrected). Stored on the
     /// calendar case; open deadlines that depend on that year are recomputed.
     CalendarPublished { year: i32, notice: String, holidays: Vec<HolidayRange>, workdays: Vec<chrono::NaiveDate> },
+    /// A period's 三率 通报 was published: `kind` is `monthly` or `weekly`, `period` names it
+    /// (`2026-11`, `2026-W48`), `summary` is the line sent to supervisors' channels.
+    ReportPublished { kind: String, period: String, from: chrono::NaiveDate, to: chrono::NaiveDate, summary: String },
 }
 
 impl EventBody {
@@ -350,6 +353,7 @@ impl EventBody {
             EventBody::SlaEscalated { .. } => "sla_escalated",
             EventBody::AlertAcknowledged { .. } => "alert_acknowledged",
             EventBody::CalendarPublished { .. } => "calendar_published",
+            EventBody::ReportPublished { .. } => "report_published",
         }
     }
 

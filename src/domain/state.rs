@@ -23,6 +23,16 @@ pub enum State {
     Feedback(Case<Feedback>),
     /// The calendar case: which years have been published, by which notice.
     Calendar(CalendarCase),
+    /// A published 通报: one case per period.
+    Report(ReportCase),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportCase {
+    pub version: u64,
+    pub kind: String,
+    pub period: String,
+    pub published_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -205,6 +215,7 @@ impl State {
             State::Whistle(c) => c.version,
             State::Feedback(c) => c.version,
             State::Calendar(c) => c.version,
+            State::Report(c) => c.version,
         }
     }
 
@@ -213,7 +224,7 @@ impl State {
         match self {
             State::Whistle(c) => Some(&c.clocks),
             State::Feedback(c) => Some(&c.clocks),
-            State::Empty | State::Calendar(_) => None,
+            State::Empty | State::Calendar(_) | State::Report(_) => None,
         }
     }
 
@@ -222,7 +233,7 @@ impl State {
         match self {
             State::Whistle(c) => &c.alerts,
             State::Feedback(c) => &c.alerts,
-            State::Empty | State::Calendar(_) => &[],
+            State::Empty | State::Calendar(_) | State::Report(_) => &[],
         }
     }
 
@@ -260,6 +271,10 @@ pub fn evolve(state: State, event: &Event) -> State {
             }
             case.version += 1;
             State::Calendar(case)
+        }
+        State::Report(mut case) => {
+            case.version += 1;
+            State::Report(case)
         }
     }
 }
@@ -326,6 +341,12 @@ fn birth(event: &Event) -> State {
         EventBody::CalendarPublished { year, notice, .. } => {
             State::Calendar(CalendarCase { version: 1, published: BTreeMap::from([(*year, notice.clone())]) })
         }
+        EventBody::ReportPublished { kind, period, .. } => State::Report(ReportCase {
+            version: 1,
+            kind: kind.clone(),
+            period: period.clone(),
+            published_at: Some(event.at),
+        }),
         // Anything else cannot open a case; the history is odd, and the case stays empty.
         _ => State::Empty,
     }

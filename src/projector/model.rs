@@ -41,7 +41,7 @@ impl CaseView {
         match &self.state {
             State::Whistle(_) => Some("whistle"),
             State::Feedback(_) => Some("feedback"),
-            State::Empty | State::Calendar(_) => None,
+            State::Empty | State::Calendar(_) | State::Report(_) => None,
         }
     }
 
@@ -58,7 +58,7 @@ impl CaseView {
                 FeedbackStatus::Resolved => "resolved",
                 FeedbackStatus::Rated => "rated",
             }),
-            State::Empty | State::Calendar(_) => None,
+            State::Empty | State::Calendar(_) | State::Report(_) => None,
         }
     }
 
@@ -66,7 +66,7 @@ impl CaseView {
         match &self.state {
             State::Whistle(c) => Some(c.opened_at),
             State::Feedback(c) => Some(c.opened_at),
-            State::Empty | State::Calendar(_) => None,
+            State::Empty | State::Calendar(_) | State::Report(_) => None,
         }
     }
 
@@ -75,7 +75,7 @@ impl CaseView {
         match &self.state {
             State::Whistle(c) => c.kind.title.clone(),
             State::Feedback(c) => format!("意见直通车：{}", c.kind.topic.label_zh()),
-            State::Empty | State::Calendar(_) => String::new(),
+            State::Empty | State::Calendar(_) | State::Report(_) => String::new(),
         }
     }
 
@@ -88,7 +88,7 @@ impl CaseView {
         match &self.state {
             State::Whistle(c) => Some(c.kind.township.as_str()),
             State::Feedback(c) => c.kind.submitter.as_ref().map(|a| a.unit.as_str()),
-            State::Empty | State::Calendar(_) => None,
+            State::Empty | State::Calendar(_) | State::Report(_) => None,
         }
     }
 
@@ -99,7 +99,7 @@ impl CaseView {
                 std::iter::once(c.kind.township.clone()).chain(c.kind.departments.keys().cloned()).collect()
             }
             State::Feedback(c) => c.kind.submitter.iter().map(|a| a.unit.clone()).collect(),
-            State::Empty | State::Calendar(_) => Vec::new(),
+            State::Empty | State::Calendar(_) | State::Report(_) => Vec::new(),
         }
     }
 

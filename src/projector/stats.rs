@@ -354,7 +354,7 @@ pub fn contributions(view: &CaseView) -> Vec<((StatsDimension, String, String), 
                 ((StatsDimension::Topic, topic_key(case.kind.topic), date), cell),
             ]
         }
-        State::Empty | State::Calendar(_) => Vec::new(),
+        State::Empty | State::Calendar(_) | State::Report(_) => Vec::new(),
     }
 }
 
