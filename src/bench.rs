@@ -42,6 +42,8 @@ pub enum Section {
     Alerts,
     /// Projection with few vs. many open cases.
     Scale,
+    /// The per-case export of many cases: a lone service's peak RSS while it writes it.
+    Export,
 }
 
 pub struct BenchOptions {
@@ -61,6 +63,7 @@ struct Sizes {
     due_window: Duration,
     scale_small: usize,
     scale_large: usize,
+    export_cases: usize,
 }
 
 impl Sizes {
@@ -73,6 +76,7 @@ impl Sizes {
                 due_window: Duration::from_secs(8),
                 scale_small: 2_000,
                 scale_large: 20_000,
+                export_cases: 10_000,
             }
         } else {
             Sizes {
@@ -82,6 +86,7 @@ impl Sizes {
                 due_window: Duration::from_secs(40),
                 scale_small: 10_000,
                 scale_large: 1_000_000,
+                export_cases: 100_000,
             }
         }
     }
@@ -166,6 +171,9 @@ pub async fn run(options: BenchOptions) -> Result<Vec<Row>, String> {
     }
     if runs(Section::Scale) {
         keep(&mut rows, scale(&sizes).await?, &options.json)?;
+    }
+    if runs(Section::Export) {
+        keep(&mut rows, export(&sizes).await?, &options.json)?;
     }
     eprintln!("bench: wrote {}", options.json.display());
     Ok(rows)
@@ -475,6 +483,16 @@ async fn raise_open(
     count: usize,
     due: impl Fn(usize) -> DateTime<Utc> + Sync,
 ) -> Result<(), String> {
+    raise_open_with(log, count, &["住建局"], due).await
+}
+
+/// [`raise_open`], summoning `departments`.
+async fn raise_open_with(
+    log: &dyn EventLog,
+    count: usize,
+    departments: &[&str],
+    due: impl Fn(usize) -> DateTime<Utc> + Sync,
+) -> Result<(), String> {
     let due = &due;
     let lanes = (0..FILL_LANES).map(|lane| async move {
         for i in (lane..count).step_by(FILL_LANES) {
@@ -484,7 +502,14 @@ async fn raise_open(
                 Uuid::now_v7(),
                 case_id,
                 Actor::new(Role::Township, "东坝镇"),
-                raise_body(&format!("事项 {i}")),
+                CommandBody::RaiseWhistle {
+                    title: format!("事项 {i}"),
+                    description: "基准测试".into(),
+                    departments: departments.iter().map(|d| (*d).to_owned()).collect(),
+                    category: None,
+                    location: None,
+                    urgency: Urgency::Normal,
+                },
             );
             let events = decide(&State::Empty, &cmd, at).map_err(|e| e.to_string())?;
             let commit = Commit { command_id: cmd.command_id, case_id, events };
@@ -569,38 +594,13 @@ async fn lone_serve(
     nats: Option<&NatsOptions>,
     armed: usize,
 ) -> Result<Vec<Row>, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let port = free_port()?;
-    let mut command = tokio::process::Command::new(exe);
-    command.arg("serve").arg("--data").arg(data).arg("--listen").arg(format!("127.0.0.1:{port}"));
-    if let Some(options) = nats {
-        command.arg("--nats").arg(&options.url);
-    }
-    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
     say(&format!("lone serve {backend}: projecting {armed} open cases in its own process"));
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|e| format!("cannot start whistle serve: {e}"))?;
-    let pid = child.id().ok_or("whistle serve exited at once")?;
-    let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    tokio::select! {
-        ready = wait_ready(&http, &base) => ready?,
-        exited = child.wait() => return Err(format!("whistle serve ended before it was ready: {exited:?}")),
-    }
+    let serve = LoneServe::start(data, nats).await?;
     let ready_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |field: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    let (rss, peak) = (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0);
-    // SAFETY: sends SIGTERM to the child this function started and still owns.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    let (rss, peak) = serve.memory();
+    serve.stop().await;
     let views_mb = folder_bytes(&data.join("views")) as f64 / 1e6;
     let cache_mib = crate::projector::views::VIEWS_CACHE_BYTES_DEFAULT / (1024 * 1024);
     Ok(vec![
@@ -614,6 +614,119 @@ async fn lone_serve(
         Row::new("lone serve", backend, format!("from empty views to ready, {armed} records"), ready_seconds, "s"),
         Row::new("lone serve", backend, "views on disk once ready", views_mb, "MB"),
     ])
+}
+
+/// `whistle serve` in its own process, on a free port, ready.
+struct LoneServe {
+    child: tokio::process::Child,
+    pid: u32,
+    base: String,
+}
+
+impl LoneServe {
+    async fn start(data: &Path, nats: Option<&NatsOptions>) -> Result<LoneServe, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+        let port = free_port()?;
+        let mut command = tokio::process::Command::new(exe);
+        command.arg("serve").arg("--data").arg(data).arg("--listen").arg(format!("127.0.0.1:{port}"));
+        if let Some(options) = nats {
+            command.arg("--nats").arg(&options.url);
+        }
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+        let mut child = command.spawn().map_err(|e| format!("cannot start whistle serve: {e}"))?;
+        let pid = child.id().ok_or("whistle serve exited at once")?;
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        tokio::select! {
+            ready = wait_ready(&http, &base) => ready?,
+            exited = child.wait() => return Err(format!("whistle serve ended before it was ready: {exited:?}")),
+        }
+        Ok(LoneServe { child, pid, base })
+    }
+
+    /// `VmRSS` and `VmHWM` (the peak), in MiB.
+    fn memory(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+    }
+
+    async fn stop(mut self) {
+        // SAFETY: sends SIGTERM to the child this process started and still owns.
+        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+        let _ = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await;
+    }
+}
+
+// ----------------------------------------------------------------------------- export
+
+/// The per-case export of `export_cases` whistles (two departments each) from a lone service
+/// that has projected them already (restarted, so its peak RSS is the export's, not the
+/// projection's): peak RSS while writing Excel and CSV, rows per second, bytes.
+async fn export(sizes: &Sizes) -> Result<Vec<Row>, String> {
+    let scratch = Scratch::new("export")?;
+    let data = scratch.0.join("data");
+    let cases = sizes.export_cases;
+    say(&format!("export: {cases} whistles of two departments"));
+    {
+        let handle = open(&data, None).await?;
+        let due = Utc::now() + chrono::Duration::hours(24);
+        raise_open_with(handle.log().as_ref(), cases, &["住建局", "城管局"], |_| due).await?;
+        handle.close().await.map_err(|e| e.to_string())?;
+    }
+    LoneServe::start(&data, None).await?.stop().await;
+    let tokens = crate::demo::read_tokens(&crate::serve::DataFiles::of(&data).demo_tokens)?;
+    let supervisor = tokens.get("区委督查室").cloned().ok_or("no supervisor token")?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(3600)).build().map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    // A fresh process per format: the peak is the export's alone.
+    for format in ["xlsx", "csv"] {
+        let serve = LoneServe::start(&data, None).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (rss_before, _) = serve.memory();
+        let started = Instant::now();
+        let mut answer = http
+            .get(format!("{}/v1/cases/export?format={format}", serve.base))
+            .bearer_auth(&supervisor)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !answer.status().is_success() {
+            return Err(format!("export answered {}", answer.status()));
+        }
+        let mut bytes = 0usize;
+        while let Some(chunk) = answer.chunk().await.map_err(|e| e.to_string())? {
+            bytes += chunk.len();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let (_, peak) = serve.memory();
+        let parts = (cases * 2) as f64;
+        rows.extend([
+            Row::new(
+                "export",
+                "embedded",
+                format!("RSS the {format} export of {cases} cases added to the service's (peak minus before; target < 100 MB)"),
+                peak - rss_before,
+                "MiB",
+            ),
+            Row::new(
+                "export",
+                "embedded",
+                format!("peak RSS of a lone serve through the {format} export of {cases} cases (RSS before: {rss_before:.0} MiB)"),
+                peak,
+                "MiB",
+            ),
+            Row::new("export", "embedded", format!("{format} export rows ({:.1} MB)", bytes as f64 / 1e6), parts / seconds, "rows/s"),
+        ]);
+        serve.stop().await;
+    }
+    Ok(rows)
 }
 
 /// Bytes of the files under a folder.

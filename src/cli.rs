@@ -95,6 +95,10 @@ pub enum Command {
         case: String,
         #[arg(long)]
         satisfaction: String,
+        /// A department's own rating, as DEPARTMENT=RATING (repeatable); departments not named
+        /// get the whole rating.
+        #[arg(long = "rate", value_name = "DEPARTMENT=RATING")]
+        rate: Vec<String>,
     },
     /// Grassroots feedback (基层意见直通车).
     Feedback {

@@ -140,8 +140,16 @@ async fn run_client(command: Command) -> Result<(), ClientError> {
         Command::Handled { client, case, summary } => {
             post(&client, format!("/v1/whistles/{case}/handled"), json!({ "summary": summary })).await
         }
-        Command::Confirm { client, case, satisfaction } => {
-            post(&client, format!("/v1/whistles/{case}/confirm"), json!({ "satisfaction": satisfaction })).await
+        Command::Confirm { client, case, satisfaction, rate } => {
+            let mut ratings = serde_json::Map::new();
+            for pair in &rate {
+                let Some((department, rating)) = pair.split_once('=') else {
+                    return Err(ClientError { code: 2, message: format!("--rate is DEPARTMENT=RATING, not {pair:?}") });
+                };
+                ratings.insert(department.trim().to_owned(), json!(rating.trim()));
+            }
+            let body = json!({ "satisfaction": satisfaction, "ratings": ratings });
+            post(&client, format!("/v1/whistles/{case}/confirm"), body).await
         }
         Command::Feedback { command: FeedbackCommand::Submit { client, topic, body, anonymous } } => {
             post(&client, "/v1/feedback".into(), json!({ "topic": topic, "body": body, "anonymous": anonymous })).await

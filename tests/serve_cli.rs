@@ -129,8 +129,14 @@ fn the_cli_client_runs_a_whistle_and_reports_server_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("(404)"));
     let out = serve.client("住建局", &["handled", &id, "--summary", "已清理"]);
     assert!(stdout(&out).contains("resolved"), "{}", stdout(&out));
-    let out = serve.client("东坝镇", &["confirm", &id, "--satisfaction", "satisfied"]);
-    assert!(stdout(&out).contains("confirmed"));
+    let out = serve.client("东坝镇", &["confirm", &id, "--satisfaction", "satisfied", "--rate", "住建局"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DEPARTMENT=RATING"));
+    let out = serve.client("东坝镇", &["confirm", &id, "--satisfaction", "satisfied", "--rate", "交通局=unsatisfied"]);
+    assert_eq!(out.status.code(), Some(2), "交通局 has no handled part");
+    let out = serve
+        .client("东坝镇", &["confirm", &id, "--satisfaction", "satisfied", "--rate", "住建局=basically_satisfied"]);
+    assert!(stdout(&out).contains("confirmed"), "{}", String::from_utf8_lossy(&out.stderr));
     std::thread::sleep(Duration::from_millis(300));
     let out = serve.client("区委督查室", &["cases", "list", "--kind", "whistle"]);
     assert!(stdout(&out).contains(&id), "{}", stdout(&out));

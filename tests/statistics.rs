@@ -53,6 +53,10 @@ impl Ledger {
         self.views.stats(dimension, "2000-01-01", "2100-12-31").unwrap()
     }
 
+    fn between(&self, dimension: StatsDimension, from: &str, to: &str, unit: &str) -> StatsCell {
+        self.views.stats(dimension, from, to).unwrap().remove(unit).unwrap_or_default()
+    }
+
     fn row(&self, dimension: StatsDimension, unit: &str) -> StatsCell {
         self.stats(dimension).remove(unit).unwrap_or_default()
     }
@@ -224,6 +228,21 @@ async fn feedback_topics_are_named_in_chinese() {
 }
 
 // ------------------------------------------------------------------------ the other rules
+
+#[tokio::test]
+async fn a_case_counts_in_the_period_of_the_beijing_day_it_was_opened() {
+    let mut w = Spec::starting(at("2026-03-31T23:00:00+08:00"));
+    w.case_id = Uuid::from_u128(1);
+    let w = w
+        .given(township(), raise(&[HOUSING]))
+        .after(Duration::hours(11))
+        .given(department(HOUSING), CommandBody::AcknowledgeSummons);
+    let ledger = Ledger::of(&[&w.events]).await;
+    assert_rate(&ledger.between(StatsDimension::Department, "2026-03-01", "2026-03-31", HOUSING), 0, 1, 1);
+    assert!(ledger.between(StatsDimension::Department, "2026-04-01", "2026-04-30", HOUSING).is_empty());
+    // 23:00 Beijing is 15:00 UTC: the Beijing day decides, not the UTC one.
+    assert!(ledger.between(StatsDimension::Department, "2026-03-30", "2026-03-30", HOUSING).is_empty());
+}
 
 #[tokio::test]
 async fn an_overruled_decline_counts_with_the_deadline_of_the_new_summons() {
