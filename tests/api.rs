@@ -228,6 +228,8 @@ async fn anonymous_feedback_is_followed_up_with_its_code_only() {
 /// A node configuration whose alerts go to one generic webhook.
 fn with_webhook(url: String) -> whistle::service::NodeConfig {
     let mut config = whistle::service::NodeConfig::default();
+    // Alerts only: the monthly 通报 these clocks would also publish is tested in tests/reports.rs.
+    config.reports.monthly = false;
     config.alerts.webhooks.push(whistle::alerts::WebhookConfig {
         name: "supervisors".into(),
         url,

@@ -347,6 +347,11 @@ fn webhook(url: String) -> AlertConfig {
     }
 }
 
+/// No 通报: these tests count alerts (the monthly 通报 is tested in tests/reports.rs).
+fn alerts_only() -> whistle::reports::ReportSchedule {
+    whistle::reports::ReportSchedule { monthly: false, ..Default::default() }
+}
+
 struct Live {
     _server: Option<nats_server::NatsServer>,
     _dir: tempfile::TempDir,
@@ -360,7 +365,7 @@ async fn live_node(backend: Backend, start: &str, alerts: AlertConfig) -> Live {
     let (log, server) = open_log(backend, dir.path()).await;
     let views = Views::open(dir.path().join("views")).unwrap();
     let clock = ManualClock::new(at(start));
-    let config = NodeConfig { alerts, ..NodeConfig::default() };
+    let config = NodeConfig { alerts, reports: alerts_only(), ..NodeConfig::default() };
     let node = Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap();
     Live { _server: server, _dir: dir, log, node, clock }
 }
@@ -525,7 +530,7 @@ async fn two_watchdogs_on_one_stream_store_and_deliver_each_breach_once() {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn EventLog> = Arc::new(NatsLog::connect(&NatsOptions::new(server.url())).await.unwrap());
         let views = Views::open(dir.path().join("views")).unwrap();
-        let config = NodeConfig { alerts: webhook(receiver.url()), ..NodeConfig::default() };
+        let config = NodeConfig { alerts: webhook(receiver.url()), reports: alerts_only(), ..NodeConfig::default() };
         nodes.push(Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap());
         logs.push(log);
         dirs.push(dir);
