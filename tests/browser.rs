@@ -92,6 +92,8 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
         .await;
     assert_eq!(browser.exec("return window.__noReload === true;").await, serde_json::Value::Bool(true), "no reload");
     browser.wait_for(".stats-row", wait).await;
+    browser.wait_for("#stats svg.trend", wait).await;
+    browser.wait_for("#stats-xlsx", wait).await;
     browser.screenshot(&artifacts().join("dashboard-supervisor.png")).await;
 
     // An admin publishes next year's holiday schedule from the page.

@@ -790,6 +790,19 @@ proptest! {
                 }
                 prop_assert!(cell.on_time + cell.late + cell.pending == cell.response_base, "{:?}", cell);
             }
+            // The 通报's order: by 响应率, 解决率, 满意率 (exactly, as fractions), nothing counted last.
+            let ranked = whistle::reports::rank(actual.into_iter().collect(), &BTreeMap::new());
+            for pair in ranked.windows(2) {
+                let key = |c: &StatsCell| {
+                    let r = c.rates();
+                    (r[0].map_or(-1.0, |x| x), r[1].map_or(-1.0, |x| x), r[2].map_or(-1.0, |x| x))
+                };
+                let (a, b) = (key(&pair[0].cell), key(&pair[1].cell));
+                prop_assert!(a >= b, "{:?} ranked before {:?}", pair[0].unit, pair[1].unit);
+                prop_assert!(pair[0].rank <= pair[1].rank);
+                prop_assert!(pair[0].rank == pair[1].rank || a > b || pair[0].cell.breaches <= pair[1].cell.breaches);
+            }
+            prop_assert!(ranked.first().is_none_or(|r| r.rank == 1));
         }
     }
 }
