@@ -19,12 +19,15 @@ use crate::domain::decide::report_ids;
 use crate::domain::event::Actor;
 use crate::domain::Calendar;
 use crate::execute::{ExecuteError, Executor};
+use crate::log::EventLog;
 use crate::projector::stats::{rate, StatsCell, StatsDimension};
 use crate::projector::views::{ViewError, Views};
 
 /// A 通报 missed while no instance ran is still published within this long after its time;
 /// later, it is left to be read on demand (a fresh installation does not announce old months).
 pub const PUBLISH_GRACE: Duration = Duration::days(3);
+/// How long a publication waits for the views to catch up before it tries again later.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Pause before trying a failed publication again.
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -271,9 +274,23 @@ pub fn summary(views: &Views, period: &Period) -> Result<String, ViewError> {
     })
 }
 
+/// Whether any whistle or feedback was opened in the period.
+pub fn opened_any(views: &Views, period: &Period) -> Result<bool, ViewError> {
+    let (from, to) = (period.from.to_string(), period.to.to_string());
+    for dimension in [StatsDimension::Township, StatsDimension::Office] {
+        if views.stats(dimension, &from, &to)?.values().any(|c| c.cases > 0) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Publishes each enabled kind's 通报 at its time, until `stop`.
 pub struct Publisher {
     pub executor: Arc<Executor>,
+    pub log: Arc<dyn EventLog>,
+    /// The projector's checkpoint: a 通报 is computed from views that have caught up.
+    pub checkpoint: watch::Receiver<u64>,
     pub views: Views,
     pub clock: Arc<dyn Clock>,
     pub calendar: watch::Receiver<Arc<Calendar>>,
@@ -319,8 +336,20 @@ impl Publisher {
     }
 
     /// Records a period's 通报 (once: a second attempt, here or on another instance, is
-    /// refused as already published).
+    /// refused as already published). A period in which no case was opened has nothing to
+    /// announce: no 通报 is published for it (it can still be read on demand).
     pub async fn publish(&self, period: &Period, now: DateTime<Utc>) -> Result<bool, String> {
+        // Everything stored until now is in the views first (after a restart they may be
+        // catching up): the 通报 and its summary must not miss records.
+        let head = self.log.head().await.map_err(|e| e.to_string())?;
+        let mut checkpoint = self.checkpoint.clone();
+        tokio::time::timeout(CATCH_UP_WAIT, checkpoint.wait_for(|c| *c >= head))
+            .await
+            .map_err(|_| format!("the views have not reached record {head} yet"))?
+            .map_err(|_| "the projector has stopped".to_owned())?;
+        if !opened_any(&self.views, period).map_err(|e| e.to_string())? {
+            return Ok(false);
+        }
         let (case_id, command_id) = report_ids(period.kind.as_str(), &period.label);
         let summary = summary(&self.views, period).map_err(|e| e.to_string())?;
         let body = CommandBody::PublishReport {

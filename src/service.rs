@@ -194,6 +194,8 @@ impl Node {
         tasks.push(tokio::spawn(async move { watchdog.run(watchdog_stop).await }));
         let publisher = crate::reports::Publisher {
             executor: executor.clone(),
+            log: log.clone(),
+            checkpoint: progress.checkpoint.clone(),
             views: views.clone(),
             clock: clock.clone(),
             calendar: progress.calendar.clone(),
