@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::auth::can_see;
 use super::queries::{parse_date, parse_query, QueryResult};
-use super::reports::{csv_field, write_row, xlsx_error, Cell, Format, XLSX};
+use super::reports::{content_disposition, csv_field, write_row, xlsx_error, Cell, Format, XLSX};
 use super::{authenticated, ApiError, Shared};
 use crate::domain::calendar::beijing;
 use crate::domain::event::{Actor, ClockKind, ClockRef, Role, Satisfaction};
@@ -120,18 +120,8 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
 }
 
 fn attachment(body: Body, content_type: &str, filename: &str) -> Response {
-    let encoded: String = filename
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
     (
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename*=UTF-8''{encoded}")),
-        ],
+        [(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, content_disposition(filename))],
         body,
     )
         .into_response()

@@ -300,13 +300,15 @@ fn csv_response(table: &Table, filename: &str) -> Response {
 /// A file to download, named in UTF-8 (RFC 6266 / 5987).
 pub fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
     (
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename*=UTF-8''{}", percent(filename))),
-        ],
+        [(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, content_disposition(filename))],
         Body::from(bytes),
     )
         .into_response()
+}
+
+/// `attachment` with the file's name in UTF-8, percent-encoded (RFC 6266 / 5987).
+pub fn content_disposition(filename: &str) -> String {
+    format!("attachment; filename*=UTF-8''{}", percent(filename))
 }
 
 fn percent(text: &str) -> String {

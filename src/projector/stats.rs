@@ -396,19 +396,11 @@ fn whistle_contributions(view: &CaseView, case: &Case<Whistle>) -> Vec<((StatsDi
                 }
             }
         }
-        township.excluded += cell.excluded;
-        township.response_base += cell.response_base;
-        township.on_time += cell.on_time;
-        township.late += cell.late;
-        township.pending += cell.pending;
-        township.answered += cell.answered;
-        township.answer_seconds += cell.answer_seconds;
-        township.declined += cell.declined;
-        township.breaches += cell.breaches;
-        township.rated += cell.rated;
-        township.satisfied += cell.satisfied;
-        township.basically_satisfied += cell.basically_satisfied;
-        township.unsatisfied += cell.unsatisfied;
+        // The township sums its summonses, except what it counts per whistle.
+        township.add(
+            &StatsCell { cases: 0, resolution_base: 0, resolved: 0, resolved_late: 0, reopened: 0, ..cell.clone() },
+            1,
+        );
         out.push(((StatsDimension::Department, department.clone(), date.clone()), cell));
     }
     out.push(((StatsDimension::Township, case.kind.township.clone(), date.clone()), township));
