@@ -437,6 +437,8 @@ async fn openapi_metrics_and_health_describe_the_service() {
         "/v1/feedback/{id}/rate",
         "/v1/alerts/stream",
         "/v1/stats",
+        "/v1/reports/{kind}",
+        "/v1/cases/export",
         "/v1/cases/{id}/extensions/{n}/approve",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing");
@@ -563,6 +565,8 @@ fn whistle_rows() -> Vec<Row> {
         r("GET", "/v1/cases", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
         r("GET", "/v1/alerts", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
         r("GET", "/v1/stats", None, [403, 403, 403, 403, 200, 200, 200, 200, 401]),
+        r("GET", "/v1/reports/monthly", None, [403, 403, 403, 403, 403, 403, 200, 200, 401]),
+        r("GET", "/v1/cases/export", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
         r("GET", "/v1/me", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
         r("GET", "/v1/alerts/stream", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
     ]
@@ -634,7 +638,7 @@ async fn every_endpoint_for_every_role_in_and_out_of_scope() {
         }
     }
     assert!(failures.is_empty(), "{} of {checked} checks failed:\n{}", failures.len(), failures.join("\n"));
-    assert_eq!(checked, 24 * 9 + 9 + 9);
+    assert_eq!(checked, 26 * 9 + 9 + 9);
 }
 
 /// Regression: a GET right after a 2xx could miss the change (the views trail the log). The

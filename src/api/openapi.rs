@@ -37,7 +37,21 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "get",
         "/v1/stats",
-        "响应率 / 解决率 / 满意率 by department, township or topic; CSV with Accept: text/csv",
+        "响应率 / 解决率 / 满意率 by department, township, office, coordinator or topic, each with its numerator and denominator (docs/statistics.md); format=json|csv|xlsx|html or Accept",
+        "",
+        "200",
+    ),
+    (
+        "get",
+        "/v1/reports/{kind}",
+        "The monthly or weekly 通报 (kind): units ranked by the three rates, with the change against the previous period; period=2026-11 or 2026-W48; format=json|csv|xlsx|html",
+        "",
+        "200",
+    ),
+    (
+        "get",
+        "/v1/cases/export",
+        "One row per case part, for 考核 evidence (scoped); from, to, kind; format=csv|xlsx, streamed",
         "",
         "200",
     ),
