@@ -95,6 +95,10 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
     browser.wait_for("#stats svg.trend", wait).await;
     browser.wait_for("#stats-xlsx", wait).await;
     browser.screenshot(&artifacts().join("dashboard-supervisor.png")).await;
+    // The link a 通报 message carries opens that month's 三率.
+    browser.goto(&format!("{url}/#/reports/monthly/2026-09")).await;
+    browser.wait_for("#report-open", wait).await;
+    browser.wait_until("return document.querySelector('#stats-month').value === '2026-09'", wait).await;
 
     // An admin publishes next year's holiday schedule from the page.
     browser.click("#signout").await;

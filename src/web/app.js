@@ -124,10 +124,27 @@ async function render() {
   if (me.role === "supervisor" || me.role === "admin") {
     app.append(liveAlertsSection(), listSection("overdue", "超时未办"), statsSection());
     startStream();
+    followReportLink();
   }
   if (me.role === "admin") app.append(calendarForm());
   await refresh();
 }
+
+/** A 通报 message links to #/reports/{monthly|weekly}/{period}: show that period's 三率. */
+function followReportLink() {
+  const m = /^#\/reports\/(monthly|weekly)\/([0-9W-]+)$/.exec(location.hash);
+  if (!m) return;
+  const [, kind, period] = m;
+  if (kind === "monthly") $("#stats-month").value = period;
+  const open = el("button", { id: "report-open", onclick: () => openReport(period, kind) }, `打开 ${period} 通报`);
+  const note = el("p", { id: "report-link", class: "muted" }, `来自通报链接：${period}。`, open);
+  const old = $("#report-link");
+  if (old) old.replaceWith(note); else $("#stats").before(note);
+  $("#stats-month").scrollIntoView();
+}
+window.addEventListener("hashchange", () => {
+  if (me && (me.role === "supervisor" || me.role === "admin")) { followReportLink(); renderStats(); }
+});
 
 function listSection(id, title) {
   return el("section", {}, el("h2", {}, title), el("div", { id }, el("p", { class: "muted" }, "加载中…")));
@@ -440,10 +457,10 @@ async function download(path, filename) {
   }
 }
 
-/** Opens the printable monthly 通报 in a new window. */
-async function openReport(month) {
+/** Opens the printable 通报 of a period in a new window. */
+async function openReport(period, kind = "monthly") {
   try {
-    const res = await fetch(`/v1/reports/monthly?period=${month}&format=html`, { headers: { Authorization: "Bearer " + token } });
+    const res = await fetch(`/v1/reports/${kind}?period=${period}&format=html`, { headers: { Authorization: "Bearer " + token } });
     if (!res.ok) throw new Error(((await res.json().catch(() => null)) || {}).error?.message || res.statusText);
     const url = URL.createObjectURL(new Blob([await res.text()], { type: "text/html" }));
     window.open(url, "_blank");
