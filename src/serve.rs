@@ -110,6 +110,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         calendar: Calendar::official(),
         alerts: org.alerts.clone(),
         reports: org.reports.clone(),
+        units: crate::alerts::NoticeUnits { office: org.office.clone(), coordinator: org.coordinator.clone() },
     };
     let node = Node::start(log.clone(), views.clone(), options.clock.clone(), config)
         .await

@@ -116,6 +116,8 @@ pub struct NodeConfig {
     pub calendar: crate::domain::Calendar,
     pub alerts: crate::alerts::AlertConfig,
     pub reports: crate::reports::ReportSchedule,
+    /// The office's and the coordinator's names, for notices to them.
+    pub units: crate::alerts::NoticeUnits,
 }
 
 impl Default for NodeConfig {
@@ -125,6 +127,7 @@ impl Default for NodeConfig {
             calendar: crate::domain::Calendar::official(),
             alerts: crate::alerts::AlertConfig::default(),
             reports: crate::reports::ReportSchedule::default(),
+            units: crate::alerts::NoticeUnits::default(),
         }
     }
 }
@@ -208,9 +211,12 @@ impl Node {
                 views.clone(),
                 clock,
                 progress.calendar.clone(),
-                config.alerts,
                 progress.checkpoint.clone(),
-                config.reports.link.clone(),
+                crate::alerts::DeliverySettings {
+                    alerts: config.alerts,
+                    report_link: config.reports.link.clone(),
+                    units: config.units.clone(),
+                },
             )
             .map_err(|e| NodeError::Delivery(e.to_string()))?,
         );

@@ -167,3 +167,36 @@ fn schemas_reject_what_the_type_would_not_write() {
     old["schema_version"] = Value::from(2);
     assert!(!validator.is_valid(&old), "the version is fixed");
 }
+
+/// The payload of alerts and notices (`whistle.alert.…`, `whistle.notice.…`, generic webhooks).
+#[test]
+fn the_notice_payload_has_a_schema_file_and_notices_validate_against_it() {
+    let schema = serde_json::to_value(schemars::schema_for!(whistle::alerts::AlertNotice)).unwrap();
+    let path = schema_dir().join("notices").join("notice.v1.json");
+    let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), text, "{} is stale", path.display());
+    let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
+    let case = Uuid::from_u128(7);
+    let raise = Event {
+        event_id: Uuid::from_u128(1),
+        case_id: case,
+        schema_version: SCHEMA_VERSION,
+        actor: Actor::new(Role::Township, "东坝镇"),
+        at: t(),
+        body: examples().remove(0),
+    };
+    let mut view = whistle::projector::model::CaseView::new(case);
+    view.state = whistle::domain::State::replay([&raise]);
+    view.rearm(&whistle::domain::SlaPolicy::default(), &whistle::domain::Calendar::official());
+    let notices = whistle::alerts::AlertNotice::for_units(&raise, &view, 1, "市减负办", "市委编办");
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].stage, "summons");
+    assert!(notices[0].due_at.is_some(), "the summons names its deadline");
+    let instance = serde_json::to_value(&notices[0]).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&instance).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{instance}");
+}

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::clock::Clock;
 use crate::domain::calendar::beijing;
 use crate::domain::Calendar;
-use crate::log::{alert_subject, EventLog, StoredRecord};
+use crate::log::{EventLog, StoredRecord};
 use crate::projector::keys::{held_key, held_release, sent_key, HELD_PREFIX};
 use crate::projector::model::{alert_view_of, AlertView, CaseView};
 use crate::projector::views::Views;
@@ -86,12 +86,67 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    fn wants(&self, notice: &AlertNotice) -> bool {
-        let stage_ok =
-            if self.stages.is_empty() { notice.stage != "operator" } else { self.stages.contains(&notice.stage) };
+    /// Whether this webhook takes `notice`. Notices to units (summons, reminder, …) go only to
+    /// webhooks that name their kind; `reminder` also takes the SLA warning of the unit's clocks.
+    pub fn wants(&self, notice: &AlertNotice) -> bool {
+        let named = |s: &str| self.stages.iter().any(|x| x == s);
+        let stage_ok = if notice.is_unit_notice() {
+            named(&notice.stage)
+        } else if self.stages.is_empty() {
+            notice.stage != "operator"
+        } else {
+            named(&notice.stage) || (notice.stage == "warning" && named("reminder"))
+        };
         stage_ok && (self.units.is_empty() || self.units.contains(&notice.unit))
     }
 }
+
+/// What delivery is configured with.
+#[derive(Clone, Debug, Default)]
+pub struct DeliverySettings {
+    /// Webhooks and working hours (org.toml `[alerts]`).
+    pub alerts: AlertConfig,
+    /// The dashboard's address, for links in 通报 messages.
+    pub report_link: Option<String>,
+    pub units: NoticeUnits,
+}
+
+/// The units notices name that the log's events do not: the office and the coordinator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoticeUnits {
+    pub office: String,
+    pub coordinator: String,
+}
+
+impl Default for NoticeUnits {
+    fn default() -> Self {
+        NoticeUnits { office: "市减负办".into(), coordinator: "市委编办".into() }
+    }
+}
+
+/// When to remind (催办) the unit owing a non-urgent clock whose deadline falls outside working
+/// hours: two hours before the end of the last working period before the deadline (not before
+/// that period starts). `None` when the deadline falls inside working hours (the warning does).
+pub fn reminder_at(due: DateTime<Utc>, calendar: &Calendar, hours: WorkingHours) -> Option<DateTime<Utc>> {
+    let mut day = due.with_timezone(&beijing()).date_naive();
+    // Bounded: no published schedule has more than a few weeks without a working day.
+    for _ in 0..60 {
+        if calendar.day(day).working {
+            let (start, end) = (at_beijing(day, hours.start)?, at_beijing(day, hours.end)?);
+            if start < due {
+                if due <= end {
+                    return None;
+                }
+                return Some((end - chrono::Duration::hours(REMIND_BEFORE_END_HOURS)).max(start));
+            }
+        }
+        day = day.pred_opt()?;
+    }
+    None
+}
+
+/// How long before the end of the working day the out-of-hours reminder goes.
+const REMIND_BEFORE_END_HOURS: i64 = 2;
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -168,6 +223,9 @@ pub struct Delivery {
     held_changed: Notify,
     /// The dashboard's address, for links in 通报 messages.
     report_link: Option<String>,
+    units: NoticeUnits,
+    /// True once delivery claims from the log: records stored after that are delivered.
+    claiming: watch::Sender<bool>,
     pub stats: DeliveryStats,
 }
 
@@ -177,10 +235,10 @@ impl Delivery {
         views: Views,
         clock: Arc<dyn Clock>,
         calendar: watch::Receiver<Arc<Calendar>>,
-        config: AlertConfig,
         checkpoint: watch::Receiver<u64>,
-        report_link: Option<String>,
+        settings: DeliverySettings,
     ) -> Result<Self, reqwest::Error> {
+        let DeliverySettings { alerts: config, report_link, units } = settings;
         let http = reqwest::Client::builder().timeout(WEBHOOK_TIMEOUT).build()?;
         Ok(Delivery {
             log,
@@ -192,8 +250,17 @@ impl Delivery {
             http,
             held_changed: Notify::new(),
             report_link,
+            units,
+            claiming: watch::channel(false).0,
             stats: DeliveryStats::default(),
         })
+    }
+
+    /// Waits until delivery claims from the log (a new service delivers only what is stored
+    /// after that).
+    pub async fn claiming(&self) {
+        let mut claiming = self.claiming.subscribe();
+        let _ = claiming.wait_for(|c| *c).await;
     }
 
     /// Runs until `stop` turns true: claims, holds, and sends.
@@ -213,7 +280,10 @@ impl Delivery {
     async fn claim_loop(&self, jobs: mpsc::Sender<Job>, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             let mut claims = match self.log.claim(CONSUMER_NAME).await {
-                Ok(c) => c,
+                Ok(c) => {
+                    self.claiming.send_replace(true);
+                    c
+                }
                 Err(e) => {
                     tracing::warn!("alert delivery cannot claim: {e}");
                     tokio::select! { _ = tokio::time::sleep(RECLAIM_BACKOFF) => continue, _ = stop.changed() => return }
@@ -268,7 +338,7 @@ impl Delivery {
 
     /// Publishes a notice on its subject, without claiming it first.
     async fn publish_unclaimed(&self, notice: &AlertNotice) {
-        let subject = alert_subject(&notice.stage, notice.level, &notice.unit);
+        let subject = notice.subject();
         let payload = bytes::Bytes::from(serde_json::to_vec(notice).expect("notices serialise (plain data)"));
         match self.log.publish_alert(&subject, payload).await {
             Ok(()) => {
@@ -292,6 +362,10 @@ impl Delivery {
                         AlertNotice::report(event, record.position, self.report_link.as_deref())
                     {
                         out.push(notice);
+                    } else if !AlertNotice::may_notify_units(event) {
+                    } else if let Some(view) = self.case_view(event, record.position).await {
+                        let (office, coordinator) = (&self.units.office, &self.units.coordinator);
+                        out.extend(AlertNotice::for_units(event, &view, record.position, office, coordinator));
                     }
                 }
                 out
@@ -328,6 +402,23 @@ impl Delivery {
         None
     }
 
+    /// The case of an event as the views show it once they have reached the event (as the log
+    /// shows it while the projector lags).
+    async fn case_view(&self, event: &crate::domain::Event, position: u64) -> Option<CaseView> {
+        self.wait_projected(position).await;
+        if let Ok(Some(view)) = self.views.case(event.case_id) {
+            if view.last_position >= position {
+                return Some(view);
+            }
+        }
+        let records = self.log.read_case(event.case_id).await.ok()?;
+        let records: Vec<StoredRecord> = records.into_iter().filter(|r| r.position <= position).collect();
+        let mut view = CaseView::new(event.case_id);
+        view.state = crate::execute::replay(&records);
+        view.rearm(&crate::domain::SlaPolicy::default(), &self.calendar.borrow());
+        Some(view)
+    }
+
     async fn wait_projected(&self, position: u64) {
         let mut checkpoint = self.checkpoint.clone();
         let reached = tokio::time::timeout(PROJECTION_WAIT, checkpoint.wait_for(|c| *c >= position)).await;
@@ -358,6 +449,47 @@ impl Delivery {
             } else if jobs.send(Job { webhook: index, notice: notice.clone(), claim_first: true }).await.is_err() {
                 return;
             }
+        }
+        self.schedule_reminder(&notice, now);
+    }
+
+    /// For a summons (or another notice of a clock) whose non-urgent deadline falls outside
+    /// working hours: holds a reminder for the last working hours before it, for every webhook
+    /// that takes reminders of that unit. Dropped at its time if the clock has been answered.
+    fn schedule_reminder(&self, notice: &AlertNotice, now: DateTime<Utc>) {
+        if notice.urgent || !matches!(notice.stage.as_str(), "summons" | "dispute" | "feedback") {
+            return;
+        }
+        let Some(reminder) = notice.reminder_of() else { return };
+        let Some(due) = notice.due_at else { return };
+        let Some(at) = reminder_at(due, &self.calendar.borrow(), self.config.working_hours) else { return };
+        if at <= now {
+            return;
+        }
+        for (index, webhook) in self.config.webhooks.iter().enumerate() {
+            if webhook.wants(&reminder) && !self.was_sent(&webhook.name, &reminder) {
+                self.hold(index, &reminder, at, false);
+            }
+        }
+    }
+
+    /// Whether a held notice still asks for something: a summons, reminder or warning whose
+    /// clock has been answered (or whose deadline has passed, for reminders and warnings) is
+    /// not sent when its time comes.
+    fn still_owed(&self, notice: &AlertNotice, now: DateTime<Utc>) -> bool {
+        if !matches!(notice.stage.as_str(), "summons" | "reminder" | "warning" | "dispute" | "feedback") {
+            return true;
+        }
+        let (Some(case_id), Some(clock), Some(due)) = (notice.case_id, notice.clock.as_ref(), notice.due_at) else {
+            return true;
+        };
+        if matches!(notice.stage.as_str(), "reminder" | "warning") && due <= now {
+            return false;
+        }
+        match self.views.case(case_id) {
+            Ok(Some(view)) => view.armed.iter().any(|a| &a.clock == clock && a.due_at == due),
+            // Unknown: send rather than lose it.
+            _ => true,
         }
     }
 
@@ -401,7 +533,9 @@ impl Delivery {
                     // a holiday, or the release time passed while nothing ran (a stop, a clock
                     // that jumped). Hold it again for the working morning the live calendar gives.
                     let due = release_at(now, &self.calendar.borrow(), self.config.working_hours);
-                    if webhook < self.config.webhooks.len() {
+                    if webhook < self.config.webhooks.len() && !self.still_owed(&notice, now) {
+                        tracing::info!(alert_id = %notice.alert_id, stage = %notice.stage, "held notice no longer asks for anything: dropped");
+                    } else if webhook < self.config.webhooks.len() {
                         if due > now {
                             let _ = self.views.delivery_remove(&key);
                             self.hold(webhook, &notice, due, true);

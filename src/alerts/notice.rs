@@ -23,15 +23,20 @@ pub enum WebhookFormat {
     Dingtalk,
 }
 
-/// One alert as every channel receives it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One alert or notice as every channel receives it: the payload on `whistle.alert.…` and
+/// `whistle.notice.…`, and a generic webhook's body (schema: `schemas/notices/notice.v1.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AlertNotice {
     pub alert_id: Uuid,
-    /// `warning`, `breach`, `escalation`, or `operator` (a problem operators must look at).
+    /// `warning`, `breach`, `escalation`, `operator` (a problem operators must look at),
+    /// `report` (a 通报), or a notice to a unit: `summons`, `reminder`, `reported_in`,
+    /// `declined`, `handled`, `progress`, `dispute`, `feedback`, `reply`, `resolved`,
+    /// `extension`, `extension_decided`.
     pub stage: String,
-    /// Supervisor level told.
+    /// Supervisor level told (0 for notices to units).
     pub level: u8,
-    /// The unit that owes the clock (`log` for operator alerts).
+    /// The unit that owes the clock (`log` for operator alerts); for a notice to a unit, the
+    /// unit it is for (`supervisors` for 通报 and extension requests).
     pub unit: String,
     pub case_id: Option<Uuid>,
     pub case_kind: Option<String>,
@@ -215,5 +220,267 @@ fn clock_label(clock: &ClockRef) -> &'static str {
         ClockKind::FeedbackReply => "意见回应",
         ClockKind::FeedbackResolve => "意见办结",
         ClockKind::WhistleResolve => "吹哨办结",
+    }
+}
+
+// ------------------------------------------------------------------------ notices to units
+
+/// Kinds of notice sent to the unit that must act or that raised the case (beside the SLA
+/// stages and `report`, which are supervisors' alerts).
+pub const UNIT_NOTICE_KINDS: [&str; 12] = [
+    "summons",
+    "reminder",
+    "reported_in",
+    "declined",
+    "handled",
+    "progress",
+    "dispute",
+    "feedback",
+    "reply",
+    "resolved",
+    "extension",
+    "extension_decided",
+];
+
+/// Subjects of notices to units: `whistle.notice.<kind>.<unit>`.
+pub const NOTICE_SUBJECT_PREFIX: &str = "whistle.notice.";
+
+/// The subject of a notice to a unit.
+pub fn notice_subject(kind: &str, unit: &str) -> String {
+    let token = |s: &str| -> String {
+        let t: String =
+            s.chars().map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c }).collect();
+        if t.is_empty() {
+            "_".into()
+        } else {
+            t
+        }
+    };
+    format!("{NOTICE_SUBJECT_PREFIX}{}.{}", token(kind), token(unit))
+}
+
+/// The id of one notice: the same for the same event, kind and recipient on every instance.
+pub fn notice_id(event_id: Uuid, kind: &str, unit: &str) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"whistle-notice\0");
+    hasher.update(event_id.as_bytes());
+    hasher.update(kind.as_bytes());
+    hasher.update([0]);
+    hasher.update(unit.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&Sha256::digest(hasher.finalize())[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+fn beijing_time(at: DateTime<Utc>) -> String {
+    at.with_timezone(&beijing()).format("%Y-%m-%d %H:%M").to_string()
+}
+
+impl AlertNotice {
+    /// Whether this is a notice to a unit rather than a supervisors' alert.
+    pub fn is_unit_notice(&self) -> bool {
+        UNIT_NOTICE_KINDS.contains(&self.stage.as_str())
+    }
+
+    /// The subject this notice is published on.
+    pub fn subject(&self) -> String {
+        if self.is_unit_notice() {
+            notice_subject(&self.stage, &self.unit)
+        } else {
+            crate::log::alert_subject(&self.stage, self.level, &self.unit)
+        }
+    }
+
+    /// A notice of `kind` to `unit` about `view`'s case, for `event`.
+    fn to_unit(
+        event: &Event,
+        view: &crate::projector::model::CaseView,
+        position: u64,
+        kind: &str,
+        unit: &str,
+        clock: Option<ClockRef>,
+        text: String,
+    ) -> Self {
+        let due_at = clock
+            .as_ref()
+            .and_then(|c| view.armed.iter().find(|a| &a.clock == c && a.started_at <= event.at).map(|a| a.due_at));
+        AlertNotice {
+            alert_id: notice_id(event.event_id, kind, unit),
+            stage: kind.into(),
+            level: 0,
+            unit: unit.into(),
+            case_id: Some(event.case_id),
+            case_kind: view.kind().map(str::to_owned),
+            title: view.title(),
+            township: view.township().map(str::to_owned),
+            clock,
+            due_at,
+            raised_at: event.at,
+            urgent: view.urgent(),
+            position,
+            text,
+        }
+    }
+
+    /// Whether an event of this type gives notices to units (so the case need not be read for
+    /// the others).
+    pub fn may_notify_units(event: &Event) -> bool {
+        matches!(
+            event.body,
+            EventBody::WhistleRaised { .. }
+                | EventBody::DepartmentsAdded { .. }
+                | EventBody::DepartmentsAssigned { .. }
+                | EventBody::DepartmentAcknowledged { .. }
+                | EventBody::DepartmentDeclined { .. }
+                | EventBody::DepartmentHandled { .. }
+                | EventBody::ProgressNoted { .. }
+                | EventBody::FeedbackSubmitted { .. }
+                | EventBody::FeedbackReopened { .. }
+                | EventBody::FeedbackReplied { .. }
+                | EventBody::FeedbackResolved { .. }
+                | EventBody::ExtensionRequested { .. }
+                | EventBody::ExtensionApproved { .. }
+                | EventBody::ExtensionRefused { .. }
+        )
+    }
+
+    /// The notices to units one event gives, from the case as the views show it. `office` and
+    /// `coordinator` name those units (the event does not).
+    pub fn for_units(
+        event: &Event,
+        view: &crate::projector::model::CaseView,
+        position: u64,
+        office: &str,
+        coordinator: &str,
+    ) -> Vec<Self> {
+        use crate::domain::state::State;
+        let title = view.title();
+        let township = view.township().unwrap_or("").to_owned();
+        let one = |kind: &str, unit: &str, clock: Option<ClockRef>, text: String| {
+            Self::to_unit(event, view, position, kind, unit, clock, text)
+        };
+        let summons = |department: &str| {
+            let clock = ClockRef::for_department(ClockKind::Ack, department);
+            let mut notice = one("summons", department, Some(clock), String::new());
+            let due = notice.due_at.map(beijing_time).unwrap_or_else(|| "尽快".to_owned());
+            let urgent = if notice.urgent { "【紧急】" } else { "" };
+            notice.text = format!("{urgent}【召集报到】{township}吹哨「{title}」，请{department}于 {due} 前报到。");
+            notice
+        };
+        let mut out = Vec::new();
+        match &event.body {
+            EventBody::WhistleRaised { departments, .. } | EventBody::DepartmentsAdded { departments } => {
+                out.extend(departments.iter().map(|d| summons(d)));
+            }
+            EventBody::DepartmentsAssigned { departments, .. } => {
+                // Only those summoned afresh by this event.
+                if let State::Whistle(case) = &view.state {
+                    out.extend(
+                        departments
+                            .iter()
+                            .filter(|d| case.kind.departments.get(*d).is_some_and(|p| p.summoned_at == event.at))
+                            .map(|d| summons(d)),
+                    );
+                }
+            }
+            EventBody::DepartmentAcknowledged { department } => {
+                out.push(one("reported_in", &township, None, format!("【已报到】{department} 已报到：「{title}」")))
+            }
+            EventBody::DepartmentDeclined { department, reason } => {
+                out.push(one(
+                    "declined",
+                    &township,
+                    None,
+                    format!("【退回】{department} 认为「{title}」不属于本部门职责：{reason}。已转{coordinator}协调。"),
+                ));
+                let clock = ClockRef::for_department(ClockKind::Dispute, department.clone());
+                let mut notice = one("dispute", coordinator, Some(clock), String::new());
+                let due = notice.due_at.map(beijing_time).unwrap_or_default();
+                notice.text =
+                    format!("【权责争议】{department} 退回{township}的「{title}」（{reason}），请于 {due} 前协调。");
+                out.push(notice);
+            }
+            EventBody::DepartmentHandled { department, summary } => out.push(one(
+                "handled",
+                &township,
+                None,
+                format!("【已办结】{department} 报告「{title}」已办结：{summary}"),
+            )),
+            EventBody::ProgressNoted { department, note } => {
+                out.push(one("progress", &township, None, format!("【进展】{department}（「{title}」）：{note}")))
+            }
+            EventBody::FeedbackSubmitted { .. } | EventBody::FeedbackReopened { .. } => {
+                let clock = match event.body {
+                    EventBody::FeedbackSubmitted { .. } => ClockKind::FeedbackReply,
+                    _ => ClockKind::FeedbackResolve,
+                };
+                let mut notice = one("feedback", office, Some(ClockRef::case_wide(clock)), String::new());
+                let due = notice.due_at.map(beijing_time).unwrap_or_default();
+                let what = if clock == ClockKind::FeedbackReply { "收到一条" } else { "重新打开一条" };
+                notice.text = format!(
+                    "【基层意见】{what}「{title}」，请于 {due} 前{}。",
+                    if clock == ClockKind::FeedbackReply { "答复" } else { "办结" }
+                );
+                out.push(notice);
+            }
+            EventBody::FeedbackReplied { .. } | EventBody::FeedbackResolved { .. } => {
+                // Only a named submitter; an anonymous one reads the follow-up page.
+                if let State::Feedback(case) = &view.state {
+                    if let Some(submitter) = &case.kind.submitter {
+                        let (kind, text) = match event.body {
+                            EventBody::FeedbackReplied { .. } => {
+                                ("reply", format!("【答复】{office}已答复您反映的「{title}」。"))
+                            }
+                            _ => ("resolved", format!("【办结】{office}已办结您反映的「{title}」，请评价。")),
+                        };
+                        out.push(one(kind, &submitter.unit, None, text));
+                    }
+                }
+            }
+            EventBody::ExtensionRequested { clock, reason, .. } => out.push(one(
+                "extension",
+                "supervisors",
+                None,
+                format!("【延期申请】{} 申请延长「{}」（「{title}」）：{reason}", event.actor.unit, clock_label(clock)),
+            )),
+            EventBody::ExtensionApproved { number } | EventBody::ExtensionRefused { number, .. } => {
+                let requested = view.state_extension_requester(*number);
+                if let Some(unit) = requested {
+                    let decided = if matches!(event.body, EventBody::ExtensionApproved { .. }) {
+                        "已批准"
+                    } else {
+                        "未批准"
+                    };
+                    out.push(one(
+                        "extension_decided",
+                        &unit,
+                        None,
+                        format!("【延期】您对「{title}」的延期申请{decided}。"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// The reminder (催办) sent in the last working hours before a deadline that falls outside
+    /// them, for a notice that carries a clock and its deadline.
+    pub fn reminder_of(&self) -> Option<Self> {
+        let (clock, due_at) = (self.clock.clone()?, self.due_at?);
+        let id = notice_id(self.alert_id, "reminder", &self.unit);
+        Some(AlertNotice {
+            alert_id: id,
+            stage: "reminder".into(),
+            text: format!(
+                "【催办】{} 的「{}」将于 {} 到期（非工作时间），请在今天下班前办理：{}",
+                self.unit,
+                clock_label(&clock),
+                beijing_time(due_at),
+                self.title
+            ),
+            ..self.clone()
+        })
     }
 }

@@ -127,6 +127,16 @@ impl CaseView {
         }
     }
 
+    /// The unit that asked for extension `number`.
+    pub fn state_extension_requester(&self, number: u32) -> Option<String> {
+        let extensions = match &self.state {
+            State::Whistle(c) => &c.extensions,
+            State::Feedback(c) => &c.extensions,
+            _ => return None,
+        };
+        extensions.iter().find(|e| e.number == number).map(|e| e.requested_by.unit.clone())
+    }
+
     /// Running clocks whose current deadline has been recorded as breached.
     pub fn overdue(&self) -> Vec<&ArmedClock> {
         let Some(clocks) = self.state.clocks() else { return Vec::new() };

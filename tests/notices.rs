@@ -1,0 +1,299 @@
+//! Notices to the units that owe a clock or raised a case, on both back ends, with a webhook
+//! receiver per unit on 127.0.0.1, a manual clock and working hours (09:00–18:00 Beijing): the
+//! summons reaches exactly the summoned departments, quiet hours hold it and drop it once
+//! answered, a deadline at night gets a reminder in the working hours before it, urgent ones go
+//! at once, the township hears back, and every notice is on `whistle.notice.<kind>.<unit>`.
+
+#[path = "support/nats_server.rs"]
+mod nats_server;
+#[path = "support/webhook.rs"]
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::Value;
+use uuid::Uuid;
+use whistle::alerts::{AlertConfig, WebhookConfig, WebhookFormat};
+use whistle::clock::{Clock, ManualClock};
+use whistle::domain::command::{Command, CommandBody};
+use whistle::domain::event::{Actor, Role, Urgency};
+use whistle::execute::execute;
+use whistle::log::nats::NatsOptions;
+use whistle::log::EventLog;
+use whistle::projector::views::Views;
+use whistle::service::{LogHandle, Node, NodeConfig};
+
+const UNITS: [&str; 4] = ["住建局", "城管局", "交通局", "东坝镇"];
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Embedded,
+    Nats,
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+/// One service with one webhook (and one receiver) per unit.
+struct Rig {
+    _server: Option<nats_server::NatsServer>,
+    _dir: tempfile::TempDir,
+    log: Arc<dyn EventLog>,
+    node: Node,
+    clock: ManualClock,
+    receivers: BTreeMap<&'static str, webhook::Receiver>,
+}
+
+impl Rig {
+    async fn start(backend: Backend, start: &str) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, server) = match backend {
+            Backend::Embedded => (LogHandle::open(dir.path(), None).await.unwrap().log(), None),
+            Backend::Nats => {
+                let server = nats_server::NatsServer::start();
+                let log = LogHandle::open(dir.path(), Some(&NatsOptions::new(server.url()))).await.unwrap().log();
+                (log, Some(server))
+            }
+        };
+        let mut receivers = BTreeMap::new();
+        let mut webhooks = Vec::new();
+        for unit in UNITS {
+            let receiver = webhook::Receiver::start(0).await;
+            let stages = if unit == "东坝镇" {
+                vec!["reported_in", "declined", "handled", "progress"]
+            } else {
+                vec!["summons", "reminder"]
+            };
+            webhooks.push(WebhookConfig {
+                name: format!("{unit}群"),
+                url: receiver.url(),
+                format: WebhookFormat::Wecom,
+                stages: stages.into_iter().map(str::to_owned).collect(),
+                units: vec![unit.to_owned()],
+            });
+            receivers.insert(unit, receiver);
+        }
+        let views = Views::open(dir.path().join("views")).unwrap();
+        let clock = ManualClock::new(at(start));
+        let config = NodeConfig {
+            alerts: AlertConfig { webhooks, ..AlertConfig::default() },
+            reports: whistle::reports::ReportSchedule { monthly: false, ..Default::default() },
+            ..NodeConfig::default()
+        };
+        let node = Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap();
+        // Delivery sends what is stored once it claims from the log.
+        tokio::time::timeout(StdDuration::from_secs(20), node.delivery.claiming()).await.expect("delivery claims");
+        Rig { _server: server, _dir: dir, log, node, clock, receivers }
+    }
+
+    async fn run(&self, case_id: Uuid, role: Role, unit: &str, body: CommandBody) {
+        let cmd = Command::new(Uuid::now_v7(), case_id, Actor::new(role, unit), body);
+        let done = execute(self.log.as_ref(), &cmd, self.clock.now()).await.expect("command accepted");
+        self.node.caught_up_to(done.position).await;
+    }
+
+    async fn raise(&self, urgency: Urgency, departments: &[&str]) -> Uuid {
+        let case = Uuid::now_v7();
+        let body = CommandBody::RaiseWhistle {
+            title: "河道垃圾堆积".into(),
+            description: "村口河道需多部门协调".into(),
+            departments: departments.iter().map(|d| (*d).to_owned()).collect(),
+            category: None,
+            location: None,
+            urgency,
+        };
+        self.run(case, Role::Township, "东坝镇", body).await;
+        case
+    }
+
+    /// The markdown texts a unit's group has received.
+    fn texts(&self, unit: &str) -> Vec<String> {
+        self.receivers[unit]
+            .bodies()
+            .iter()
+            .map(|b: &Value| b["markdown"]["content"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Waits until `unit`'s group has `n` messages, then a little longer to see no more come.
+    async fn expect(&self, unit: &str, n: usize) -> Vec<String> {
+        if n > 0 {
+            self.receivers[unit].wait_for(n).await;
+        }
+        tokio::time::sleep(StdDuration::from_millis(400)).await;
+        let texts = self.texts(unit);
+        assert_eq!(texts.len(), n, "{unit}: {texts:?}");
+        texts
+    }
+
+    /// Moves the clock and gives delivery a moment.
+    async fn set(&self, when: &str) {
+        self.clock.set(at(when));
+        tokio::time::sleep(StdDuration::from_millis(300)).await;
+    }
+}
+
+async fn a_summons_reaches_exactly_the_summoned_departments_and_the_township_hears_back(backend: Backend) {
+    let rig = Rig::start(backend, "2026-03-02T10:00:00+08:00").await;
+    let mut subject = rig.log.watch_alerts("whistle.notice.").await.unwrap();
+    let started = std::time::Instant::now();
+    let case = rig.raise(Urgency::Normal, &["住建局", "城管局"]).await;
+    let housing = rig.expect("住建局", 1).await;
+    assert!(started.elapsed() < StdDuration::from_secs(2), "at once");
+    assert!(
+        housing[0].contains("【召集报到】东坝镇吹哨「河道垃圾堆积」，请住建局于 2026-03-03 10:00 前报到"),
+        "{housing:?}"
+    );
+    rig.expect("城管局", 1).await;
+    rig.expect("交通局", 0).await;
+    // A foreign client sees the summons on its subject.
+    let (name, payload) = tokio::time::timeout(StdDuration::from_secs(10), subject.next()).await.unwrap().unwrap();
+    assert!(name.starts_with("whistle.notice.summons."), "{name}");
+    let notice: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(notice["stage"], "summons");
+    assert_eq!(notice["case_id"], case.to_string());
+
+    rig.run(case, Role::Department, "住建局", CommandBody::AcknowledgeSummons).await;
+    rig.run(case, Role::Department, "城管局", CommandBody::DeclineSummons { reason: "不属于本部门职责".into() }).await;
+    let township = rig.expect("东坝镇", 2).await;
+    assert!(township.iter().any(|t| t.contains("【已报到】住建局 已报到")), "{township:?}");
+    assert!(township.iter().any(|t| t.contains("【退回】城管局")), "{township:?}");
+    // Nothing more to the departments: each notice once.
+    rig.expect("住建局", 1).await;
+    rig.expect("城管局", 1).await;
+    rig.node.stop().await;
+}
+
+async fn quiet_hours_hold_a_summons_and_drop_it_once_answered(backend: Backend) {
+    // Friday 20:00: after hours.
+    let rig = Rig::start(backend, "2026-03-06T20:00:00+08:00").await;
+    let case = rig.raise(Urgency::Normal, &["住建局", "城管局"]).await;
+    rig.expect("住建局", 0).await;
+    rig.expect("城管局", 0).await;
+    // 住建局 reports in on Saturday without having been told.
+    rig.set("2026-03-07T10:00:00+08:00").await;
+    rig.run(case, Role::Department, "住建局", CommandBody::AcknowledgeSummons).await;
+    rig.set("2026-03-09T09:00:00+08:00").await;
+    let urban = rig.expect("城管局", 1).await;
+    assert!(urban[0].contains("请城管局于 2026-03-07 20:00 前报到"), "{urban:?}");
+    rig.expect("住建局", 0).await;
+    rig.node.stop().await;
+}
+
+async fn a_deadline_at_night_gets_a_reminder_in_the_working_hours_before_it(backend: Backend) {
+    // Monday 02:00: the 报到 deadline is Tuesday 02:00.
+    let rig = Rig::start(backend, "2026-03-02T02:00:00+08:00").await;
+    rig.raise(Urgency::Normal, &["住建局"]).await;
+    rig.expect("住建局", 0).await;
+    rig.set("2026-03-02T09:00:00+08:00").await;
+    rig.expect("住建局", 1).await;
+    rig.set("2026-03-02T15:59:00+08:00").await;
+    rig.expect("住建局", 1).await;
+    rig.set("2026-03-02T16:00:00+08:00").await;
+    let texts = rig.expect("住建局", 2).await;
+    assert!(texts[1].contains("【催办】住建局 的「报到」将于 2026-03-03 02:00 到期"), "{texts:?}");
+    // The warning (Monday 20:00) is held for the morning, which comes after the deadline:
+    // nobody is woken, and nothing stale is sent.
+    for when in ["2026-03-02T20:00:00+08:00", "2026-03-03T01:00:00+08:00", "2026-03-03T09:30:00+08:00"] {
+        rig.set(when).await;
+        rig.expect("住建局", 2).await;
+    }
+    rig.node.stop().await;
+}
+
+async fn an_urgent_summons_goes_at_once_at_night(backend: Backend) {
+    let rig = Rig::start(backend, "2026-03-06T23:00:00+08:00").await;
+    rig.raise(Urgency::Urgent, &["交通局"]).await;
+    let texts = rig.expect("交通局", 1).await;
+    assert!(texts[0].starts_with("**【紧急】【召集报到】"), "{texts:?}");
+    rig.node.stop().await;
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Embedded).await
+            })*
+        }
+        mod nats {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Nats).await
+            })*
+        }
+    };
+}
+
+on_both!(
+    a_summons_reaches_exactly_the_summoned_departments_and_the_township_hears_back,
+    quiet_hours_hold_a_summons_and_drop_it_once_answered,
+    a_deadline_at_night_gets_a_reminder_in_the_working_hours_before_it,
+    an_urgent_summons_goes_at_once_at_night,
+);
+
+/// Two instances on one NATS stream: every summons reaches each summoned department's group
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_nats_send_each_notice_once() {
+    let server = nats_server::NatsServer::start();
+    let clock = ManualClock::new(at("2026-03-02T10:00:00+08:00"));
+    let housing = webhook::Receiver::start(0).await;
+    let webhooks = vec![WebhookConfig {
+        name: "住建局群".into(),
+        url: housing.url(),
+        format: WebhookFormat::Generic,
+        stages: vec!["summons".into()],
+        units: vec!["住建局".into()],
+    }];
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    let mut logs: Vec<Arc<dyn EventLog>> = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogHandle::open(dir.path(), Some(&NatsOptions::new(server.url()))).await.unwrap().log();
+        let views = Views::open(dir.path().join("views")).unwrap();
+        let config = NodeConfig {
+            alerts: AlertConfig { webhooks: webhooks.clone(), ..AlertConfig::default() },
+            reports: whistle::reports::ReportSchedule { monthly: false, ..Default::default() },
+            ..NodeConfig::default()
+        };
+        let node = Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap();
+        tokio::time::timeout(StdDuration::from_secs(20), node.delivery.claiming()).await.expect("delivery claims");
+        nodes.push(node);
+        logs.push(log);
+        dirs.push(dir);
+    }
+    let mut cases = Vec::new();
+    for i in 0..6 {
+        let case = Uuid::now_v7();
+        let body = CommandBody::RaiseWhistle {
+            title: format!("事项 {i}"),
+            description: "需协调".into(),
+            departments: vec!["住建局".into()],
+            category: None,
+            location: None,
+            urgency: Urgency::Normal,
+        };
+        let cmd = Command::new(Uuid::now_v7(), case, Actor::new(Role::Township, "东坝镇"), body);
+        execute(logs[i % 2].as_ref(), &cmd, clock.now()).await.unwrap();
+        cases.push(case.to_string());
+    }
+    let bodies = housing.wait_for(6).await;
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    let mut seen: Vec<String> =
+        housing.bodies().iter().map(|b| b["case_id"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(seen.len(), 6, "each summons once: {bodies:?}");
+    seen.sort();
+    cases.sort();
+    assert_eq!(seen, cases);
+    for node in nodes {
+        node.stop().await;
+    }
+}
