@@ -357,6 +357,25 @@ async fn a_supervisor_sees_a_breach_arrive_on_the_live_stream_and_acknowledges_i
     assert!(text.contains(&format!("id: {first_position}")), "{text}");
 }
 
+/// A department's live stream carries the notices for it (a summons), and another
+/// department's does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_unit_hears_its_own_notices_on_the_live_stream() {
+    let s = TestServer::start(START).await;
+    tokio::time::timeout(Duration::from_secs(20), s.node.as_ref().unwrap().delivery.claiming()).await.unwrap();
+    let open = |who: &'static str| s.http.get(format!("{}/v1/alerts/stream", s.base)).bearer_auth(s.token(who)).send();
+    let (mut housing, mut transport) = (open(D_IN).await.unwrap(), open(D_OUT).await.unwrap());
+    let id = raise(&s).await;
+    let text = read_sse_until(&mut housing, "event: notice").await;
+    assert!(text.contains("【召集报到】") && text.contains(&id), "{text}");
+    let quiet = tokio::time::timeout(Duration::from_millis(800), transport.chunk()).await;
+    let heard = match quiet {
+        Ok(Ok(Some(chunk))) => String::from_utf8_lossy(&chunk).into_owned(),
+        _ => String::new(),
+    };
+    assert!(!heard.contains("event: notice"), "交通局 is not summoned: {heard}");
+}
+
 async fn read_sse_until(res: &mut reqwest::Response, needle: &str) -> String {
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

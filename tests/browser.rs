@@ -65,6 +65,29 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
     browser
         .wait_until("return !document.querySelector('.awaiting-row') && !!document.querySelector('.working-row')", wait)
         .await;
+    // A new summons reaches the open page live: told at once, the list updated, no reload.
+    browser.exec("window.__noReload = true; return true;").await;
+    let summon = reqwest::Client::new()
+        .post(format!("{url}/v1/whistles"))
+        .bearer_auth(serve.token("东坝镇"))
+        .json(&serde_json::json!({ "title": "桥梁护栏破损", "description": "需尽快修复", "departments": ["住建局"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(summon.status(), 201);
+    browser
+        .wait_until(
+            "return document.querySelector('#message').textContent.includes('【召集报到】东坝镇吹哨「桥梁护栏破损」')",
+            wait,
+        )
+        .await;
+    browser
+        .wait_until(
+            "return [...document.querySelectorAll('.awaiting-row')].some(r => r.textContent.includes('桥梁护栏破损'))",
+            wait,
+        )
+        .await;
+    assert_eq!(browser.exec("return window.__noReload === true;").await, serde_json::Value::Bool(true), "no reload");
 
     // A second whistle summons a department that will not report in.
     let http = reqwest::Client::new();

@@ -2,6 +2,11 @@
 //! `alert` event whose id is its log position; a client that reconnects with
 //! `Last-Event-ID` first gets the alerts after that position from the views, then live ones.
 //! Acknowledgements arrive as `alert_acknowledged` events.
+//!
+//! Notices to the caller's unit (a summons to a department, a report-in to the township…) arrive
+//! as `notice` events, live only, as they are published on `whistle.notice.…`: from any
+//! instance of a cluster (on NATS the subject reaches every instance). They are not replayed:
+//! the lists they are about are read from the views.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -26,6 +31,7 @@ pub async fn stream(
     let actor = authenticated(&state, &headers)?;
     // Subscribe before reading the backlog, so nothing falls between the two.
     let live = BroadcastStream::new(state.live_alerts.subscribe());
+    let notices = notices_for(&state, &actor).await;
     let last_seen: Option<u64> =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     let mut backlog: Vec<AlertView> = match last_seen {
@@ -61,8 +67,35 @@ pub async fn stream(
             std::future::pending::<()>().await;
         }
     };
-    let events = backlog.chain(live).take_until(stopping);
+    let events = futures::stream::select(backlog.chain(live), notices).take_until(stopping);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// The notices for the caller's unit, as `notice` events; none if the log cannot be watched.
+async fn notices_for(
+    state: &Shared,
+    actor: &crate::domain::event::Actor,
+) -> futures::stream::BoxStream<'static, Result<Event, Infallible>> {
+    use crate::domain::event::Role;
+    let recipient = match actor.role {
+        Role::Supervisor | Role::Admin => "supervisors".to_owned(),
+        _ => actor.unit.clone(),
+    };
+    match state.log.watch_alerts(crate::alerts::notice::NOTICE_SUBJECT_PREFIX).await {
+        Ok(watched) => watched
+            .filter_map(move |(_, payload)| {
+                let notice: Option<crate::alerts::AlertNotice> = serde_json::from_slice(&payload).ok();
+                let out = notice
+                    .filter(|n| n.unit == recipient)
+                    .map(|n| Ok(Event::default().event("notice").data(serde_json::to_string(&n).unwrap_or_default())));
+                std::future::ready(out)
+            })
+            .boxed(),
+        Err(e) => {
+            tracing::warn!("notices are not streamed: {e}");
+            futures::stream::empty().boxed()
+        }
+    }
 }
 
 /// An `alert` event (id: its log position), or an `alert_acknowledged` update. Replayed

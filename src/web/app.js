@@ -92,8 +92,14 @@ async function signIn() {
   say("");
   $("#signin-panel").classList.add("hidden");
   $("#app").classList.remove("hidden");
+  const notify = "Notification" in window && Notification.permission === "default"
+    ? el("button", { class: "secondary", id: "notify-on", onclick: async (e) => {
+      await Notification.requestPermission();
+      e.target.remove();
+    } }, "开启桌面通知")
+    : "";
   $("#who").replaceChildren(
-    el("span", {}, `${me.unit}（${roleZh(me.role)}）`), " ",
+    el("span", {}, `${me.unit}（${roleZh(me.role)}）`), " ", notify, " ",
     el("button", { class: "secondary", id: "signout", onclick: signOut }, "退出"),
   );
   await render();
@@ -127,7 +133,21 @@ async function render() {
     followReportLink();
   }
   if (me.role === "admin") app.append(calendarForm());
+  // Every other role hears its notices (a summons, a report-in…) live on the same stream.
+  if (me.role !== "supervisor" && me.role !== "admin") startStream();
   await refresh();
+}
+
+/** A notice for this unit: shown at once, the lists refreshed, and a desktop notification
+ * when the page is allowed to show one. */
+function onNotice(notice) {
+  say(notice.text, true);
+  const row = $("#notices");
+  if (row) row.prepend(el("div", { class: "notice-row" }, when(notice.raised_at), " ", notice.text));
+  if ("Notification" in window && Notification.permission === "granted") {
+    new Notification("吹哨报到", { body: notice.text, tag: notice.alert_id });
+  }
+  refresh().catch(() => {});
 }
 
 /** A 通报 message links to #/reports/{monthly|weekly}/{period}: show that period's 三率. */
@@ -354,7 +374,7 @@ async function startStream() {
       if (lastId) headers["Last-Event-ID"] = lastId;
       const res = await fetch("/v1/alerts/stream", { headers, signal: stream.signal });
       if (!res.ok) throw new Error(res.statusText);
-      $("#stream-state").textContent = "● 已连接";
+      if ($("#stream-state")) $("#stream-state").textContent = "● 已连接";
       const reader = res.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
@@ -372,8 +392,9 @@ async function startStream() {
             if (i > 0) fields[line.slice(0, i)] = (fields[line.slice(0, i)] || "") + line.slice(i + 1).replace(/^ /, "");
           }
           if (fields.id) lastId = fields.id;
-          if (fields.data && fields.event === "alert") { addLiveAlert(JSON.parse(fields.data)); renderOverdue(); renderStats(); }
-          if (fields.data && fields.event === "alert_acknowledged") {
+          if (fields.data && fields.event === "notice") onNotice(JSON.parse(fields.data));
+          if (fields.data && fields.event === "alert" && $("#live-alerts")) { addLiveAlert(JSON.parse(fields.data)); renderOverdue(); renderStats(); }
+          if (fields.data && fields.event === "alert_acknowledged" && $("#live-alerts")) {
             const row = $(`#live-alerts [data-alert="${JSON.parse(fields.data).alert_id}"]`);
             if (row) row.remove();
           }
@@ -382,7 +403,7 @@ async function startStream() {
     } catch (e) {
       if (stream.signal.aborted) return;
     }
-    $("#stream-state").textContent = "○ 重新连接中…";
+    if ($("#stream-state")) $("#stream-state").textContent = "○ 重新连接中…";
     await new Promise((r) => setTimeout(r, 2000));
   }
 }
@@ -523,5 +544,6 @@ async function renderStats() {
 
 $("#signin").addEventListener("click", signIn);
 $("#token").addEventListener("keydown", (e) => { if (e.key === "Enter") signIn(); });
-setInterval(() => { if (me && me.role !== "supervisor" && me.role !== "admin") refresh().catch(() => {}); }, 15000);
+// The stream brings changes at once; this catches what a broken connection missed.
+setInterval(() => { if (me && me.role !== "supervisor" && me.role !== "admin") refresh().catch(() => {}); }, 60000);
 if (token) signIn();
