@@ -28,6 +28,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The organisation file: check it, and see who is told what.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
     /// Working-day calendar (official schedules, Beijing time).
     Calendar {
         #[command(subcommand)]
@@ -178,6 +183,16 @@ pub enum Command {
         /// Concurrent lanes of traffic.
         #[arg(long, default_value_t = 8)]
         lanes: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgCommand {
+    /// Check an org.toml (exit 2 naming what is wrong) and print, per unit, which groups
+    /// (webhooks) receive which messages.
+    Check {
+        /// The organisation file.
+        file: PathBuf,
     },
 }
 

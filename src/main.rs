@@ -4,7 +4,7 @@ use std::sync::Arc;
 use clap::Parser;
 use whistle::cli::{
     calendar_due_line, shown, AlertsCommand, CalendarCommand, CasesCommand, Cli, ClientArgs, Command, FeedbackCommand,
-    ProgressReport, ServeArgs, StoreArgs, TokenCommand, ViewsCommand,
+    OrgCommand, ProgressReport, ServeArgs, StoreArgs, TokenCommand, ViewsCommand,
 };
 use whistle::client::{alert_line, case_line, Client, ClientError};
 use whistle::domain::Calendar;
@@ -48,6 +48,12 @@ fn main() -> ExitCode {
         Command::Token { command: TokenCommand::Add { role, unit, label, data, config } } => {
             add_token(role, &unit, &label, &data, config.as_deref())
         }
+        Command::Org { command: OrgCommand::Check { file } } => std::fs::read_to_string(&file)
+            .map_err(|e| bad_input(format!("cannot read {}: {e}", shown(&file))))
+            .and_then(|text| {
+                whistle::api::auth::Org::from_toml(&text).map_err(|e| bad_input(format!("{}: {e}", shown(&file))))
+            })
+            .map(|org| print!("{} is valid. Who is told what:\n{}", shown(&file), org.routing())),
         command => runtime().and_then(|rt| rt.block_on(run_async(command))),
     };
     match outcome {
@@ -319,7 +325,7 @@ async fn run_async(command: Command) -> Result<(), Failure> {
         | Command::Cases { .. }
         | Command::Alerts { .. }
         | Command::Stats { .. }) => run_client(command).await.map_err(|e| Failure { code: e.code, message: e.message }),
-        Command::Calendar { command: CalendarCommand::Due { .. } } | Command::Token { .. } => {
+        Command::Calendar { command: CalendarCommand::Due { .. } } | Command::Token { .. } | Command::Org { .. } => {
             unreachable!("handled without a runtime")
         }
     }

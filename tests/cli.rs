@@ -85,3 +85,33 @@ fn views_commands_on_a_folder_without_views_exit_2_and_create_nothing() {
         assert!(!data.exists(), "{command} created {}", data.display());
     }
 }
+
+#[test]
+fn org_check_prints_who_is_told_what_and_refuses_a_webhook_that_would_never_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("org.toml");
+    let org = |stages: &str, units: &str| {
+        format!(
+            "townships = [\"东坝镇\"]\ndepartments = [\"住建局\", \"城管局\"]\noffice = \"市减负办\"\ncoordinator = \"市委编办\"\n\
+             [[supervisors]]\nunit = \"区委督查室\"\nlevel = 1\n\
+             [[alerts.webhooks]]\nname = \"住建局群\"\nurl = \"http://127.0.0.1:9/hook\"\nformat = \"dingtalk\"\n\
+             units = [{units}]\nstages = [{stages}]\n"
+        )
+    };
+    std::fs::write(&file, org("\"summons\", \"reminder\"", "\"住建局\"")).unwrap();
+    let out = whistle(&["org", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("住建局群 (Dingtalk): warning, summons, reminder — for 住建局"), "{text}");
+    assert!(text.contains("城管局: no group takes its notices"), "{text}");
+    for (stages, units, complaint) in [
+        ("\"sumons\"", "\"住建局\"", "no message is of kind \"sumons\""),
+        ("\"summons\"", "\"住房局\"", "\"住房局\" is not a unit of this organisation"),
+    ] {
+        std::fs::write(&file, org(stages, units)).unwrap();
+        let out = whistle(&["org", "check", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(complaint), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -85,19 +85,44 @@ pub struct WebhookConfig {
     pub units: Vec<String>,
 }
 
+/// Every kind of message a webhook can name in `stages`.
+pub const MESSAGE_KINDS: [&str; 17] = [
+    "warning",
+    "breach",
+    "escalation",
+    "operator",
+    "report",
+    "summons",
+    "reminder",
+    "reported_in",
+    "declined",
+    "handled",
+    "progress",
+    "dispute",
+    "feedback",
+    "reply",
+    "resolved",
+    "extension",
+    "extension_decided",
+];
+
 impl WebhookConfig {
+    /// Whether this webhook takes messages of `kind` (for some unit).
+    pub fn wants_kind(&self, kind: &str) -> bool {
+        let named = |s: &str| self.stages.iter().any(|x| x == s);
+        if notice::UNIT_NOTICE_KINDS.contains(&kind) {
+            named(kind)
+        } else if self.stages.is_empty() {
+            kind != "operator"
+        } else {
+            named(kind) || (kind == "warning" && named("reminder"))
+        }
+    }
+
     /// Whether this webhook takes `notice`. Notices to units (summons, reminder, …) go only to
     /// webhooks that name their kind; `reminder` also takes the SLA warning of the unit's clocks.
     pub fn wants(&self, notice: &AlertNotice) -> bool {
-        let named = |s: &str| self.stages.iter().any(|x| x == s);
-        let stage_ok = if notice.is_unit_notice() {
-            named(&notice.stage)
-        } else if self.stages.is_empty() {
-            notice.stage != "operator"
-        } else {
-            named(&notice.stage) || (notice.stage == "warning" && named("reminder"))
-        };
-        stage_ok && (self.units.is_empty() || self.units.contains(&notice.unit))
+        self.wants_kind(&notice.stage) && (self.units.is_empty() || self.units.contains(&notice.unit))
     }
 }
 

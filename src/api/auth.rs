@@ -63,7 +63,59 @@ impl Org {
         if org.townships.is_empty() || org.departments.is_empty() {
             return Err("an organisation needs at least one township and one department".into());
         }
+        org.check_webhooks()?;
         Ok(org)
+    }
+
+    /// Every unit a message may be for: the organisation's units, `supervisors` (通报,
+    /// extension requests) and `log` (operator notices).
+    fn message_units(&self) -> Vec<String> {
+        let mut units: Vec<String> = self.townships.iter().chain(&self.departments).cloned().collect();
+        units.extend([self.office.clone(), self.coordinator.clone(), "supervisors".into(), "log".into()]);
+        units
+    }
+
+    /// A webhook naming a stage or unit that does not exist would silently never send.
+    fn check_webhooks(&self) -> Result<(), String> {
+        let units = self.message_units();
+        let mut names = std::collections::BTreeSet::new();
+        for w in &self.alerts.webhooks {
+            if !names.insert(&w.name) {
+                return Err(format!("two webhooks are named {:?}: each needs its own name", w.name));
+            }
+            if let Some(stage) = w.stages.iter().find(|s| !crate::alerts::MESSAGE_KINDS.contains(&s.as_str())) {
+                return Err(format!(
+                    "webhook {:?}: no message is of kind {stage:?} (kinds: {})",
+                    w.name,
+                    crate::alerts::MESSAGE_KINDS.join(", ")
+                ));
+            }
+            if let Some(unit) = w.units.iter().find(|u| !units.contains(u)) {
+                return Err(format!("webhook {:?}: {unit:?} is not a unit of this organisation", w.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Who is told what: each group (webhook) with the units and kinds it takes, then each
+    /// unit whose own notices (a summons, a report-in…) reach no group.
+    pub fn routing(&self) -> String {
+        let mut out = String::new();
+        for w in &self.alerts.webhooks {
+            let kinds: Vec<&str> = crate::alerts::MESSAGE_KINDS.iter().copied().filter(|k| w.wants_kind(k)).collect();
+            let units = if w.units.is_empty() { "every unit".to_owned() } else { w.units.join(", ") };
+            out.push_str(&format!("{} ({:?}): {} — for {units}\n", w.name, w.format, kinds.join(", ")));
+        }
+        for unit in self.message_units().into_iter().filter(|u| u != "log") {
+            let reached = self.alerts.webhooks.iter().any(|w| {
+                (w.units.is_empty() || w.units.contains(&unit))
+                    && crate::alerts::notice::UNIT_NOTICE_KINDS.iter().any(|k| w.wants_kind(k))
+            });
+            if !reached {
+                out.push_str(&format!("{unit}: no group takes its notices; it is told on the dashboard only\n"));
+            }
+        }
+        out
     }
 
     pub fn to_toml(&self) -> String {
