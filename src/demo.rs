@@ -1,6 +1,8 @@
 //! `whistle demo`: a service on short clocks in a temporary folder, and a scripted morning a
 //! newcomer can watch live in the dashboard: two whistles raised, one department reports in
 //! on time, one misses its clock and the supervisor alert fires, a feedback item gets its reply.
+//! The department that misses its clock is followed too: the summons it is sent the moment the
+//! whistle sounds, and the reminder (催办) at its warning point.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -127,7 +129,26 @@ pub async fn run(listen: SocketAddr, exit: bool, ack_clock: Duration) -> Result<
 }
 
 async fn script(demo: &Demo, ack_clock: Duration) -> Result<(), String> {
-    let mut alerts = alert_watch(demo, "区委督查室").await?;
+    let mut alerts = alert_watch(demo, "区委督查室", "alert").await?;
+    // What 交通局's own page hears: its summons, then its reminder.
+    let mut transport = alert_watch(demo, "交通局", "").await?;
+    tokio::spawn(async move {
+        while let Some(message) = transport.next().await {
+            let text = message["text"].as_str().map(str::to_owned);
+            match (message["stage"].as_str(), text) {
+                (Some("summons"), Some(text)) => step(&format!("交通局 的页面收到 {text}")),
+                (Some("warning"), _) => step(&format!(
+                    "交通局 的页面收到【催办】「报到」将于 {} 到期：{}",
+                    message["due_at"]
+                        .as_str()
+                        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                        .map_or(String::new(), |d| d.with_timezone(&beijing()).format("%H:%M:%S").to_string()),
+                    message["title"].as_str().unwrap_or("")
+                )),
+                _ => {}
+            }
+        }
+    });
     step(&format!("东坝镇 吹哨：村口河道垃圾堆积，召集 住建局、城管局 报到（演示时限：{}秒）", ack_clock.as_secs()));
     let river = demo
         .post(
@@ -197,8 +218,12 @@ async fn script(demo: &Demo, ack_clock: Duration) -> Result<(), String> {
     }
 }
 
-/// Alerts as a supervisor sees them live.
-async fn alert_watch(demo: &Demo, who: &str) -> Result<futures::stream::BoxStream<'static, Value>, String> {
+/// What `who` hears live: events named `only` (all of them when empty).
+async fn alert_watch(
+    demo: &Demo,
+    who: &str,
+    only: &'static str,
+) -> Result<futures::stream::BoxStream<'static, Value>, String> {
     let token = demo.tokens.get(who).ok_or_else(|| format!("no demo token for {who}"))?;
     let res = demo
         .http
@@ -207,13 +232,16 @@ async fn alert_watch(demo: &Demo, who: &str) -> Result<futures::stream::BoxStrea
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    let stream = res.bytes_stream().scan(String::new(), |buffer, chunk| {
+    let stream = res.bytes_stream().scan(String::new(), move |buffer, chunk| {
         let mut out = Vec::new();
         if let Ok(chunk) = chunk {
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(cut) = buffer.find("\n\n") {
                 let block: String = buffer.drain(..cut + 2).collect();
-                if block.lines().any(|l| l.trim() == "event: alert") {
+                let wanted = block
+                    .lines()
+                    .any(|l| l.starts_with("event:") && (only.is_empty() || l.trim() == format!("event: {only}")));
+                if wanted {
                     let data: String = block.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect();
                     out.extend(serde_json::from_str::<Value>(&data).ok());
                 }

@@ -236,6 +236,7 @@ fn with_webhook(url: String) -> whistle::service::NodeConfig {
         format: whistle::alerts::WebhookFormat::Generic,
         stages: vec![],
         units: vec![],
+        attempts: None,
     });
     config
 }

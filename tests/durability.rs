@@ -268,6 +268,7 @@ async fn a_full_disk_never_acknowledges_a_refused_command_even_on_retry_and_reco
         format: whistle::alerts::WebhookFormat::Generic,
         stages: vec!["operator".into()],
         units: vec![],
+        attempts: None,
     });
     std::fs::write(data.join("org.toml"), org.to_toml()).unwrap();
     let mut serve = ServeProcess::start(&data, &[]);

@@ -459,6 +459,7 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
         format: whistle::alerts::WebhookFormat::Generic,
         stages: vec![],
         units: vec![],
+        attempts: None,
     });
     std::fs::write(dir.path().join("org.toml"), org.to_toml()).unwrap();
     // Tokens for the instances: made before start, shared by both.

@@ -75,6 +75,7 @@ impl Rig {
                 format: WebhookFormat::Wecom,
                 stages: stages.into_iter().map(str::to_owned).collect(),
                 units: vec![unit.to_owned()],
+                attempts: None,
             });
             receivers.insert(unit, receiver);
         }
@@ -251,6 +252,7 @@ async fn two_instances_on_nats_send_each_notice_once() {
         format: WebhookFormat::Generic,
         stages: vec!["summons".into()],
         units: vec!["住建局".into()],
+        attempts: None,
     }];
     let mut nodes = Vec::new();
     let mut dirs = Vec::new();
@@ -296,4 +298,69 @@ async fn two_instances_on_nats_send_each_notice_once() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// A group whose webhook keeps failing: after its retries, operators hear of it on their own
+/// channel, and the failure is counted by kind and channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_group_raises_an_operator_notice_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogHandle::open(dir.path(), None).await.unwrap().log();
+    let broken = webhook::Receiver::start(usize::MAX).await;
+    let operators = webhook::Receiver::start(0).await;
+    let webhooks = vec![
+        WebhookConfig {
+            name: "住建局群".into(),
+            url: broken.url(),
+            format: WebhookFormat::Generic,
+            stages: vec!["summons".into()],
+            units: vec!["住建局".into()],
+            attempts: Some(2),
+        },
+        WebhookConfig {
+            name: "运维".into(),
+            url: operators.url(),
+            format: WebhookFormat::Generic,
+            stages: vec!["operator".into()],
+            units: vec![],
+            attempts: None,
+        },
+    ];
+    let clock = ManualClock::new(at("2026-03-02T10:00:00+08:00"));
+    let config = NodeConfig {
+        alerts: AlertConfig { webhooks, ..AlertConfig::default() },
+        reports: whistle::reports::ReportSchedule { monthly: false, ..Default::default() },
+        ..NodeConfig::default()
+    };
+    let node =
+        Node::start(log.clone(), Views::open(dir.path().join("views")).unwrap(), Arc::new(clock.clone()), config)
+            .await
+            .unwrap();
+    tokio::time::timeout(StdDuration::from_secs(20), node.delivery.claiming()).await.expect("delivery claims");
+    let body = CommandBody::RaiseWhistle {
+        title: "河道垃圾堆积".into(),
+        description: "需协调".into(),
+        departments: vec!["住建局".into()],
+        category: None,
+        location: None,
+        urgency: Urgency::Normal,
+    };
+    let cmd = Command::new(Uuid::now_v7(), Uuid::now_v7(), Actor::new(Role::Township, "东坝镇"), body);
+    execute(log.as_ref(), &cmd, clock.now()).await.unwrap();
+    let told = operators.wait_for(1).await;
+    assert!(
+        told[0]["text"].as_str().unwrap().contains("webhook「住建局群」多次重试后仍未送达一条「summons」消息"),
+        "{told:?}"
+    );
+    assert_eq!(broken.attempts.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let counts = node.delivery.stats.by_kind();
+    let count = |kind: &str, channel: &str, outcome: &str| {
+        counts.iter().find(|((k, c, o), _)| k == kind && c == channel && *o == outcome).map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(count("summons", "住建局群", "failed"), 1, "{counts:?}");
+    assert_eq!(count("summons", "subject", "sent"), 1, "{counts:?}");
+    // Stops promptly: the send loop's way back into its queue does not keep it open.
+    let stopping = std::time::Instant::now();
+    node.stop().await;
+    assert!(stopping.elapsed() < StdDuration::from_secs(5), "stop took {:?}", stopping.elapsed());
 }

@@ -234,6 +234,7 @@ fn supervisors_webhook(url: String) -> whistle::alerts::AlertConfig {
             format: whistle::alerts::WebhookFormat::Wecom,
             stages: vec!["report".into()],
             units: vec![],
+            attempts: None,
         }],
         ..whistle::alerts::AlertConfig::default()
     }

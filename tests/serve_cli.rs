@@ -218,6 +218,8 @@ fn the_demo_plays_its_morning_and_the_missed_clock_alerts() {
         "住建局 报到",
         "市减负办 回应",
         "督查提醒【超时】交通局 「报到」 主干道路灯损坏",
+        "交通局 的页面收到 【召集报到】西湖街道吹哨「主干道路灯损坏」，请交通局于",
+        "交通局 的页面收到【催办】「报到」将于",
         "Dashboard: http://127.0.0.1:",
     ] {
         assert!(text.contains(line), "{line:?} in\n{text}");

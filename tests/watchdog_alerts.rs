@@ -342,6 +342,7 @@ fn webhook(url: String) -> AlertConfig {
             format: WebhookFormat::Generic,
             stages: vec![],
             units: vec![],
+            attempts: None,
         }],
         ..AlertConfig::default()
     }

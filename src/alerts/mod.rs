@@ -40,7 +40,7 @@ pub use notice::{AlertNotice, WebhookFormat};
 pub const CONSUMER_NAME: &str = "whistle-alert-delivery";
 /// Webhook sends waiting at once; a full queue makes delivery wait.
 pub const WEBHOOK_QUEUE_MAX: usize = 1_024;
-/// Attempts per webhook send.
+/// Attempts per webhook send, unless the webhook says otherwise.
 pub const WEBHOOK_ATTEMPTS_MAX: u32 = 8;
 /// First pause between webhook attempts; doubles up to [`WEBHOOK_BACKOFF_MAX`].
 const WEBHOOK_BACKOFF_FIRST: Duration = Duration::from_millis(200);
@@ -83,6 +83,10 @@ pub struct WebhookConfig {
     /// Units whose alerts to send; empty: all.
     #[serde(default)]
     pub units: Vec<String>,
+    /// Attempts per message before giving up (and telling operators); default 8, about 25 s
+    /// of backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 /// Every kind of message a webhook can name in `stages`.
@@ -225,6 +229,21 @@ pub struct DeliveryStats {
     pub webhook_sent: AtomicU64,
     pub webhook_failed: AtomicU64,
     pub held: AtomicU64,
+    /// Messages by (kind, channel, outcome): channel `subject` or a webhook's name; outcome
+    /// `sent`, `failed`, `held` or `dropped` (held, then no longer asking for anything).
+    pub by_kind: std::sync::Mutex<std::collections::BTreeMap<(String, String, &'static str), u64>>,
+}
+
+impl DeliveryStats {
+    fn count(&self, kind: &str, channel: &str, outcome: &'static str) {
+        let mut counts = self.by_kind.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry((kind.to_owned(), channel.to_owned(), outcome)).or_default() += 1;
+    }
+
+    /// A copy of the counts by (kind, channel, outcome).
+    pub fn by_kind(&self) -> Vec<((String, String, &'static str), u64)> {
+        self.by_kind.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
 }
 
 struct Job {
@@ -291,7 +310,9 @@ impl Delivery {
     /// Runs until `stop` turns true: claims, holds, and sends.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let (jobs, queue) = mpsc::channel(WEBHOOK_QUEUE_MAX);
-        let sender = tokio::spawn(self.clone().send_loop(queue));
+        // The send loop's own way back into the queue must not keep it open once every other
+        // sender is gone: a weak one.
+        let sender = tokio::spawn(self.clone().send_loop(queue, jobs.downgrade()));
         let releaser = tokio::spawn(self.clone().release_loop(jobs.clone(), stop.clone()));
         let health = tokio::spawn(self.clone().log_health_loop(jobs.clone(), stop.clone()));
         self.claim_loop(jobs, stop).await;
@@ -368,6 +389,7 @@ impl Delivery {
         match self.log.publish_alert(&subject, payload).await {
             Ok(()) => {
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
+                self.stats.count(&notice.stage, "subject", "sent");
             }
             Err(e) => tracing::warn!(%subject, "alert not published: {e}"),
         }
@@ -520,12 +542,13 @@ impl Delivery {
 
     /// Holds a notice until `release`; `again` for one that was held already (not counted twice).
     fn hold(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>, again: bool) {
-        let key = held_key(release, notice.alert_id, &self.config.webhooks[webhook].name);
+        let key = held_key(release, notice.position, notice.alert_id, &self.config.webhooks[webhook].name);
         let value = serde_json::to_vec(&(webhook, notice)).expect("notices serialise (plain data)");
         match self.views.delivery_put(&key, &value) {
             Ok(()) => {
                 if !again {
                     self.stats.held.fetch_add(1, Ordering::Relaxed);
+                    self.stats.count(&notice.stage, &self.config.webhooks[webhook].name, "held");
                 }
                 self.held_changed.notify_waiters();
                 tracing::info!(alert_id = %notice.alert_id, release = %release, "alert held for working hours");
@@ -559,6 +582,7 @@ impl Delivery {
                     // that jumped). Hold it again for the working morning the live calendar gives.
                     let due = release_at(now, &self.calendar.borrow(), self.config.working_hours);
                     if webhook < self.config.webhooks.len() && !self.still_owed(&notice, now) {
+                        self.stats.count(&notice.stage, &self.config.webhooks[webhook].name, "dropped");
                         tracing::info!(alert_id = %notice.alert_id, stage = %notice.stage, "held notice no longer asks for anything: dropped");
                     } else if webhook < self.config.webhooks.len() {
                         if due > now {
@@ -578,7 +602,7 @@ impl Delivery {
         }
     }
 
-    async fn send_loop(self: Arc<Self>, mut queue: mpsc::Receiver<Job>) {
+    async fn send_loop(self: Arc<Self>, mut queue: mpsc::Receiver<Job>, jobs: mpsc::WeakSender<Job>) {
         while let Some(job) = queue.recv().await {
             let webhook = &self.config.webhooks[job.webhook];
             if job.claim_first && self.was_sent(&webhook.name, &job.notice) {
@@ -591,12 +615,26 @@ impl Delivery {
             }
             if self.send_with_retries(webhook, &job.notice).await {
                 self.stats.webhook_sent.fetch_add(1, Ordering::Relaxed);
+                self.stats.count(&job.notice.stage, &webhook.name, "sent");
                 if let Err(e) = self.views.delivery_put(&sent_key(&webhook.name, job.notice.alert_id), b"") {
                     tracing::warn!("cannot record webhook delivery: {e}");
                 }
             } else {
                 self.stats.webhook_failed.fetch_add(1, Ordering::Relaxed);
+                self.stats.count(&job.notice.stage, &webhook.name, "failed");
                 tracing::error!(webhook = %webhook.name, alert_id = %job.notice.alert_id, "webhook gave up");
+                // Operators hear of it on every other channel that takes operator notices (never
+                // about an operator notice itself, so a broken channel cannot start a cascade).
+                if job.notice.stage != "operator" {
+                    let notice = AlertNotice::webhook_failed(&webhook.name, &job.notice, self.clock.now());
+                    self.publish_unclaimed(&notice).await;
+                    for (index, other) in self.config.webhooks.iter().enumerate() {
+                        if index != job.webhook && other.wants(&notice) {
+                            let Some(jobs) = jobs.upgrade() else { break };
+                            let _ = jobs.send(Job { webhook: index, notice: notice.clone(), claim_first: false }).await;
+                        }
+                    }
+                }
             }
         }
     }
@@ -604,7 +642,8 @@ impl Delivery {
     async fn send_with_retries(&self, webhook: &WebhookConfig, notice: &AlertNotice) -> bool {
         let body = notice.webhook_body(webhook.format);
         let mut backoff = WEBHOOK_BACKOFF_FIRST;
-        for attempt in 1..=WEBHOOK_ATTEMPTS_MAX {
+        let attempts = webhook.attempts.unwrap_or(WEBHOOK_ATTEMPTS_MAX).max(1);
+        for attempt in 1..=attempts {
             let sent = self
                 .http
                 .post(&webhook.url)
@@ -617,7 +656,7 @@ impl Delivery {
                 Ok(r) => tracing::warn!(webhook = %webhook.name, attempt, status = %r.status(), "webhook refused"),
                 Err(e) => tracing::warn!(webhook = %webhook.name, attempt, "webhook failed: {e}"),
             }
-            if attempt < WEBHOOK_ATTEMPTS_MAX {
+            if attempt < attempts {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(WEBHOOK_BACKOFF_MAX);
             }

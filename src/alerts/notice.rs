@@ -140,6 +140,29 @@ impl AlertNotice {
         }
     }
 
+    /// An operator notice: a webhook gave up on a message after its retries.
+    pub fn webhook_failed(webhook: &str, failed: &AlertNotice, now: DateTime<Utc>) -> Self {
+        AlertNotice {
+            alert_id: notice_id(failed.alert_id, "webhook_failed", webhook),
+            stage: "operator".into(),
+            level: 1,
+            unit: "log".into(),
+            case_id: failed.case_id,
+            case_kind: failed.case_kind.clone(),
+            title: format!("webhook「{webhook}」发送失败"),
+            township: failed.township.clone(),
+            clock: None,
+            due_at: None,
+            raised_at: now,
+            urgent: true,
+            position: failed.position,
+            text: format!(
+                "【系统】webhook「{webhook}」多次重试后仍未送达一条「{}」消息（{}）：{}",
+                failed.stage, failed.unit, failed.text
+            ),
+        }
+    }
+
     /// An operator alert for a record the service could not read.
     pub fn dead_letter(record: &StoredRecord, reason: &str, now: DateTime<Utc>) -> Self {
         let id = Uuid::from_u64_pair(0x0DEA_D1E7_7E50_0000, record.position);

@@ -146,6 +146,17 @@ pub async fn metrics(State(state): State<Shared>) -> Response {
             "counter",
             stats.held.load(Ordering::Relaxed),
         );
+        let _ = writeln!(out, "# HELP whistle_messages_total Alerts and notices by kind, channel and outcome.");
+        let _ = writeln!(out, "# TYPE whistle_messages_total counter");
+        for ((kind, channel, outcome), n) in stats.by_kind() {
+            let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "whistle_messages_total{{kind=\"{}\",channel=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(&kind),
+                label(&channel)
+            );
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -18,7 +18,7 @@
 //! | `d:` | position | `DeadLetter` |
 //! | `m:format`, `m:armed`, `m:dead`, `m:open-alerts` | | layout version and counters (u64 BE), so metrics never scan |
 //! | `delivery` tree: `sent:` | webhook ‖ 0 ‖ alert id | the alert went out on that webhook |
-//! | `delivery` tree: `held:` | release time (ms, BE, sign-flipped) ‖ alert id ‖ webhook | a notice held for working hours |
+//! | `delivery` tree: `held:` | release time (ms, BE, sign-flipped) ‖ log position (BE) ‖ alert id ‖ webhook | a notice held for working hours |
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -174,10 +174,11 @@ pub fn sent_key(webhook: &str, alert_id: Uuid) -> Vec<u8> {
 
 pub const HELD_PREFIX: &[u8] = b"held:";
 
-/// Alert delivery: a notice held until `release`; keys sort by release time.
-pub fn held_key(release: DateTime<Utc>, alert_id: Uuid, webhook: &str) -> Vec<u8> {
+/// Alert delivery: a notice held until `release`; keys sort by release time, then by the log
+/// position of what the notice is about, so held notices go out in the order things happened.
+pub fn held_key(release: DateTime<Utc>, position: u64, alert_id: Uuid, webhook: &str) -> Vec<u8> {
     let millis = (release.timestamp_millis() as u64) ^ (1 << 63);
-    [HELD_PREFIX, &millis.to_be_bytes(), alert_id.as_bytes(), webhook.as_bytes()].concat()
+    [HELD_PREFIX, &millis.to_be_bytes(), &position.to_be_bytes(), alert_id.as_bytes(), webhook.as_bytes()].concat()
 }
 
 /// The release time of a held-notice key.
@@ -202,7 +203,8 @@ mod tests {
         assert!(held_release(b"held:abc").is_err());
         assert!(held_release(b"sent:12345678").is_err());
         let at = DateTime::from_timestamp_millis(1_790_000_000_000).expect("a valid time");
-        assert_eq!(held_release(&held_key(at, Uuid::nil(), "wecom")), Ok(at));
+        assert_eq!(held_release(&held_key(at, 7, Uuid::nil(), "wecom")), Ok(at));
+        assert!(held_key(at, 7, Uuid::max(), "wecom") < held_key(at, 8, Uuid::nil(), "wecom"), "in log order");
         let id = Uuid::from_u128(7);
         let prefix = all_list_prefix();
         let key = [prefix.as_slice(), &list_suffix(at, id)].concat();
