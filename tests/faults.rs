@@ -449,6 +449,8 @@ async fn a_request_during_a_nats_outage_is_answered_outcome_unknown_and_its_retr
 async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_each_alert_exactly_once() {
     let _turn = HEAVY.lock().await;
     let receiver = webhook::Receiver::start(0).await;
+    // The summoned department's own group: each summons once too.
+    let department = webhook::Receiver::start(0).await;
     let dir = tempfile::tempdir().unwrap();
     let cluster = dir.path().join("cluster");
     std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
@@ -459,6 +461,14 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
         format: whistle::alerts::WebhookFormat::Generic,
         stages: vec![],
         units: vec![],
+        attempts: None,
+    });
+    org.alerts.webhooks.push(whistle::alerts::WebhookConfig {
+        name: "交通局群".into(),
+        url: department.url(),
+        format: whistle::alerts::WebhookFormat::Generic,
+        stages: vec!["summons".into()],
+        units: vec!["交通局".into()],
         attempts: None,
     });
     std::fs::write(dir.path().join("org.toml"), org.to_toml()).unwrap();
@@ -525,13 +535,11 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
     let mut seen = 0;
     let mut quiet_since = Instant::now();
     let settle_by = Instant::now() + Duration::from_secs(120);
-    while receiver.bodies().len() < expected
-        && quiet_since.elapsed() < Duration::from_secs(20)
-        && Instant::now() < settle_by
-    {
+    let delivered = || receiver.bodies().len() + department.bodies().len();
+    while delivered() < 2 * expected && quiet_since.elapsed() < Duration::from_secs(20) && Instant::now() < settle_by {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if receiver.bodies().len() > seen {
-            seen = receiver.bodies().len();
+        if delivered() > seen {
+            seen = delivered();
             quiet_since = Instant::now();
         }
     }
@@ -555,6 +563,11 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
     }
     assert!(missing.is_empty(), "{} breach alerts never delivered: {missing:?}", missing.len());
     assert_eq!(distinct, outcomes.acknowledged, "only alerts of acknowledged cases");
+    let summoned: Vec<String> =
+        department.bodies().iter().filter_map(|b| b["case_id"].as_str().map(str::to_owned)).collect();
+    let summoned_once: BTreeSet<String> = summoned.iter().cloned().collect();
+    assert_eq!(summoned_once.len(), summoned.len(), "a summons was delivered twice");
+    assert_eq!(summoned_once, outcomes.acknowledged, "each acknowledged whistle's summons, once");
     drop(stop_cluster);
 }
 
