@@ -364,3 +364,121 @@ async fn a_failing_group_raises_an_operator_notice_and_is_counted() {
     node.stop().await;
     assert!(stopping.elapsed() < StdDuration::from_secs(5), "stop took {:?}", stopping.elapsed());
 }
+
+/// Who each event tells, from the case as it stands after it.
+#[test]
+fn each_event_tells_the_unit_that_must_act_or_raised_the_case() {
+    use whistle::domain::{decide, evolve, Calendar, SlaPolicy, State};
+    use whistle::projector::model::CaseView;
+    let mut state = State::Empty;
+    let mut now = at("2026-03-02T10:00:00+08:00");
+    let mut told: Vec<(String, String)> = Vec::new();
+    let case = Uuid::from_u128(9);
+    let mut step = |actor: Actor, body: CommandBody, told: &mut Vec<(String, String)>| {
+        let cmd = Command::new(Uuid::now_v7(), case, actor, body);
+        for event in decide(&state, &cmd, now).expect("accepted") {
+            state = evolve(std::mem::take(&mut state), &event);
+            let mut view = CaseView::new(case);
+            view.state = state.clone();
+            view.rearm(&SlaPolicy::default(), &Calendar::official());
+            for n in whistle::alerts::AlertNotice::for_units(&event, &view, 1, "市减负办", "市委编办") {
+                told.push((n.stage.clone(), n.unit.clone()));
+            }
+        }
+        now += chrono::Duration::minutes(5);
+    };
+    let department = |d: &str| Actor::new(Role::Department, d);
+    let raise = CommandBody::RaiseWhistle {
+        title: "河道垃圾堆积".into(),
+        description: "需协调".into(),
+        departments: vec!["住建局".into(), "城管局".into()],
+        category: None,
+        location: None,
+        urgency: Urgency::Normal,
+    };
+    step(Actor::new(Role::Township, "东坝镇"), raise, &mut told);
+    step(department("城管局"), CommandBody::DeclineSummons { reason: "非本部门".into() }, &mut told);
+    step(
+        Actor::new(Role::Coordinator, "市委编办"),
+        CommandBody::AssignDepartments { departments: vec!["交通局".into()] },
+        &mut told,
+    );
+    step(department("住建局"), CommandBody::AcknowledgeSummons, &mut told);
+    step(
+        department("住建局"),
+        CommandBody::RequestExtension {
+            clock: whistle::domain::event::ClockRef::for_department(
+                whistle::domain::event::ClockKind::WhistleResolve,
+                "住建局",
+            ),
+            span: whistle::domain::event::ExtensionSpan::Hours(24),
+            reason: "需现场勘查".into(),
+        },
+        &mut told,
+    );
+    step(Actor::new(Role::Supervisor, "区委督查室"), CommandBody::ApproveExtension { number: 1 }, &mut told);
+    step(department("住建局"), CommandBody::NoteProgress { note: "已清理一半".into() }, &mut told);
+    step(department("住建局"), CommandBody::ReportHandled { summary: "已清理".into() }, &mut told);
+    let pairs: Vec<(&str, &str)> = told.iter().map(|(k, u)| (k.as_str(), u.as_str())).collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("summons", "住建局"),
+            ("summons", "城管局"),
+            ("declined", "东坝镇"),
+            ("dispute", "市委编办"),
+            ("summons", "交通局"),
+            ("reported_in", "东坝镇"),
+            ("extension", "supervisors"),
+            ("extension_decided", "住建局"),
+            ("progress", "东坝镇"),
+            ("handled", "东坝镇"),
+        ]
+    );
+}
+
+/// Feedback: the office is told of it; a named submitter hears the reply, an anonymous one is
+/// never named in a notice (they read the follow-up page).
+#[test]
+fn feedback_tells_the_office_and_only_a_named_submitter() {
+    use whistle::domain::{decide, evolve, Calendar, SlaPolicy, State};
+    use whistle::projector::model::CaseView;
+    for anonymous in [false, true] {
+        let case = Uuid::from_u128(10);
+        let mut state = State::Empty;
+        let mut told = Vec::new();
+        let bodies = [
+            (
+                Actor::new(Role::Township, "东坝镇"),
+                CommandBody::SubmitFeedback {
+                    topic: whistle::domain::event::FeedbackTopic::ExcessivePaperwork,
+                    body: "材料太多".into(),
+                    anonymous,
+                },
+            ),
+            (Actor::new(Role::Office, "市减负办"), CommandBody::ReplyFeedback { body: "已收到".into() }),
+            (Actor::new(Role::Office, "市减负办"), CommandBody::ResolveFeedback { summary: "已整改".into() }),
+        ];
+        for (actor, body) in bodies {
+            let cmd = Command::new(Uuid::now_v7(), case, actor, body).with_follow_up_code("k7Qm-2xPz-9RtW-4vLc");
+            for event in decide(&state, &cmd, at("2026-03-02T10:00:00+08:00")).expect("accepted") {
+                state = evolve(std::mem::take(&mut state), &event);
+                let mut view = CaseView::new(case);
+                view.state = state.clone();
+                view.rearm(&SlaPolicy::default(), &Calendar::official());
+                told.extend(whistle::alerts::AlertNotice::for_units(&event, &view, 1, "市减负办", "市委编办"));
+            }
+        }
+        let pairs: Vec<(String, String)> = told.iter().map(|n| (n.stage.clone(), n.unit.clone())).collect();
+        let mut expected = vec![("feedback".to_owned(), "市减负办".to_owned())];
+        if !anonymous {
+            expected.push(("reply".into(), "东坝镇".into()));
+            expected.push(("resolved".into(), "东坝镇".into()));
+        }
+        assert_eq!(pairs, expected, "anonymous: {anonymous}");
+        if anonymous {
+            let json = serde_json::to_string(&told).unwrap();
+            assert!(!json.contains("东坝镇"), "an anonymous submitter is never named: {json}");
+        }
+    }
+}
