@@ -4,11 +4,15 @@
 //! answered, a deadline at night gets a reminder in the working hours before it, urgent ones go
 //! at once, the township hears back, and every notice is on `whistle.notice.<kind>.<unit>`.
 
+#[path = "support/backends.rs"]
+#[macro_use]
+mod backends;
 #[path = "support/nats_server.rs"]
 mod nats_server;
 #[path = "support/webhook.rs"]
 mod webhook;
 
+use backends::{open_log, Backend};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -29,12 +33,6 @@ use whistle::service::{LogHandle, Node, NodeConfig};
 
 const UNITS: [&str; 4] = ["住建局", "城管局", "交通局", "东坝镇"];
 
-#[derive(Clone, Copy)]
-enum Backend {
-    Embedded,
-    Nats,
-}
-
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
 }
@@ -52,14 +50,7 @@ struct Rig {
 impl Rig {
     async fn start(backend: Backend, start: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let (log, server) = match backend {
-            Backend::Embedded => (LogHandle::open(dir.path(), None).await.unwrap().log(), None),
-            Backend::Nats => {
-                let server = nats_server::NatsServer::start();
-                let log = LogHandle::open(dir.path(), Some(&NatsOptions::new(server.url()))).await.unwrap().log();
-                (log, Some(server))
-            }
-        };
+        let (log, server) = open_log(backend, dir.path()).await;
         let mut receivers = BTreeMap::new();
         let mut webhooks = Vec::new();
         for unit in UNITS {
@@ -213,23 +204,6 @@ async fn an_urgent_summons_goes_at_once_at_night(backend: Backend) {
     let texts = rig.expect("交通局", 1).await;
     assert!(texts[0].starts_with("**【紧急】【召集报到】"), "{texts:?}");
     rig.node.stop().await;
-}
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Embedded).await
-            })*
-        }
-        mod nats {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Nats).await
-            })*
-        }
-    };
 }
 
 on_both!(

@@ -2,11 +2,15 @@
 //! with a manual clock: alert timing, extensions, reopen, calendar publication, quiet hours,
 //! webhook retries, poison records, and two watchdogs racing.
 
+#[path = "support/backends.rs"]
+#[macro_use]
+mod backends;
 #[path = "support/nats_server.rs"]
 mod nats_server;
 #[path = "support/webhook.rs"]
 mod webhook;
 
+use backends::{open_log, Backend};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -24,7 +28,7 @@ use whistle::log::nats::{NatsLog, NatsOptions};
 use whistle::log::EventLog;
 use whistle::projector::views::Views;
 use whistle::projector::Projector;
-use whistle::service::{LogHandle, Node, NodeConfig};
+use whistle::service::{Node, NodeConfig};
 use whistle::watchdog::Watchdog;
 
 const TOWNSHIP: &str = "东坝镇";
@@ -54,24 +58,6 @@ fn ack_clock() -> ClockRef {
 }
 
 /// One node's parts, driven by hand: commands, projection and watchdog ticks on demand.
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Embedded,
-    Nats,
-}
-
-/// A log of either kind in a temp folder (and a nats-server of its own for NATS).
-async fn open_log(backend: Backend, dir: &std::path::Path) -> (Arc<dyn EventLog>, Option<nats_server::NatsServer>) {
-    match backend {
-        Backend::Embedded => (LogHandle::open(dir, None).await.unwrap().log(), None),
-        Backend::Nats => {
-            let server = nats_server::NatsServer::start();
-            let log = LogHandle::open(dir, Some(&NatsOptions::new(server.url()))).await.unwrap().log();
-            (log, Some(server))
-        }
-    }
-}
-
 struct Rig {
     _server: Option<nats_server::NatsServer>,
     _dir: tempfile::TempDir,
@@ -602,23 +588,6 @@ async fn two_watchdogs_on_one_stream_store_and_deliver_each_breach_once() {
 }
 
 // ----------------------------------------------------------------------------- both back ends
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Embedded).await
-            })*
-        }
-        mod nats {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Nats).await
-            })*
-        }
-    };
-}
 
 on_both!(
     warning_breach_and_escalation_fire_exactly_at_their_times,

@@ -89,26 +89,14 @@ pub struct WebhookConfig {
     pub attempts: Option<u32>,
 }
 
-/// Every kind of message a webhook can name in `stages`.
-pub const MESSAGE_KINDS: [&str; 17] = [
-    "warning",
-    "breach",
-    "escalation",
-    "operator",
-    "report",
-    "summons",
-    "reminder",
-    "reported_in",
-    "declined",
-    "handled",
-    "progress",
-    "dispute",
-    "feedback",
-    "reply",
-    "resolved",
-    "extension",
-    "extension_decided",
-];
+/// Kinds of supervisors' and operators' messages a webhook can name in `stages`.
+pub const ALERT_KINDS: [&str; 5] = ["warning", "breach", "escalation", "operator", "report"];
+
+/// Every kind of message a webhook can name in `stages`: [`ALERT_KINDS`], then the notices to
+/// units.
+pub fn message_kinds() -> impl Iterator<Item = &'static str> {
+    ALERT_KINDS.into_iter().chain(notice::UNIT_NOTICE_KINDS)
+}
 
 impl WebhookConfig {
     /// Whether this webhook takes messages of `kind` (for some unit).

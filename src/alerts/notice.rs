@@ -270,16 +270,8 @@ pub const NOTICE_SUBJECT_PREFIX: &str = "whistle.notice.";
 
 /// The subject of a notice to a unit.
 pub fn notice_subject(kind: &str, unit: &str) -> String {
-    let token = |s: &str| -> String {
-        let t: String =
-            s.chars().map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c }).collect();
-        if t.is_empty() {
-            "_".into()
-        } else {
-            t
-        }
-    };
-    format!("{NOTICE_SUBJECT_PREFIX}{}.{}", token(kind), token(unit))
+    use crate::log::subject_token;
+    format!("{NOTICE_SUBJECT_PREFIX}{}.{}", subject_token(kind), subject_token(unit))
 }
 
 /// The id of one notice: the same for the same event, kind and recipient on every instance.

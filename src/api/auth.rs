@@ -83,11 +83,12 @@ impl Org {
             if !names.insert(&w.name) {
                 return Err(format!("two webhooks are named {:?}: each needs its own name", w.name));
             }
-            if let Some(stage) = w.stages.iter().find(|s| !crate::alerts::MESSAGE_KINDS.contains(&s.as_str())) {
+            if let Some(stage) = w.stages.iter().find(|s| !crate::alerts::message_kinds().any(|k| k == s.as_str())) {
+                let kinds: Vec<&str> = crate::alerts::message_kinds().collect();
                 return Err(format!(
                     "webhook {:?}: no message is of kind {stage:?} (kinds: {})",
                     w.name,
-                    crate::alerts::MESSAGE_KINDS.join(", ")
+                    kinds.join(", ")
                 ));
             }
             if let Some(unit) = w.units.iter().find(|u| !units.contains(u)) {
@@ -102,7 +103,7 @@ impl Org {
     pub fn routing(&self) -> String {
         let mut out = String::new();
         for w in &self.alerts.webhooks {
-            let kinds: Vec<&str> = crate::alerts::MESSAGE_KINDS.iter().copied().filter(|k| w.wants_kind(k)).collect();
+            let kinds: Vec<&str> = crate::alerts::message_kinds().filter(|k| w.wants_kind(k)).collect();
             let units = if w.units.is_empty() { "every unit".to_owned() } else { w.units.join(", ") };
             out.push_str(&format!("{} ({:?}): {} — for {units}\n", w.name, w.format, kinds.join(", ")));
         }

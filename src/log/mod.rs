@@ -150,16 +150,18 @@ pub const ALERT_SUBJECT_PREFIX: &str = "whistle.alert.";
 /// a consumer can filter on any of them (`whistle.alert.*.2.>`: everything for level 2).
 /// Unit names are made safe as one subject token.
 pub fn alert_subject(stage: &str, level: u8, unit: &str) -> String {
-    let token = |s: &str| -> String {
-        let t: String =
-            s.chars().map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c }).collect();
-        if t.is_empty() {
-            "_".into()
-        } else {
-            t
-        }
-    };
-    format!("{ALERT_SUBJECT_PREFIX}{}.{level}.{}", token(stage), token(unit))
+    format!("{ALERT_SUBJECT_PREFIX}{}.{level}.{}", subject_token(stage), subject_token(unit))
+}
+
+/// A name made safe as one subject token: `.`, `*`, `>` and spaces become `_`; empty is `_`.
+pub fn subject_token(s: &str) -> String {
+    let t: String =
+        s.chars().map(|c| if c == '.' || c == '*' || c == '>' || c.is_whitespace() { '_' } else { c }).collect();
+    if t.is_empty() {
+        "_".into()
+    } else {
+        t
+    }
 }
 
 /// The event log both back ends implement.
