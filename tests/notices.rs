@@ -152,9 +152,11 @@ async fn a_summons_reaches_exactly_the_summoned_departments_and_the_township_hea
 
     rig.run(case, Role::Department, "住建局", CommandBody::AcknowledgeSummons).await;
     rig.run(case, Role::Department, "城管局", CommandBody::DeclineSummons { reason: "不属于本部门职责".into() }).await;
-    let township = rig.expect("东坝镇", 2).await;
+    rig.run(case, Role::Department, "住建局", CommandBody::ReportHandled { summary: "已清理".into() }).await;
+    let township = rig.expect("东坝镇", 3).await;
     assert!(township.iter().any(|t| t.contains("【已报到】住建局 已报到")), "{township:?}");
     assert!(township.iter().any(|t| t.contains("【退回】城管局")), "{township:?}");
+    assert!(township.iter().any(|t| t.contains("【已办结】住建局 报告「河道垃圾堆积」已办结：已清理")), "{township:?}");
     // Nothing more to the departments: each notice once.
     rig.expect("住建局", 1).await;
     rig.expect("城管局", 1).await;
