@@ -353,6 +353,10 @@ pub enum TokenCommand {
         /// Organisation file to check the unit against (default: the data folder's org.toml).
         #[arg(long, env = "WHISTLE_CONFIG")]
         config: Option<PathBuf>,
+        /// Also print a sign-in link to the dashboard at this address (the token rides in the
+        /// link's fragment, which browsers never send to a server).
+        #[arg(long, value_name = "DASHBOARD_URL")]
+        link: Option<String>,
     },
 }
 

@@ -45,8 +45,8 @@ fn main() -> ExitCode {
                 calendar_due_line(&calendar, from, working_days).map(|line| println!("{line}")).map_err(bad_input)
             })
         }
-        Command::Token { command: TokenCommand::Add { role, unit, label, data, config } } => {
-            add_token(role, &unit, &label, &data, config.as_deref())
+        Command::Token { command: TokenCommand::Add { role, unit, label, data, config, link } } => {
+            add_token(role, &unit, &label, &data, config.as_deref(), link.as_deref())
         }
         Command::Org { command: OrgCommand::Check { file } } => std::fs::read_to_string(&file)
             .map_err(|e| bad_input(format!("cannot read {}: {e}", shown(&file))))
@@ -99,7 +99,15 @@ fn add_token(
     label: &str,
     data: &std::path::Path,
     config: Option<&std::path::Path>,
+    link: Option<&str>,
 ) -> Result<(), Failure> {
+    if let Some(url) = link {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('#') {
+            return Err(bad_input(format!(
+                "--link is the dashboard's address, like http://127.0.0.1:8080, not {url:?}"
+            )));
+        }
+    }
     let (org, _) = whistle::serve::load_or_create_org(data, config).map_err(|e| bad_input(e.to_string()))?;
     let actor = whistle::domain::event::Actor::new(role, unit.trim());
     if !org.knows(&actor) {
@@ -109,12 +117,21 @@ fn add_token(
     let path = whistle::serve::DataFiles::of(data).tokens;
     let token = whistle::api::auth::add_token(&path, &actor, label).map_err(failed)?;
     println!("{token}");
+    if let Some(url) = link {
+        println!("{}/#signin={token}", url.trim_end_matches('/'));
+    }
     eprintln!(
         "token for {} {} stored (as a hash) in {}; it is not shown again",
         role.as_str(),
         actor.unit,
         shown(&path)
     );
+    if link.is_some() {
+        eprintln!(
+            "the link signs in whoever opens it first-hand: the page keeps the token and clears the address bar; \
+             the session ends with 退出 on that page, or for every browser when the token's line is deleted from tokens.toml"
+        );
+    }
     Ok(())
 }
 

@@ -142,6 +142,38 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&due.stdout).trim(), "2027-01-05T00:00:00+08:00", "the published year counts");
+
+    // A sign-in link made by `whistle token add --link` signs in without pasting the token,
+    // and the token leaves the address bar.
+    browser.click("#signout").await;
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_whistle"))
+        .args([
+            "token",
+            "add",
+            "--role",
+            "department",
+            "--unit",
+            "城管局",
+            "--label",
+            "王科长",
+            "--link",
+            &url,
+            "--data",
+        ])
+        .arg(&serve.data)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let link = String::from_utf8_lossy(&made.stdout).lines().nth(1).unwrap().to_owned();
+    assert!(link.starts_with(&format!("{url}/#signin=wt_")), "{link}");
+    browser.goto(&link).await;
+    browser
+        .wait_until(
+            "return document.querySelector('#who') && document.querySelector('#who').textContent.includes('城管局')",
+            wait,
+        )
+        .await;
+    browser.wait_until("return !location.href.includes('wt_') && location.hash === ''", wait).await;
     browser.quit().await;
     assert!(artifacts().join("dashboard-supervisor.png").metadata().unwrap().len() > 10_000);
 }

@@ -115,3 +115,30 @@ fn org_check_prints_who_is_told_what_and_refuses_a_webhook_that_would_never_send
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn token_add_with_a_link_prints_a_sign_in_link_and_refuses_a_bad_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = whistle(&["token", "add", "--role", "township", "--unit", "东坝镇", "--link", "ftp://x", "--data", data]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--link is the dashboard's address"));
+    assert!(out.stdout.is_empty());
+    let out = whistle(&[
+        "token",
+        "add",
+        "--role",
+        "township",
+        "--unit",
+        "东坝镇",
+        "--link",
+        "http://127.0.0.1:8080/",
+        "--data",
+        data,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[1], format!("http://127.0.0.1:8080/#signin={}", lines[0]));
+}

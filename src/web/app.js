@@ -546,4 +546,14 @@ $("#signin").addEventListener("click", signIn);
 $("#token").addEventListener("keydown", (e) => { if (e.key === "Enter") signIn(); });
 // The stream brings changes at once; this catches what a broken connection missed.
 setInterval(() => { if (me && me.role !== "supervisor" && me.role !== "admin") refresh().catch(() => {}); }, 60000);
+// A sign-in link (`whistle token add … --link`) carries the token in the fragment, which is
+// never sent to a server: keep it, and clear it from the address bar and the history.
+function takeSignInLink() {
+  if (!location.hash.startsWith("#signin=")) return false;
+  token = decodeURIComponent(location.hash.slice("#signin=".length));
+  history.replaceState(null, "", location.pathname + location.search);
+  return true;
+}
+window.addEventListener("hashchange", () => { if (takeSignInLink()) { if (stream) stream.abort(); signIn(); } });
+takeSignInLink();
 if (token) signIn();
