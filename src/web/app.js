@@ -116,6 +116,13 @@ function signOut() {
   $("#token").value = "";
 }
 
+/** A unit as people know it: alerts name the office's and the coordinator's clocks by role. */
+function unitName(unit) {
+  if (unit === "office" && org) return org.office;
+  if (unit === "coordinator" && org) return org.coordinator;
+  return unit;
+}
+
 function roleZh(role) {
   return { township: "乡镇/街道", department: "职能部门", office: "减负办", coordinator: "协调机构", supervisor: "督查", admin: "管理员" }[role] || role;
 }
@@ -124,7 +131,7 @@ async function render() {
   const app = $("#app");
   app.replaceChildren();
   if (me.role === "township") app.append(raiseForm(), listSection("my-whistles", "我的吹哨"), feedbackForm());
-  if (me.role === "department") app.append(listSection("awaiting", "待报到（24小时内）"), listSection("working", "办理中"));
+  if (me.role === "department") app.append(listSection("awaiting", "待报到（时限见各行倒计时）"), listSection("working", "办理中"));
   if (me.role === "office") app.append(listSection("feedback", "基层意见"));
   if (me.role === "coordinator") app.append(listSection("disputes", "权责争议"));
   if (me.role === "supervisor" || me.role === "admin") {
@@ -227,7 +234,7 @@ async function raise() {
   await act("POST", "/v1/whistles", body, async () => {
     $("#raise-title").value = ""; $("#raise-description").value = "";
     document.querySelectorAll("input[name=dept]").forEach((i) => { i.checked = false; });
-    say("已吹哨，各部门须在24小时内报到。", true);
+    say("已吹哨，已通知被召集的部门；报到时限见各部门的倒计时。", true);
     await renderMyWhistles();
   });
 }
@@ -343,7 +350,7 @@ function alertRow(a) {
   return el("tr", { class: `alert-row ${a.stage}`, "data-alert": a.alert_id },
     el("td", {}, STAGE_ZH[a.stage] || a.stage, a.urgent ? " · 紧急" : ""),
     el("td", {}, a.title, a.township ? el("div", { class: "muted" }, a.township) : ""),
-    el("td", {}, `${a.unit}「${CLOCK_ZH[a.clock.kind] || a.clock.kind}」`),
+    el("td", {}, `${unitName(a.unit)}「${CLOCK_ZH[a.clock.kind] || a.clock.kind}」`),
     el("td", {}, when(a.due_at)),
     el("td", {}, me.role === "supervisor"
       ? el("button", { class: "alert-ack", onclick: () => act("POST", `/v1/alerts/${a.alert_id}/ack`, undefined, renderAlerts) }, "已知悉")
