@@ -377,6 +377,21 @@ async fn each_unit_hears_its_own_notices_on_the_live_stream() {
     assert!(!heard.contains("event: notice"), "交通局 is not summoned: {heard}");
 }
 
+/// The dashboard page carries a Content-Security-Policy: its own script only, its own origin only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_page_carries_a_content_security_policy() {
+    let s = TestServer::start(START).await;
+    let page = s.http.get(format!("{}/", s.base)).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    for rule in ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+        assert!(csp.contains(rule), "{rule} in {csp}");
+    }
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
+    let script = s.http.get(format!("{}/assets/app.js", s.base)).send().await.unwrap();
+    assert_eq!(script.headers()["x-content-type-options"], "nosniff");
+}
+
 async fn read_sse_until(res: &mut reqwest::Response, needle: &str) -> String {
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
