@@ -657,7 +657,10 @@ async fn rebuilding_twice_does_not_grow_the_views() {
         assert_eq!(digest, first_digest);
     }
     let third = views.size_on_disk().unwrap();
-    assert!(third <= first + first / 10, "views grew across rebuilds: {first} → {third} bytes");
+    // sled allocates its file in segments of 512 KiB: one more segment is where a write happened
+    // to land, not growth (views this small are ~6 segments).
+    let segment = 512 * 1024;
+    assert!(third <= first + first / 10 + segment, "views grew across rebuilds: {first} → {third} bytes");
 }
 
 /// A data folder written by the release before compressed views (format 3: JSON values,
