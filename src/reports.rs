@@ -185,15 +185,13 @@ pub struct RankedRow {
 /// Ranks rows: by 响应率, then 解决率, then 满意率 (higher first; nothing counted last), then
 /// fewer breaches, then name. Equal keys share a rank.
 pub fn rank(rows: Vec<(String, StatsCell)>, previous: &BTreeMap<String, StatsCell>) -> Vec<RankedRow> {
-    type Key = ([i64; 3], i64);
+    type Key = ([Fraction; 3], i64);
     let key = |cell: &StatsCell| -> Key {
-        // Exact ordering on rationals: rates compared as numerator × 10⁹ / denominator.
-        let per = |n: i64, d: i64| if d > 0 { n * 1_000_000_000 / d } else { -1 };
         (
             [
-                per(cell.on_time, cell.response_base),
-                per(cell.resolved, cell.resolution_base),
-                per(cell.satisfied + cell.basically_satisfied, cell.rated),
+                Fraction(cell.on_time, cell.response_base),
+                Fraction(cell.resolved, cell.resolution_base),
+                Fraction(cell.satisfied + cell.basically_satisfied, cell.rated),
             ],
             cell.breaches,
         )
@@ -219,6 +217,34 @@ pub fn rank(rows: Vec<(String, StatsCell)>, previous: &BTreeMap<String, StatsCel
     }
     out
 }
+
+/// A rate as the fraction it is (numerator, denominator), compared exactly: 1/3 equals 2/6 and
+/// is below 333,334/1,000,000. Nothing counted (a zero denominator) is below every rate.
+#[derive(Clone, Copy, Debug)]
+struct Fraction(i64, i64);
+
+impl Ord for Fraction {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self.1 > 0, other.1 > 0) {
+            (true, true) => (i128::from(self.0) * i128::from(other.1)).cmp(&(i128::from(other.0) * i128::from(self.1))),
+            (counted, other_counted) => counted.cmp(&other_counted),
+        }
+    }
+}
+
+impl PartialOrd for Fraction {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Fraction {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Fraction {}
 
 /// The last whole period of a kind before `now` (Beijing).
 pub fn last_whole_period(kind: PeriodKind, now: DateTime<Utc>) -> Period {
@@ -370,5 +396,27 @@ impl Publisher {
             Err(ExecuteError::Rejected(_)) => Ok(false),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(on_time: i64, base: i64) -> StatsCell {
+        StatsCell { on_time, response_base: base, ..StatsCell::default() }
+    }
+
+    #[test]
+    fn rates_rank_exactly_as_fractions() {
+        let rows = vec![
+            ("甲".to_owned(), cell(1, 3)),
+            ("乙".to_owned(), cell(333_334, 1_000_000)),
+            ("丙".to_owned(), cell(2, 6)),
+            ("丁".to_owned(), cell(0, 0)),
+        ];
+        let ranked: Vec<(String, usize)> = rank(rows, &BTreeMap::new()).into_iter().map(|r| (r.unit, r.rank)).collect();
+        let expected = [("乙", 1), ("丙", 2), ("甲", 2), ("丁", 4)];
+        assert_eq!(ranked, expected.map(|(u, r)| (u.to_owned(), r)), "1/3 equals 2/6, below 333,334/1,000,000");
     }
 }

@@ -164,7 +164,8 @@ impl Node {
         clock: Arc<dyn crate::clock::Clock>,
         config: NodeConfig,
     ) -> Result<Node, NodeError> {
-        let mut projector = crate::projector::Projector::new(views.clone(), config.policy, config.calendar.clone())?;
+        let mut projector =
+            crate::projector::Projector::new(views.clone(), config.policy.clone(), config.calendar.clone())?;
         projector.set_live_after(log.head().await?);
         let progress = projector.progress();
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -213,6 +214,7 @@ impl Node {
                 progress.calendar.clone(),
                 progress.checkpoint.clone(),
                 crate::alerts::DeliverySettings {
+                    policy: config.policy,
                     alerts: config.alerts,
                     report_link: config.reports.link.clone(),
                     units: config.units.clone(),

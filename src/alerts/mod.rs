@@ -126,6 +126,8 @@ pub struct DeliverySettings {
     /// The dashboard's address, for links in 通报 messages.
     pub report_link: Option<String>,
     pub units: NoticeUnits,
+    /// The SLA policy, to arm the clocks of a case read from the log.
+    pub policy: crate::domain::SlaPolicy,
 }
 
 /// The units notices name that the log's events do not: the office and the coordinator.
@@ -161,6 +163,10 @@ pub fn reminder_at(due: DateTime<Utc>, calendar: &Calendar, hours: WorkingHours)
     }
     None
 }
+
+/// Notices that ask a unit to answer a clock (each carries the clock and its deadline): they get
+/// a reminder before an out-of-hours deadline, and are dropped if answered while held.
+const ASKING_KINDS: [&str; 3] = ["summons", "dispute", "feedback"];
 
 /// How long before the end of the working day the out-of-hours reminder goes.
 const REMIND_BEFORE_END_HOURS: i64 = 2;
@@ -256,6 +262,7 @@ pub struct Delivery {
     /// The dashboard's address, for links in 通报 messages.
     report_link: Option<String>,
     units: NoticeUnits,
+    policy: crate::domain::SlaPolicy,
     /// True once delivery claims from the log: records stored after that are delivered.
     claiming: watch::Sender<bool>,
     pub stats: DeliveryStats,
@@ -270,7 +277,7 @@ impl Delivery {
         checkpoint: watch::Receiver<u64>,
         settings: DeliverySettings,
     ) -> Result<Self, reqwest::Error> {
-        let DeliverySettings { alerts: config, report_link, units } = settings;
+        let DeliverySettings { alerts: config, report_link, units, policy } = settings;
         let http = reqwest::Client::builder().timeout(WEBHOOK_TIMEOUT).build()?;
         Ok(Delivery {
             log,
@@ -283,6 +290,7 @@ impl Delivery {
             held_changed: Notify::new(),
             report_link,
             units,
+            policy,
             claiming: watch::channel(false).0,
             stats: DeliveryStats::default(),
         })
@@ -397,10 +405,11 @@ impl Delivery {
                         AlertNotice::report(event, record.position, self.report_link.as_deref())
                     {
                         out.push(notice);
-                    } else if !AlertNotice::may_notify_units(event) {
-                    } else if let Some(view) = self.case_view(event, record.position).await {
-                        let (office, coordinator) = (&self.units.office, &self.units.coordinator);
-                        out.extend(AlertNotice::for_units(event, &view, record.position, office, coordinator));
+                    } else if AlertNotice::may_notify_units(event) {
+                        if let Some(view) = self.case_view(event, record.position).await {
+                            let (office, coordinator) = (&self.units.office, &self.units.coordinator);
+                            out.extend(AlertNotice::for_units(event, &view, record.position, office, coordinator));
+                        }
                     }
                 }
                 out
@@ -422,13 +431,8 @@ impl Delivery {
             if let Ok(Some(view)) = self.views.alert(event.event_id) {
                 return Some(view);
             }
-            match self.log.read_case(event.case_id).await {
-                Ok(records) => {
-                    let records: Vec<StoredRecord> = records.into_iter().filter(|r| r.position <= position).collect();
-                    let mut case = CaseView::new(event.case_id);
-                    case.state = crate::execute::replay(&records);
-                    return alert_view_of(&case, event, position);
-                }
+            match self.case_from_log(event.case_id, position).await {
+                Ok(case) => return alert_view_of(&case, event, position),
                 Err(e) => tracing::warn!(case_id = %event.case_id, "cannot read the case of an alert: {e}"),
             }
             tokio::time::sleep(backoff).await;
@@ -446,12 +450,24 @@ impl Delivery {
                 return Some(view);
             }
         }
-        let records = self.log.read_case(event.case_id).await.ok()?;
+        match self.case_from_log(event.case_id, position).await {
+            Ok(view) => Some(view),
+            Err(e) => {
+                tracing::warn!(case_id = %event.case_id, "cannot read the case of a notice: {e}");
+                None
+            }
+        }
+    }
+
+    /// A case as the log shows it up to `position` (for when the projector has not reached it),
+    /// its clocks armed by the service's policy.
+    async fn case_from_log(&self, case_id: uuid::Uuid, position: u64) -> Result<CaseView, crate::log::LogError> {
+        let records = self.log.read_case(case_id).await?;
         let records: Vec<StoredRecord> = records.into_iter().filter(|r| r.position <= position).collect();
-        let mut view = CaseView::new(event.case_id);
-        view.state = crate::execute::replay(&records);
-        view.rearm(&crate::domain::SlaPolicy::default(), &self.calendar.borrow());
-        Some(view)
+        let mut case = CaseView::new(case_id);
+        case.state = crate::execute::replay(&records);
+        case.rearm(&self.policy, &self.calendar.borrow());
+        Ok(case)
     }
 
     async fn wait_projected(&self, position: u64) {
@@ -492,7 +508,7 @@ impl Delivery {
     /// working hours: holds a reminder for the last working hours before it, for every webhook
     /// that takes reminders of that unit. Dropped at its time if the clock has been answered.
     fn schedule_reminder(&self, notice: &AlertNotice, now: DateTime<Utc>) {
-        if notice.urgent || !matches!(notice.stage.as_str(), "summons" | "dispute" | "feedback") {
+        if notice.urgent || !ASKING_KINDS.contains(&notice.stage.as_str()) {
             return;
         }
         let Some(reminder) = notice.reminder_of() else { return };
@@ -512,13 +528,14 @@ impl Delivery {
     /// clock has been answered (or whose deadline has passed, for reminders and warnings) is
     /// not sent when its time comes.
     fn still_owed(&self, notice: &AlertNotice, now: DateTime<Utc>) -> bool {
-        if !matches!(notice.stage.as_str(), "summons" | "reminder" | "warning" | "dispute" | "feedback") {
+        let reminding = matches!(notice.stage.as_str(), "reminder" | "warning");
+        if !reminding && !ASKING_KINDS.contains(&notice.stage.as_str()) {
             return true;
         }
         let (Some(case_id), Some(clock), Some(due)) = (notice.case_id, notice.clock.as_ref(), notice.due_at) else {
             return true;
         };
-        if matches!(notice.stage.as_str(), "reminder" | "warning") && due <= now {
+        if reminding && due <= now {
             return false;
         }
         match self.views.case(case_id) {
@@ -564,15 +581,16 @@ impl Delivery {
                     next = Some(release);
                     break;
                 }
-                if let Ok((webhook, notice)) = serde_json::from_slice::<(usize, AlertNotice)>(&value) {
+                let held = serde_json::from_slice::<(usize, AlertNotice)>(&value).ok();
+                if let Some((webhook, notice)) = held.filter(|(w, _)| *w < self.config.webhooks.len()) {
                     // Not a working moment now: a year published since the notice was held made it
                     // a holiday, or the release time passed while nothing ran (a stop, a clock
                     // that jumped). Hold it again for the working morning the live calendar gives.
                     let due = release_at(now, &self.calendar.borrow(), self.config.working_hours);
-                    if webhook < self.config.webhooks.len() && !self.still_owed(&notice, now) {
+                    if !self.still_owed(&notice, now) {
                         self.stats.count(&notice.stage, &self.config.webhooks[webhook].name, "dropped");
                         tracing::info!(alert_id = %notice.alert_id, stage = %notice.stage, "held notice no longer asks for anything: dropped");
-                    } else if webhook < self.config.webhooks.len() {
+                    } else {
                         if due > now {
                             let _ = self.views.delivery_remove(&key);
                             self.hold(webhook, &notice, due, true);

@@ -276,16 +276,7 @@ pub fn notice_subject(kind: &str, unit: &str) -> String {
 
 /// The id of one notice: the same for the same event, kind and recipient on every instance.
 pub fn notice_id(event_id: Uuid, kind: &str, unit: &str) -> Uuid {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    hasher.update(b"whistle-notice\0");
-    hasher.update(event_id.as_bytes());
-    hasher.update(kind.as_bytes());
-    hasher.update([0]);
-    hasher.update(unit.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&Sha256::digest(hasher.finalize())[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    crate::domain::decide::derived_id(&["whistle-notice", &event_id.to_string(), kind, unit])
 }
 
 fn beijing_time(at: DateTime<Utc>) -> String {
@@ -460,7 +451,7 @@ impl AlertNotice {
                 format!("【延期申请】{} 申请延长「{}」（「{title}」）：{reason}", event.actor.unit, clock_label(clock)),
             )),
             EventBody::ExtensionApproved { number } | EventBody::ExtensionRefused { number, .. } => {
-                let requested = view.state_extension_requester(*number);
+                let requested = view.extension_requester(*number);
                 if let Some(unit) = requested {
                     let decided = if matches!(event.body, EventBody::ExtensionApproved { .. }) {
                         "已批准"

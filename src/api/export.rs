@@ -7,16 +7,17 @@ use std::io::{Read, Seek, SeekFrom};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::auth::can_see;
 use super::queries::{parse_date, parse_query, QueryResult};
-use super::reports::{content_disposition, csv_field, write_row, xlsx_error, Cell, Format, XLSX};
+use super::reports::{attachment, csv_line, write_headers, write_row, xlsx_error, Cell, Format, CSV_BOM, XLSX};
 use super::{authenticated, ApiError, Shared};
 use crate::domain::calendar::beijing;
 use crate::domain::event::{Actor, ClockKind, ClockRef, Role, Satisfaction};
@@ -96,18 +97,19 @@ pub async fn export(
     let exporter = Exporter { state: state.clone(), actor, kind };
     match format {
         Format::Xlsx => {
-            let file = tokio::task::spawn_blocking(move || exporter.xlsx(Box::new(ids)))
+            let file = tokio::task::spawn_blocking(move || exporter.xlsx(ids))
                 .await
                 .map_err(|e| ApiError::internal(format!("export task failed: {e}")))??;
             Ok(stream_file(file, XLSX, &format!("{name}.xlsx")))
         }
         _ => {
-            let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+            let (tx, rx) = mpsc::channel::<Chunk>(4);
             tokio::task::spawn_blocking(move || exporter.csv(ids, &tx));
-            let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            }));
-            Ok(attachment(body, "text/csv; charset=utf-8", &format!("{name}.csv")))
+            Ok(attachment(
+                Body::from_stream(ReceiverStream::new(rx)),
+                "text/csv; charset=utf-8",
+                &format!("{name}.csv"),
+            ))
         }
     }
 }
@@ -119,17 +121,12 @@ fn day_start(day: NaiveDate) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-fn attachment(body: Body, content_type: &str, filename: &str) -> Response {
-    (
-        [(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, content_disposition(filename))],
-        body,
-    )
-        .into_response()
-}
+/// A piece of a download, written by a blocking task.
+type Chunk = Result<Bytes, std::io::Error>;
 
 /// Sends a file in chunks, from a blocking task.
 fn stream_file(mut file: std::fs::File, content_type: &str, filename: &str) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
     tokio::task::spawn_blocking(move || {
         let mut buffer = vec![0u8; 256 * 1024];
         loop {
@@ -147,8 +144,7 @@ fn stream_file(mut file: std::fs::File, content_type: &str, filename: &str) -> R
             }
         }
     });
-    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }));
-    attachment(body, content_type, filename)
+    attachment(Body::from_stream(ReceiverStream::new(rx)), content_type, filename)
 }
 
 struct Exporter {
@@ -157,16 +153,13 @@ struct Exporter {
     kind: Option<String>,
 }
 
-type Ids = Box<dyn Iterator<Item = Result<uuid::Uuid, crate::projector::views::ViewError>> + Send>;
+/// One case to export, as the views list it.
+type CaseId = Result<uuid::Uuid, crate::projector::views::ViewError>;
 
 impl Exporter {
     /// The rows of every case in scope, in opening order; `emit` gets each, and stops the
     /// export by returning false.
-    fn rows(
-        &self,
-        ids: impl Iterator<Item = Result<uuid::Uuid, crate::projector::views::ViewError>>,
-        mut emit: impl FnMut(Vec<Cell>) -> bool,
-    ) -> Result<(), ApiError> {
+    fn rows(&self, ids: impl Iterator<Item = CaseId>, mut emit: impl FnMut(Vec<Cell>) -> bool) -> Result<(), ApiError> {
         for id in ids {
             let Some(view) = self.state.views.case(id?)? else { continue };
             if !can_see(&self.actor, &view.state) || self.kind.as_deref().is_some_and(|k| view.kind() != Some(k)) {
@@ -181,17 +174,12 @@ impl Exporter {
         Ok(())
     }
 
-    fn csv(
-        self,
-        ids: impl Iterator<Item = Result<uuid::Uuid, crate::projector::views::ViewError>>,
-        tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-    ) {
-        let line = |cells: Vec<String>| cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",") + "\r\n";
-        let mut chunk = String::from("\u{feff}") + &line(EXPORT_HEADERS.iter().map(|h| (*h).to_owned()).collect());
+    fn csv(self, ids: impl Iterator<Item = CaseId>, tx: &mpsc::Sender<Chunk>) {
+        let mut chunk = String::from(CSV_BOM) + &csv_line(EXPORT_HEADERS.map(str::to_owned));
         let mut rows = 0;
         let mut open = true;
         let result = self.rows(ids, |row| {
-            chunk.push_str(&line(row.iter().map(cell_text).collect()));
+            chunk.push_str(&csv_line(row.iter().map(Cell::text)));
             rows += 1;
             if rows % EXPORT_CHUNK_ROWS == 0 {
                 open = tx.blocking_send(Ok(Bytes::from(std::mem::take(&mut chunk)))).is_ok();
@@ -211,14 +199,11 @@ impl Exporter {
         }
     }
 
-    fn xlsx(self, ids: Ids) -> Result<std::fs::File, ApiError> {
+    fn xlsx(self, ids: impl Iterator<Item = CaseId>) -> Result<std::fs::File, ApiError> {
         let mut book = rust_xlsxwriter::Workbook::new();
         let sheet = book.add_worksheet_with_constant_memory().map_err(xlsx_error)?;
         sheet.set_name("案件明细").map_err(xlsx_error)?;
-        let bold = rust_xlsxwriter::Format::new().set_bold();
-        for (c, h) in EXPORT_HEADERS.iter().enumerate() {
-            sheet.write_string_with_format(0, c as u16, *h, &bold).map_err(xlsx_error)?;
-        }
+        write_headers(sheet, &EXPORT_HEADERS).map_err(xlsx_error)?;
         let mut row = 0u32;
         let mut failed = None;
         self.rows(ids, |cells| {
@@ -238,14 +223,6 @@ impl Exporter {
         book.save_to_writer(&mut file).map_err(xlsx_error)?;
         file.seek(SeekFrom::Start(0)).map_err(|e| ApiError::internal(format!("cannot read the export back: {e}")))?;
         Ok(file)
-    }
-}
-
-fn cell_text(cell: &Cell) -> String {
-    match cell {
-        Cell::Text(s) => s.clone(),
-        Cell::Int(n) => n.to_string(),
-        _ => String::new(),
     }
 }
 

@@ -24,7 +24,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -386,17 +385,7 @@ pub fn command_id(secret: &str, headers: &HeaderMap, actor: &Actor, salt: &str) 
     }
 }
 
-/// A UUID (version 8) from the hash of some parts.
-pub fn derived_id(parts: &[&str]) -> Uuid {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&hasher.finalize()[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
+pub use crate::domain::decide::derived_id;
 
 /// The calendar as published so far, from its one owner (the projector).
 pub fn calendar(state: &AppState) -> Arc<Calendar> {

@@ -22,7 +22,7 @@ use super::{authenticated, ApiError, Shared};
 use crate::domain::calendar::beijing;
 use crate::domain::event::{Actor, Role};
 use crate::projector::stats::{StatsCell, StatsDimension, ROLE_ROW};
-pub use crate::reports::{last_whole_period, rank, Period, PeriodKind, RankedRow};
+use crate::reports::{last_whole_period, rank, Period, PeriodKind, RankedRow};
 
 pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
@@ -104,12 +104,14 @@ pub async fn stats(
             let rows: Vec<Value> = rows.iter().map(|(unit, cell)| row_json(unit, cell)).collect();
             Ok(Json(json!({ "from": from, "to": to, "by": dimension, "rows": rows })).into_response())
         }
-        Format::Csv => Ok(csv_response(&stats_table(dimension, &rows, None), &format!("三率-{by}-{from}-{to}.csv"))),
+        Format::Csv => {
+            Ok(csv_download(&[(None, &stats_table(dimension, &rows))], &format!("三率-{by}-{from}-{to}.csv")))
+        }
         Format::Xlsx => {
-            let bytes = xlsx(&[(dimension.label_zh(), stats_table(dimension, &rows, None))])?;
+            let bytes = xlsx(&[(dimension.label_zh(), stats_table(dimension, &rows))])?;
             Ok(download(bytes, XLSX, &format!("三率-{by}-{from}-{to}.xlsx")))
         }
-        Format::Html => Ok(html_page(&title, None, &[(dimension.label_zh(), stats_table(dimension, &rows, None))])),
+        Format::Html => Ok(html_page(&title, None, &[(dimension.label_zh(), stats_table(dimension, &rows))])),
     }
 }
 
@@ -189,7 +191,8 @@ pub enum Cell {
 }
 
 impl Cell {
-    fn text(&self) -> String {
+    /// As a CSV field or the printable page shows it.
+    pub(super) fn text(&self) -> String {
         match self {
             Cell::Text(s) => s.clone(),
             Cell::Int(n) => n.to_string(),
@@ -250,42 +253,43 @@ fn stats_cells(unit: &str, cell: &StatsCell) -> Vec<Cell> {
     ]
 }
 
-/// A statistics table; with `ranked`, a rank column first and the change against the
-/// previous period last.
-fn stats_table(dimension: StatsDimension, rows: &[(String, StatsCell)], ranked: Option<&[RankedRow]>) -> Table {
+/// The headers of a statistics table, the unit column named for the dimension.
+fn stats_headers(dimension: StatsDimension) -> Vec<String> {
     let mut headers: Vec<String> = STATS_HEADERS.iter().map(|h| (*h).to_owned()).collect();
     headers[0] = dimension.label_zh().to_owned();
-    match ranked {
-        None => Table { headers, rows: rows.iter().map(|(unit, cell)| stats_cells(unit, cell)).collect() },
-        Some(ranked) => {
-            headers.insert(0, "排名".to_owned());
-            headers.extend(["响应率变化（百分点）", "解决率变化（百分点）", "满意率变化（百分点）"].map(str::to_owned));
-            let rows = ranked
-                .iter()
-                .map(|r| {
-                    let mut cells = vec![Cell::Int(r.rank as i64)];
-                    cells.extend(stats_cells(&r.unit, &r.cell));
-                    cells.extend(r.change.iter().map(|c| Cell::Change(*c)));
-                    cells
-                })
-                .collect();
-            Table { headers, rows }
-        }
-    }
+    headers
 }
 
-/// CSV of a table (RFC 4180, UTF-8 with a byte-order mark so that Excel reads the Chinese).
-pub fn csv_text(table: &Table) -> String {
-    let mut out = String::from("\u{feff}");
-    let line = |cells: Vec<String>| cells.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",") + "\r\n";
-    out.push_str(&line(table.headers.clone()));
-    for row in &table.rows {
-        out.push_str(&line(row.iter().map(Cell::text).collect()));
-    }
-    out
+fn stats_table(dimension: StatsDimension, rows: &[(String, StatsCell)]) -> Table {
+    Table { headers: stats_headers(dimension), rows: rows.iter().map(|(unit, cell)| stats_cells(unit, cell)).collect() }
 }
 
-pub fn csv_field(text: &str) -> String {
+/// A ranked statistics table: the rank first, the change against the previous period last.
+fn ranked_table(dimension: StatsDimension, ranked: &[RankedRow]) -> Table {
+    let mut headers = stats_headers(dimension);
+    headers.insert(0, "排名".to_owned());
+    headers.extend(["响应率变化（百分点）", "解决率变化（百分点）", "满意率变化（百分点）"].map(str::to_owned));
+    let rows = ranked
+        .iter()
+        .map(|r| {
+            let mut cells = vec![Cell::Int(r.rank as i64)];
+            cells.extend(stats_cells(&r.unit, &r.cell));
+            cells.extend(r.change.iter().map(|c| Cell::Change(*c)));
+            cells
+        })
+        .collect();
+    Table { headers, rows }
+}
+
+/// Excel reads a CSV file as UTF-8 (the Chinese) when it starts with a byte-order mark.
+pub(super) const CSV_BOM: &str = "\u{feff}";
+
+/// One CSV line (RFC 4180).
+pub(super) fn csv_line(fields: impl IntoIterator<Item = String>) -> String {
+    fields.into_iter().map(|f| csv_field(&f)).collect::<Vec<_>>().join(",") + "\r\n"
+}
+
+fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -293,22 +297,35 @@ pub fn csv_field(text: &str) -> String {
     }
 }
 
-fn csv_response(table: &Table, filename: &str) -> Response {
-    download(csv_text(table).into_bytes(), "text/csv; charset=utf-8", filename)
+/// Tables as one CSV download: each after its title line, if it has one, and a blank line
+/// between them.
+fn csv_download(tables: &[(Option<&str>, &Table)], filename: &str) -> Response {
+    let mut text = String::from(CSV_BOM);
+    for (i, (title, table)) in tables.iter().enumerate() {
+        if i > 0 {
+            text.push_str("\r\n");
+        }
+        if let Some(title) = title {
+            text.push_str(&csv_line([(*title).to_owned()]));
+        }
+        text.push_str(&csv_line(table.headers.iter().cloned()));
+        for row in &table.rows {
+            text.push_str(&csv_line(row.iter().map(Cell::text)));
+        }
+    }
+    download(text.into_bytes(), "text/csv; charset=utf-8", filename)
 }
 
-/// A file to download, named in UTF-8 (RFC 6266 / 5987).
-pub fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
-    (
-        [(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, content_disposition(filename))],
-        Body::from(bytes),
-    )
+/// A file to download.
+fn download(bytes: Vec<u8>, content_type: &str, filename: &str) -> Response {
+    attachment(Body::from(bytes), content_type, filename)
+}
+
+/// A body to download, named in UTF-8: `attachment; filename*=UTF-8''…` (RFC 6266 / 5987).
+pub(super) fn attachment(body: Body, content_type: &str, filename: &str) -> Response {
+    let disposition = format!("attachment; filename*=UTF-8''{}", percent(filename));
+    ([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], body)
         .into_response()
-}
-
-/// `attachment` with the file's name in UTF-8, percent-encoded (RFC 6266 / 5987).
-pub fn content_disposition(filename: &str) -> String {
-    format!("attachment; filename*=UTF-8''{}", percent(filename))
 }
 
 fn percent(text: &str) -> String {
@@ -321,7 +338,7 @@ fn percent(text: &str) -> String {
 }
 
 /// An Excel workbook of one sheet per table.
-pub fn xlsx(sheets: &[(&str, Table)]) -> Result<Vec<u8>, ApiError> {
+fn xlsx(sheets: &[(&str, Table)]) -> Result<Vec<u8>, ApiError> {
     let mut book = rust_xlsxwriter::Workbook::new();
     for (name, table) in sheets {
         let sheet = book.add_worksheet();
@@ -330,7 +347,7 @@ pub fn xlsx(sheets: &[(&str, Table)]) -> Result<Vec<u8>, ApiError> {
     book.save_to_buffer().map_err(xlsx_error)
 }
 
-pub fn xlsx_error(e: rust_xlsxwriter::XlsxError) -> ApiError {
+pub(super) fn xlsx_error(e: rust_xlsxwriter::XlsxError) -> ApiError {
     ApiError::internal(format!("cannot write the Excel file: {e}"))
 }
 
@@ -340,18 +357,27 @@ fn write_sheet(
     table: &Table,
 ) -> Result<(), rust_xlsxwriter::XlsxError> {
     sheet.set_name(name)?;
-    let bold = rust_xlsxwriter::Format::new().set_bold();
-    for (c, h) in table.headers.iter().enumerate() {
-        sheet.write_string_with_format(0, c as u16, h, &bold)?;
-    }
+    write_headers(sheet, &table.headers)?;
     for (r, row) in table.rows.iter().enumerate() {
         write_row(sheet, r as u32 + 1, row)?;
     }
     Ok(())
 }
 
+/// Writes a sheet's first row: the headers, in bold.
+pub(super) fn write_headers(
+    sheet: &mut rust_xlsxwriter::Worksheet,
+    headers: &[impl AsRef<str>],
+) -> Result<(), rust_xlsxwriter::XlsxError> {
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    for (c, h) in headers.iter().enumerate() {
+        sheet.write_string_with_format(0, c as u16, h.as_ref(), &bold)?;
+    }
+    Ok(())
+}
+
 /// Writes one row of cells: numbers as numbers, rates as fractions with a percent format.
-pub fn write_row(
+pub(super) fn write_row(
     sheet: &mut rust_xlsxwriter::Worksheet,
     row: u32,
     cells: &[Cell],
@@ -402,7 +428,7 @@ fn html_page(title: &str, subtitle: Option<&str>, tables: &[(&str, Table)]) -> R
     html_document(title, &body)
 }
 
-pub fn html_document(title: &str, body: &str) -> Response {
+fn html_document(title: &str, body: &str) -> Response {
     let page = format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{}</title><style>{}</style></head><body>{}<p class=\"note\">响应率、解决率、满意率的计算规则见 docs/statistics.md；每个比率均列出分子与分母。</p></body></html>",
         escape(title),
@@ -425,7 +451,7 @@ table{border-collapse:collapse;width:100%;font-size:.85em}th,td{border:1px solid
 th{background:#eee}td:first-child,td:nth-child(2){text-align:left}.note{font-size:.8em;color:#555}\
 @media print{body{margin:0}h2{page-break-before:auto}tr{page-break-inside:avoid}@page{size:A4 landscape;margin:12mm}}";
 
-pub fn escape(text: &str) -> String {
+fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -483,20 +509,7 @@ impl Report {
     }
 
     pub fn tables(&self) -> Vec<(&'static str, Table)> {
-        self.sections
-            .iter()
-            .map(|(dimension, rows)| {
-                let plain: Vec<(String, StatsCell)> = rows.iter().map(|r| (r.unit.clone(), r.cell.clone())).collect();
-                (dimension.label_zh(), stats_table(*dimension, &plain, Some(rows)))
-            })
-            .collect()
-    }
-
-    /// The best and the worst department by the ranking (those with something counted).
-    pub fn best_and_worst(&self) -> Option<(&RankedRow, &RankedRow)> {
-        let departments = &self.sections.first()?.1;
-        let counted: Vec<&RankedRow> = departments.iter().filter(|r| r.cell.response_base > 0).collect();
-        Some((*counted.first()?, *counted.last()?))
+        self.sections.iter().map(|(dimension, rows)| (dimension.label_zh(), ranked_table(*dimension, rows))).collect()
     }
 }
 
@@ -532,21 +545,9 @@ pub async fn period_report(
     match format {
         Format::Json => Ok(Json(report.to_json()).into_response()),
         Format::Csv => {
-            let mut text = String::new();
-            for (i, (name, table)) in report.tables().into_iter().enumerate() {
-                let csv = csv_text(&table);
-                // One byte-order mark, at the start; a title line before each table.
-                let csv = csv.trim_start_matches('\u{feff}');
-                if i == 0 {
-                    text.push('\u{feff}');
-                } else {
-                    text.push_str("\r\n");
-                }
-                text.push_str(&csv_field(name));
-                text.push_str("\r\n");
-                text.push_str(csv);
-            }
-            Ok(download(text.into_bytes(), "text/csv; charset=utf-8", &format!("{name}.csv")))
+            let tables = report.tables();
+            let titled: Vec<(Option<&str>, &Table)> = tables.iter().map(|(title, t)| (Some(*title), t)).collect();
+            Ok(csv_download(&titled, &format!("{name}.csv")))
         }
         Format::Xlsx => Ok(download(xlsx(&report.tables())?, XLSX, &format!("{name}.xlsx"))),
         Format::Html => {

@@ -81,13 +81,20 @@ async fn notices_for(
         Role::Supervisor | Role::Admin => "supervisors".to_owned(),
         _ => actor.unit.clone(),
     };
+    /// The one field routing needs; the payload goes out as it came.
+    #[derive(serde::Deserialize)]
+    struct Recipient {
+        unit: String,
+    }
+    // The subject's last token names the recipient, so other units' notices are passed over
+    // without decoding them (a token can stand for more than one name: the payload decides).
+    let suffix = format!(".{}", crate::log::subject_token(&recipient));
     match state.log.watch_alerts(crate::alerts::notice::NOTICE_SUBJECT_PREFIX).await {
         Ok(watched) => watched
-            .filter_map(move |(_, payload)| {
-                let notice: Option<crate::alerts::AlertNotice> = serde_json::from_slice(&payload).ok();
-                let out = notice
-                    .filter(|n| n.unit == recipient)
-                    .map(|n| Ok(Event::default().event("notice").data(serde_json::to_string(&n).unwrap_or_default())));
+            .filter_map(move |(subject, payload)| {
+                let mine = subject.ends_with(&suffix)
+                    && serde_json::from_slice::<Recipient>(&payload).is_ok_and(|n| n.unit == recipient);
+                let out = mine.then(|| Ok(Event::default().event("notice").data(String::from_utf8_lossy(&payload))));
                 std::future::ready(out)
             })
             .boxed(),

@@ -185,25 +185,27 @@ pub fn sla_command_id(case_id: Uuid, clock: &ClockRef, stage: AlertStage, due_at
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// A UUID (version 8) from the hash of some parts (each length-prefixed, so parts cannot run
+/// into each other): the same parts give the same id on every instance.
+pub fn derived_id(parts: &[&str]) -> Uuid {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hasher.finalize()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Report cases
 
 /// The case and the command id of a period's 通报: the same on every instance, so that two
 /// instances publishing at the same moment store it once.
 pub fn report_ids(kind: &str, period: &str) -> (Uuid, Uuid) {
-    let id = |purpose: &[u8]| {
-        let mut hasher = Sha256::new();
-        hasher.update(b"whistle-report\0");
-        hasher.update(purpose);
-        hasher.update(kind.as_bytes());
-        hasher.update([0]);
-        hasher.update(period.as_bytes());
-        let digest = hasher.finalize();
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        uuid::Builder::from_custom_bytes(bytes).into_uuid()
-    };
-    (id(b"case\0"), id(b"command\0"))
+    let id = |purpose: &str| derived_id(&["whistle-report", purpose, kind, period]);
+    (id("case"), id("command"))
 }
 
 fn decide_report(state: &State, cmd: &Command) -> Decision {

@@ -128,7 +128,7 @@ impl CaseView {
     }
 
     /// The unit that asked for extension `number`.
-    pub fn state_extension_requester(&self, number: u32) -> Option<String> {
+    pub fn extension_requester(&self, number: u32) -> Option<String> {
         let extensions = match &self.state {
             State::Whistle(c) => &c.extensions,
             State::Feedback(c) => &c.extensions,

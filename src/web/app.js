@@ -468,12 +468,18 @@ function statsSection() {
     el("div", { id: "stats" }));
 }
 
+/** A file from the API, with the token, as a blob URL (the caller revokes it). */
+async function fileUrl(path, type) {
+  const res = await fetch(path, { headers: { Authorization: "Bearer " + token } });
+  if (!res.ok) throw new Error(((await res.json().catch(() => null)) || {}).error?.message || res.statusText);
+  const blob = await res.blob();
+  return URL.createObjectURL(type ? new Blob([blob], { type }) : blob);
+}
+
 /** Fetches a file with the token and hands it to the browser as a download. */
 async function download(path, filename) {
   try {
-    const res = await fetch(path, { headers: { Authorization: "Bearer " + token } });
-    if (!res.ok) throw new Error(((await res.json().catch(() => null)) || {}).error?.message || res.statusText);
-    const url = URL.createObjectURL(await res.blob());
+    const url = await fileUrl(path);
     const a = el("a", { href: url, download: filename });
     document.body.append(a);
     a.click();
@@ -488,10 +494,7 @@ async function download(path, filename) {
 /** Opens the printable 通报 of a period in a new window. */
 async function openReport(period, kind = "monthly") {
   try {
-    const res = await fetch(`/v1/reports/${kind}?period=${period}&format=html`, { headers: { Authorization: "Bearer " + token } });
-    if (!res.ok) throw new Error(((await res.json().catch(() => null)) || {}).error?.message || res.statusText);
-    const url = URL.createObjectURL(new Blob([await res.text()], { type: "text/html" }));
-    window.open(url, "_blank");
+    window.open(await fileUrl(`/v1/reports/${kind}?period=${period}&format=html`, "text/html"), "_blank");
   } catch (e) {
     say(e.message);
   }
