@@ -411,12 +411,12 @@ mod tests {
     fn rates_rank_exactly_as_fractions() {
         let rows = vec![
             ("甲".to_owned(), cell(1, 3)),
-            ("乙".to_owned(), cell(333_334, 1_000_000)),
+            ("乙".to_owned(), cell(333_333_333, 1_000_000_000)),
             ("丙".to_owned(), cell(2, 6)),
             ("丁".to_owned(), cell(0, 0)),
         ];
         let ranked: Vec<(String, usize)> = rank(rows, &BTreeMap::new()).into_iter().map(|r| (r.unit, r.rank)).collect();
-        let expected = [("乙", 1), ("丙", 2), ("甲", 2), ("丁", 4)];
-        assert_eq!(ranked, expected.map(|(u, r)| (u.to_owned(), r)), "1/3 equals 2/6, below 333,334/1,000,000");
+        let expected = [("丙", 1), ("甲", 1), ("乙", 3), ("丁", 4)];
+        assert_eq!(ranked, expected.map(|(u, r)| (u.to_owned(), r)), "1/3 equals 2/6 and is above 0.333333333");
     }
 }

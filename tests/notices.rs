@@ -279,7 +279,7 @@ async fn two_instances_on_nats_send_each_notice_once() {
 /// A group whose webhook keeps failing: after its retries, operators hear of it on their own
 /// channel, and the failure is counted by kind and channel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_group_raises_an_operator_notice_and_is_counted() {
+async fn a_failing_group_raises_an_operator_notice_is_counted_and_does_not_hold_up_a_stop() {
     let dir = tempfile::tempdir().unwrap();
     let log = LogHandle::open(dir.path(), None).await.unwrap().log();
     let broken = webhook::Receiver::start(usize::MAX).await;
