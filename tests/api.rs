@@ -225,6 +225,134 @@ async fn anonymous_feedback_is_followed_up_with_its_code_only() {
     assert_eq!(body["events"][0]["actor"]["role"], "anonymous");
 }
 
+/// The follow-up page's lookup: the code alone finds the feedback (through an index of code
+/// hashes in the views), with the submitter's actions; a wrong code finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_follow_up_code_alone_finds_the_feedback_and_its_actions() {
+    let s = TestServer::start(START).await;
+    let (id, created) = submit(&s, true).await;
+    let code = created["follow_up_code"].as_str().unwrap().to_owned();
+    submit(&s, true).await;
+    s.settle().await;
+    let (st, body) = s.call_with("GET", "/v1/follow-up", None, None, &[("X-Follow-Up-Code", &code)]).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["actions"], json!([]), "nothing to do while the office works on it");
+    assert!(!body.to_string().contains("东坝镇"), "nothing names the submitter: {body}");
+    let (st, _) =
+        s.call("POST", &format!("/v1/feedback/{id}/resolve"), Some(OFFICE), Some(json!({ "summary": "已整改" }))).await;
+    assert_eq!(st, StatusCode::OK);
+    s.settle().await;
+    let (_, body) = s.call_with("GET", "/v1/follow-up", None, None, &[("X-Follow-Up-Code", &code)]).await;
+    let actions: Vec<&str> =
+        body["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["rate", "reopen"]);
+    let (st, body) = s.call_with("GET", "/v1/follow-up", None, None, &[("X-Follow-Up-Code", "fu-0123")]).await;
+    assert_eq!((st, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (st, body) = s.call("GET", "/v1/follow-up", Some(T_IN), None).await;
+    assert_eq!((st, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+}
+
+/// Lists: text search on title and description (substrings: Chinese has no spaces), a period
+/// of opening days, the caller's to-dos, and errors that name the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_search_text_narrow_to_a_period_and_to_what_the_caller_must_do() {
+    let s = TestServer::start(START).await;
+    let mut ids = Vec::new();
+    for (n, (title, description)) in
+        [("村口河道垃圾堆积", "需清理"), ("主干道路灯损坏", "夜间通行隐患"), ("桥梁护栏破损", "河道上游一侧")]
+            .iter()
+            .enumerate()
+    {
+        if n > 0 {
+            s.clock.advance(ChronoDuration::days(2));
+        }
+        let body = json!({ "title": title, "description": description, "departments": ["住建局"] });
+        let (st, created) = s.call("POST", "/v1/whistles", Some(T_IN), Some(body)).await;
+        assert_eq!(st, StatusCode::CREATED);
+        ids.push(created["case"]["id"].as_str().unwrap().to_owned());
+    }
+    s.settle().await;
+    let titles = |body: &Value| -> Vec<String> {
+        body["items"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, body) = s.call("GET", "/v1/cases?q=%E6%B2%B3%E9%81%93", Some(SUP), None).await; // 河道
+    assert_eq!(titles(&body), ["桥梁护栏破损", "村口河道垃圾堆积"], "title or description, newest first");
+    let (_, body) = s.call("GET", "/v1/cases?q=%E8%B7%AF%E7%81%AF", Some(T_OUT), None).await; // 路灯
+    assert!(titles(&body).is_empty(), "scoped: another township finds nothing");
+    // Opened 2026-03-02, 03-04, 03-06 (Beijing).
+    let (_, body) = s.call("GET", "/v1/cases?from=2026-03-03&to=2026-03-04", Some(SUP), None).await;
+    assert_eq!(titles(&body), ["主干道路灯损坏"]);
+    let (_, body) = s.call("GET", "/v1/cases?from=2026-03-04", Some(SUP), None).await;
+    assert_eq!(titles(&body), ["桥梁护栏破损", "主干道路灯损坏"]);
+    // To-dos: the department must report in on each open whistle, not on a withdrawn one.
+    let (st, _) = s.call("POST", &format!("/v1/whistles/{}/withdraw", ids[1]), Some(T_IN), None).await;
+    assert_eq!(st, StatusCode::OK);
+    s.settle().await;
+    let (_, body) = s.call("GET", "/v1/cases?todo=true", Some(D_IN), None).await;
+    assert_eq!(titles(&body), ["桥梁护栏破损", "村口河道垃圾堆积"], "nothing to do on a withdrawn whistle");
+    // The two older whistles' 报到 clocks ran out while the clock moved on: the supervisor's
+    // to-dos are acknowledging those breaches.
+    let (_, body) = s.call("GET", "/v1/cases?todo=true", Some(SUP), None).await;
+    for item in body["items"].as_array().unwrap() {
+        assert!(item["actions"].as_array().unwrap().iter().all(|a| a["action"] == "ack_alert"), "{item}");
+    }
+    assert!(!titles(&body).contains(&"桥梁护栏破损".to_owned()), "nothing asks the supervisor about the newest");
+    for (query, field) in [("from=March", "from"), ("from=2026-03-05&to=2026-03-01", "from"), ("q=", "")] {
+        let (st, body) = s.call("GET", &format!("/v1/cases?{query}"), Some(SUP), None).await;
+        if field.is_empty() {
+            assert_eq!(st, StatusCode::OK, "an empty search is no search");
+        } else {
+            assert_eq!((st, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"), "{query}: {body}");
+        }
+    }
+    let long = "河".repeat(101);
+    let (st, _) = s.call("GET", &format!("/v1/cases?q={long}"), Some(SUP), None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    // A refused field is named, for the page to say which one in Chinese.
+    let (st, body) =
+        s.call("POST", &format!("/v1/whistles/{}/decline", ids[0]), Some(D_IN), Some(json!({ "reason": "  " }))).await;
+    assert_eq!((st, body["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason")), "{body}");
+    let (st, body) = s.call("POST", &format!("/v1/whistles/{}/decline", ids[0]), Some(D_IN), Some(json!({}))).await;
+    assert_eq!((st, body["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason")), "{body}");
+}
+
+/// Regression: a filtered list page that filled up part-way through a batch of list entries
+/// went on after the whole batch, so the next page skipped the batch's remaining matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_a_filtered_list_skips_no_case() {
+    let s = TestServer::start(START).await;
+    let mut open = Vec::new();
+    for n in 0..9 {
+        let id = raise(&s).await;
+        // Every third whistle is withdrawn, so matches and non-matches interleave.
+        if n % 3 == 1 {
+            let (st, _) = s.call("POST", &format!("/v1/whistles/{id}/withdraw"), Some(T_IN), None).await;
+            assert_eq!(st, StatusCode::OK);
+        } else {
+            open.push(id);
+        }
+    }
+    s.settle().await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let path = match &cursor {
+            Some(c) => format!("/v1/cases?status=open&limit=4&cursor={c}"),
+            None => "/v1/cases?status=open&limit=4".to_owned(),
+        };
+        let (st, body) = s.call("GET", &path, Some(T_IN), None).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        seen.extend(body["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+        cursor = body["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    open.reverse();
+    assert_eq!(seen, open, "every open whistle once, newest first");
+}
+
 /// A node configuration whose alerts go to one generic webhook.
 fn with_webhook(url: String) -> whistle::service::NodeConfig {
     let mut config = whistle::service::NodeConfig::default();
@@ -607,6 +735,44 @@ fn whistle_rows() -> Vec<Row> {
     ]
 }
 
+/// The action a matrix row's call is, as `GET /v1/cases/{id}` names it in `actions`.
+fn action_of(method: &str, template: &str) -> Option<&'static str> {
+    if method != "POST" {
+        return None;
+    }
+    let last = template.rsplit('/').next()?;
+    let known = [
+        "ack",
+        "decline",
+        "assign",
+        "departments",
+        "progress",
+        "handled",
+        "confirm",
+        "reopen",
+        "withdraw",
+        "reply",
+        "resolve",
+        "rate",
+    ];
+    if template.ends_with("/extensions") && template.starts_with("/v1/cases/{") {
+        return Some("extension");
+    }
+    let on_a_case = template.starts_with("/v1/whistles/{W}/") || template.starts_with("/v1/feedback/{F}/");
+    known.into_iter().find(|k| on_a_case && *k == last)
+}
+
+/// The actions the case of `path` (`/v1/{whistles|feedback|cases}/{id}/…`) lists for the
+/// caller; none when the caller may not see it.
+async fn listed_actions(s: &TestServer, path: &str, who: &str) -> Vec<Value> {
+    let id = path.split('/').nth(3).unwrap();
+    let (status, body) = s.call("GET", &format!("/v1/cases/{id}"), Some(who), None).await;
+    if status != StatusCode::OK {
+        return Vec::new();
+    }
+    body["actions"].as_array().cloned().unwrap_or_else(|| panic!("no actions in {body}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_for_every_role_in_and_out_of_scope() {
     let s = TestServer::start(START).await;
@@ -618,6 +784,14 @@ async fn every_endpoint_for_every_role_in_and_out_of_scope() {
             let w = raise(&s).await;
             let (f, _) = submit(&s, false).await;
             let path = template.replace("{W}", &w).replace("{F}", &f);
+            // The case page offers a button exactly where the call succeeds.
+            if let (Some(action), Some(caller)) = (action_of(method, template), who) {
+                let listed = listed_actions(&s, &path, caller).await.iter().any(|a| a["action"] == action);
+                if listed != (200..300).contains(&want) {
+                    failures
+                        .push(format!("{method} {template} as {caller}: listed {listed}, but the call answers {want}"));
+                }
+            }
             let status = if path.ends_with("/stream") {
                 let mut req = s.http.get(format!("{}{path}", s.base));
                 if let Some(who) = who {
@@ -643,6 +817,16 @@ async fn every_endpoint_for_every_role_in_and_out_of_scope() {
     )
     .await;
     for (who, want) in EVERYONE.iter().zip([403, 404, 403, 404, 404, 403, 200, 403, 401]) {
+        if let Some(caller) = who {
+            let actions = listed_actions(&s, &format!("/v1/cases/{w}/extensions"), caller).await;
+            for decision in ["approve", "refuse"] {
+                let listed = actions.iter().any(|a| a["action"] == decision && a["number"] == 1);
+                if listed != (want == 200) {
+                    failures
+                        .push(format!("{decision} extension as {caller}: listed {listed}, the call answers {want}"));
+                }
+            }
+        }
         let (status, _) = s.call("POST", &format!("/v1/cases/{w}/extensions/1/refuse"), *who, None).await;
         checked += 1;
         if status.as_u16() != want && !(who == &Some(SUP) && status == StatusCode::CONFLICT) {
@@ -666,6 +850,13 @@ async fn every_endpoint_for_every_role_in_and_out_of_scope() {
     };
     //                              T_IN T_OUT D_IN D_OUT OFF COORD SUP ADMIN none
     for (who, want) in EVERYONE.iter().zip([403, 404, 403, 404, 404, 404, 200, 403, 401]) {
+        if let Some(caller) = who {
+            let actions = listed_actions(&s, &format!("/v1/cases/{a}/x"), caller).await;
+            let listed = actions.iter().any(|x| x["action"] == "ack_alert" && x["alert_id"] == alert_id.as_str());
+            if listed != (want == 200) {
+                failures.push(format!("ack alert as {caller}: listed {listed}, the call answers {want}"));
+            }
+        }
         let (status, _) = s.call("POST", &format!("/v1/alerts/{alert_id}/ack"), *who, None).await;
         checked += 1;
         if status.as_u16() != want {

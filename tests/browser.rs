@@ -50,9 +50,9 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
     browser.click("input[name=dept][value='住建局']").await;
     browser.click("#raise-submit").await;
     browser
-        .wait_until("return [...document.querySelectorAll('.whistle-row')].some(r => r.textContent.includes('村口河道垃圾堆积'))", wait)
+        .wait_until("return [...document.querySelectorAll('#my-whistles .case-row')].some(r => r.textContent.includes('村口河道垃圾堆积'))", wait)
         .await;
-    browser.wait_until("return !!document.querySelector('.whistle-row [data-dept=\"住建局\"]') && document.querySelector('.whistle-row [data-dept=\"住建局\"]').textContent.includes('待报到')", wait).await;
+    browser.wait_until("return !!document.querySelector('#my-whistles .case-row [data-dept=\"住建局\"]') && document.querySelector('#my-whistles .case-row [data-dept=\"住建局\"]').textContent.includes('待报到')", wait).await;
     browser.screenshot(&artifacts().join("dashboard-township.png")).await;
 
     // The department reports in from its view.
@@ -176,4 +176,386 @@ async fn township_raises_department_reports_in_supervisor_sees_the_breach_live()
     browser.wait_until("return !location.href.includes('wt_') && location.hash === ''", wait).await;
     browser.quit().await;
     assert!(artifacts().join("dashboard-supervisor.png").metadata().unwrap().len() > 10_000);
+}
+
+// ------------------------------------------------------------------ the whole workflow
+
+/// Policy for the workflow: working departments run a resolve clock they may ask to extend.
+const WORKFLOW_POLICY: &str = "[clocks.whistle_resolve]\nenabled = true\nworking_days = 10\n";
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Signs out whoever is signed in, then signs in as `unit` through the form.
+async fn switch_to(browser: &Browser, serve: &ServeProcess, unit: &str) {
+    if browser.exec("return !!document.querySelector('#signout');").await == serde_json::Value::Bool(true) {
+        browser.click("#signout").await;
+    }
+    browser.wait_for("#token", WAIT).await;
+    browser.wait_until("return !document.querySelector('#signin-panel').classList.contains('hidden');", WAIT).await;
+    sign_in(browser, &serve.token(unit)).await;
+    let check = format!("return document.querySelector('#who').textContent.includes({});", serde_json::json!(unit));
+    browser.wait_until(&check, WAIT).await;
+}
+
+/// Opens a case's page through the address bar (as a shared link would).
+async fn open_case(browser: &Browser, url: &str, id: &str) {
+    browser.goto(&format!("{url}/#/cases/{id}")).await;
+    browser.wait_for(&format!("#case[data-case='{id}']"), WAIT).await;
+}
+
+/// Clicks an action's button on the case page, fills its form and sends it.
+async fn take(browser: &Browser, action: &str, fields: &[(&str, &str)]) {
+    browser.click(&format!("#actions button[data-action='{action}']")).await;
+    if fields.is_empty() && browser.find_now("#act-submit").await.is_none() {
+        return;
+    }
+    for (name, value) in fields {
+        let css = format!("#act-{name}");
+        let tag = browser.exec(&format!("return document.querySelector('{css}').tagName;")).await;
+        if tag == "SELECT" {
+            let set = format!(
+                "const s = document.querySelector('{css}'); s.value = {}; return true;",
+                serde_json::json!(value)
+            );
+            browser.exec(&set).await;
+        } else {
+            browser.type_into(&css, value).await;
+        }
+    }
+    browser.click("#act-submit").await;
+}
+
+/// Waits until the case page's status reads `status`.
+async fn status_is(browser: &Browser, status: &str) {
+    let script = format!(
+        "const s = document.querySelector('#case-status'); return !!s && s.textContent === {};",
+        serde_json::json!(status)
+    );
+    browser.wait_until(&script, WAIT).await;
+}
+
+/// Waits until the case page's timeline has a line containing `text`.
+async fn timeline_has(browser: &Browser, text: &str) {
+    let script = format!(
+        "return [...document.querySelectorAll('#timeline li')].some(li => li.textContent.includes({}));",
+        serde_json::json!(text)
+    );
+    browser.wait_until(&script, WAIT).await;
+}
+
+/// Waits until a department's part on the case page reads `status`.
+async fn part_is(browser: &Browser, dept: &str, status: &str) {
+    let script = format!(
+        "const r = document.querySelector('.part-row[data-dept=\"{dept}\"]'); return !!r && r.dataset.part === {};",
+        serde_json::json!(status)
+    );
+    browser.wait_until(&script, WAIT).await;
+}
+
+/// The page shows exactly the buttons for the actions the API lists for this caller, which
+/// `tests/api.rs` checks against the permission matrix: no button the API would refuse.
+async fn buttons_match_the_api(browser: &Browser, serve: &ServeProcess, unit: &str, id: &str) -> Vec<String> {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/cases/{id}", serve.url()))
+        .bearer_auth(serve.token(unit))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = |action: &serde_json::Value| {
+        format!(
+            "{}|{}|{}",
+            action["action"].as_str().unwrap_or_default(),
+            action["clock"].as_str().unwrap_or_default(),
+            action["number"].as_u64().map(|n| n.to_string()).unwrap_or_default()
+        )
+    };
+    let mut from_api: Vec<String> = answer["actions"].as_array().unwrap().iter().map(key).collect();
+    let shown = browser
+        .exec(
+            "return [...document.querySelectorAll('#actions button[data-action]')].map(b => \
+             b.dataset.action + '|' + (b.dataset.clock || '') + '|' + (b.dataset.number || ''));",
+        )
+        .await;
+    let mut on_page: Vec<String> = shown.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    from_api.sort();
+    on_page.sort();
+    assert_eq!(on_page, from_api, "{unit}: the page's buttons are the API's actions");
+    on_page.iter().map(|k| k.split('|').next().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_carries_a_whistle_and_a_feedback_item_through_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), WORKFLOW_POLICY).unwrap();
+    let policy = dir.path().join("policy.toml");
+    let serve = ServeProcess::start(dir.path(), &["--policy", policy.to_str().unwrap()]);
+    let url = serve.url();
+    let browser = Browser::start().await;
+    browser.goto(&url).await;
+
+    // 东坝镇 raises a whistle summoning two departments.
+    switch_to(&browser, &serve, "东坝镇").await;
+    browser.type_into("#raise-title", "河道淤塞影响排涝").await;
+    browser.type_into("#raise-description", "汛期前需清淤，涉及住建、城管").await;
+    browser.click("input[name=dept][value='住建局']").await;
+    browser.click("input[name=dept][value='城管局']").await;
+    browser.click("#raise-submit").await;
+    browser
+        .wait_until("return [...document.querySelectorAll('#my-whistles .case-row')].some(r => r.textContent.includes('河道淤塞影响排涝') && r.textContent.includes('城管局 待报到'))", WAIT)
+        .await;
+    let id = browser
+        .exec("return [...document.querySelectorAll('#my-whistles .case-row')].find(r => r.textContent.includes('河道淤塞影响排涝')).dataset.case;")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Search finds it by a piece of its description.
+    browser.type_into("#my-whistles-q", "清淤").await;
+    browser.click("#my-whistles-search").await;
+    browser.wait_until("return document.querySelectorAll('#my-whistles .case-row').length === 1", WAIT).await;
+    browser.type_into("#my-whistles-q", "路灯").await;
+    browser.click("#my-whistles-search").await;
+    browser.wait_until("return document.querySelectorAll('#my-whistles .case-row').length === 0", WAIT).await;
+    open_case(&browser, &url, &id).await;
+    let township = buttons_match_the_api(&browser, &serve, "东坝镇", &id).await;
+    assert!(township.contains(&"withdraw".to_owned()) && !township.contains(&"ack".to_owned()), "{township:?}");
+    browser.screenshot(&artifacts().join("workflow-township.png")).await;
+
+    // 住建局 reports in from its list with one click.
+    switch_to(&browser, &serve, "住建局").await;
+    browser.wait_for(&format!(".awaiting-row[data-case='{id}'] .ack-button"), WAIT).await;
+    browser.click(&format!(".awaiting-row[data-case='{id}'] .ack-button")).await;
+    browser.wait_for(&format!(".working-row[data-case='{id}']"), WAIT).await;
+
+    // 城管局 opens the case and declines it with a reason.
+    switch_to(&browser, &serve, "城管局").await;
+    open_case(&browser, &url, &id).await;
+    let department = buttons_match_the_api(&browser, &serve, "城管局", &id).await;
+    assert!(department.contains(&"ack".to_owned()) && !department.contains(&"withdraw".to_owned()));
+    // An empty reason is refused by the API, in Chinese, and nothing changes.
+    take(&browser, "decline", &[]).await;
+    browser
+        .wait_until("return document.querySelector('#message').textContent.includes('「理由」不能为空')", WAIT)
+        .await;
+    browser.type_into("#act-reason", "河道清淤属住建局、生态环境局职责").await;
+    browser.click("#act-submit").await;
+    part_is(&browser, "城管局", "declined").await;
+    timeline_has(&browser, "城管局 提出异议").await;
+
+    // The coordinator assigns 生态环境局 from its disputes list.
+    switch_to(&browser, &serve, "市委编办").await;
+    browser.wait_for(&format!(".dispute-row[data-case='{id}']"), WAIT).await;
+    browser.click(&format!(".dispute-row[data-case='{id}'] a.case-link")).await;
+    browser.wait_for(&format!("#case[data-case='{id}']"), WAIT).await;
+    buttons_match_the_api(&browser, &serve, "市委编办", &id).await;
+    browser.click("#actions button[data-action='assign']").await;
+    browser.click("input[name=act-dept][value='生态环境局']").await;
+    browser.click("#act-submit").await;
+    part_is(&browser, "生态环境局", "summoned").await;
+    part_is(&browser, "城管局", "released").await;
+    browser.screenshot(&artifacts().join("workflow-coordinator.png")).await;
+
+    // 生态环境局 reports in on the case page.
+    switch_to(&browser, &serve, "生态环境局").await;
+    open_case(&browser, &url, &id).await;
+    take(&browser, "ack", &[]).await;
+    part_is(&browser, "生态环境局", "acknowledged").await;
+
+    // 住建局 asks to extend its resolve clock.
+    switch_to(&browser, &serve, "住建局").await;
+    open_case(&browser, &url, &id).await;
+    buttons_match_the_api(&browser, &serve, "住建局", &id).await;
+    take(&browser, "extension", &[("amount", "2"), ("reason", "需等汛期水位回落")]).await;
+    browser.wait_for(".extension-row[data-number='1'][data-extension='pending']", WAIT).await;
+    browser.screenshot(&artifacts().join("workflow-department.png")).await;
+
+    // A supervisor finds it among its to-dos and approves it.
+    switch_to(&browser, &serve, "区委督查室").await;
+    browser.wait_for(&format!("#todo .case-row[data-case='{id}']"), WAIT).await;
+    browser.click(&format!("#todo .case-row[data-case='{id}'] a.case-link")).await;
+    browser.wait_for(&format!("#case[data-case='{id}']"), WAIT).await;
+    let supervisor = buttons_match_the_api(&browser, &serve, "区委督查室", &id).await;
+    assert!(supervisor.contains(&"approve".to_owned()) && supervisor.contains(&"refuse".to_owned()), "{supervisor:?}");
+    take(&browser, "approve", &[]).await;
+    browser.wait_for(".extension-row[data-number='1'][data-extension='approved']", WAIT).await;
+    timeline_has(&browser, "批准第1号延期申请").await;
+    browser.screenshot(&artifacts().join("workflow-supervisor.png")).await;
+
+    // 住建局: progress, then handled; 生态环境局: handled. The whistle awaits the township.
+    switch_to(&browser, &serve, "住建局").await;
+    open_case(&browser, &url, &id).await;
+    take(&browser, "progress", &[("note", "已调派两台清淤船")]).await;
+    timeline_has(&browser, "已调派两台清淤船").await;
+    take(&browser, "handled", &[("summary", "清淤完成")]).await;
+    part_is(&browser, "住建局", "handled").await;
+    switch_to(&browser, &serve, "生态环境局").await;
+    open_case(&browser, &url, &id).await;
+    take(&browser, "handled", &[("summary", "水质检测达标")]).await;
+    status_is(&browser, "待确认").await;
+
+    // 东坝镇 is not satisfied yet and reopens; both report handled again.
+    switch_to(&browser, &serve, "东坝镇").await;
+    open_case(&browser, &url, &id).await;
+    take(&browser, "reopen", &[("reason", "下游仍有淤积")]).await;
+    status_is(&browser, "办理中").await;
+    for (dept, summary) in [("住建局", "下游清淤完成"), ("生态环境局", "复测达标")] {
+        switch_to(&browser, &serve, dept).await;
+        open_case(&browser, &url, &id).await;
+        take(&browser, "handled", &[("summary", summary)]).await;
+        part_is(&browser, dept, "handled").await;
+    }
+    status_is(&browser, "待确认").await;
+
+    // 东坝镇 confirms and rates each department.
+    switch_to(&browser, &serve, "东坝镇").await;
+    open_case(&browser, &url, &id).await;
+    browser.click("#actions button[data-action='confirm']").await;
+    browser
+        .exec(
+            "document.querySelector('#act-satisfaction').value = 'basically_satisfied'; \
+                  document.querySelector('.dept-rating[data-dept=\"住建局\"]').value = 'satisfied'; \
+                  document.querySelector('.dept-rating[data-dept=\"生态环境局\"]').value = 'unsatisfied'; return true;",
+        )
+        .await;
+    browser.click("#act-submit").await;
+    status_is(&browser, "已办结").await;
+    timeline_has(&browser, "住建局满意，生态环境局不满意").await;
+    browser.wait_until("return !!document.querySelector('#no-actions')", WAIT).await;
+
+    // Anonymous feedback: submitted, answered by the office, rated on the follow-up page.
+    browser.goto(&format!("{url}/#/")).await;
+    browser.wait_for("#fb-body", WAIT).await;
+    browser.type_into("#fb-body", "同一活动要求报送四类材料").await;
+    browser.click("#fb-anonymous").await;
+    browser.click("#fb-submit").await;
+    browser.wait_for("#fb-code-value", WAIT).await;
+    let code = browser.text("#fb-code-value").await;
+    assert!(code.starts_with("fu-"), "{code}");
+
+    switch_to(&browser, &serve, "市减负办").await;
+    browser.wait_until("return [...document.querySelectorAll('#feedback .case-row')].some(r => r.textContent.includes('同一活动要求报送四类材料'))", WAIT).await;
+    browser.exec("[...document.querySelectorAll('#feedback .case-row')].find(r => r.textContent.includes('同一活动要求报送四类材料')).querySelector('a.case-link').click(); return true;").await;
+    browser.wait_for("#case[data-status='open']", WAIT).await;
+    browser.wait_until("return !document.querySelector('#case').textContent.includes('东坝镇')", WAIT).await;
+    take(&browser, "reply", &[("body", "已转相关部门核实")]).await;
+    timeline_has(&browser, "已转相关部门核实").await;
+    take(&browser, "resolve", &[("summary", "已合并为一类材料")]).await;
+    status_is(&browser, "已解决，待评价").await;
+    browser.screenshot(&artifacts().join("workflow-office.png")).await;
+
+    browser.click("#signout").await;
+    browser.wait_for("#follow-up-link", WAIT).await;
+    browser.click("#follow-up-link").await;
+    browser.type_into("#follow-up-code", &code).await;
+    browser.click("#follow-up-open").await;
+    browser.wait_for("#follow-up-case #case", WAIT).await;
+    let shown = browser.text("#follow-up-case").await;
+    assert!(shown.contains("已合并为一类材料") && !shown.contains("东坝镇"), "nothing names the submitter: {shown}");
+    take(&browser, "rate", &[("satisfaction", "satisfied")]).await;
+    status_is(&browser, "已评价").await;
+    browser.screenshot(&artifacts().join("workflow-follow-up.png")).await;
+    let stored = browser.exec("return JSON.stringify(localStorage);").await;
+    assert!(!stored.as_str().unwrap().contains("fu-"), "the code is not kept: {stored}");
+    browser.quit().await;
+}
+
+// ------------------------------------------------------------------ phone width
+
+/// Elements that stick out past the right edge of the viewport, outside any element that
+/// scrolls sideways on its own (the one wide table, the 三率, scrolls inside its box).
+const OVERFLOW: &str = "const w = document.documentElement.clientWidth; \
+    const scrolls = (e) => { for (let p = e.parentElement; p; p = p.parentElement) { \
+      const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll' || o === 'hidden') return p !== document.body && p !== document.documentElement; } return false; }; \
+    const out = [...document.querySelectorAll('body *')].filter(e => { const r = e.getBoundingClientRect(); \
+      return r.width > 0 && r.right > w + 1 && !scrolls(e); }).map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className); \
+    return { width: w, scrollWidth: document.documentElement.scrollWidth, out: out.slice(0, 10) };";
+
+async fn fits(browser: &Browser, page: &str) {
+    // Let the page finish drawing what it loads.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let found = browser.exec(OVERFLOW).await;
+    let width = found["width"].as_u64().unwrap();
+    assert!(width <= 400, "the viewport is phone-sized: {found}");
+    assert!(found["scrollWidth"].as_u64().unwrap() <= width, "{page}: the page scrolls sideways: {found}");
+    assert!(found["out"].as_array().unwrap().is_empty(), "{page}: elements stick out: {found}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_phone_390_px_wide() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), WORKFLOW_POLICY).unwrap();
+    let policy = dir.path().join("policy.toml");
+    let serve = ServeProcess::start(dir.path(), &["--policy", policy.to_str().unwrap()]);
+    let url = serve.url();
+    let http = reqwest::Client::new();
+    let call = |unit: &str, path: String, body: serde_json::Value| {
+        http.post(format!("{url}{path}")).bearer_auth(serve.token(unit)).json(&body).send()
+    };
+    // A whistle with a long title, a decline, an extension and notes; anonymous feedback.
+    let raised: serde_json::Value = call(
+        "东坝镇",
+        "/v1/whistles".into(),
+        serde_json::json!({ "title": "村口河道垃圾堆积严重影响汛期排涝需要多个部门协同处置的事项".repeat(2),
+            "description": "长文本".repeat(80), "departments": ["住建局", "城管局", "生态环境局"], "location": "东坝镇东坝村村口河道" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = raised["case"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(call("住建局", format!("/v1/whistles/{id}/ack"), serde_json::json!({})).await.unwrap().status(), 200);
+    let declined =
+        call("城管局", format!("/v1/whistles/{id}/decline"), serde_json::json!({ "reason": "理由".repeat(40) }));
+    assert_eq!(declined.await.unwrap().status(), 200);
+    let asked =
+        serde_json::json!({ "clock": "whistle_resolve:住建局", "working_days": 2, "reason": "需要等待".repeat(20) });
+    assert_eq!(call("住建局", format!("/v1/cases/{id}/extensions"), asked).await.unwrap().status(), 201);
+    let note = serde_json::json!({ "note": "https://example.invalid/a-very-long-link-without-spaces-".repeat(3) });
+    assert_eq!(call("住建局", format!("/v1/whistles/{id}/progress"), note).await.unwrap().status(), 200);
+    let fb: serde_json::Value = call(
+        "东坝镇",
+        "/v1/feedback".into(),
+        serde_json::json!({ "topic": "excessive_paperwork", "body": "材料".repeat(100), "anonymous": true }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let code = fb["follow_up_code"].as_str().unwrap().to_owned();
+
+    let browser = Browser::start().await;
+    browser.window(390, 844).await;
+    browser.goto(&url).await;
+    browser.wait_for("#token", WAIT).await;
+    fits(&browser, "sign-in").await;
+    for unit in ["东坝镇", "住建局", "市减负办", "市委编办", "区委督查室", "管理员"] {
+        switch_to(&browser, &serve, unit).await;
+        fits(&browser, &format!("{unit}: home")).await;
+        if unit != "市减负办" {
+            open_case(&browser, &url, &id).await;
+            fits(&browser, &format!("{unit}: the case")).await;
+        }
+        browser.goto(&format!("{url}/#/")).await;
+        browser.wait_for("#signout", WAIT).await;
+    }
+    // An action's form open on a phone.
+    switch_to(&browser, &serve, "住建局").await;
+    open_case(&browser, &url, &id).await;
+    browser.click("#actions button[data-action='progress']").await;
+    browser.wait_for("#act-note", WAIT).await;
+    fits(&browser, "the progress form").await;
+    browser.screenshot(&artifacts().join("phone-department-case.png")).await;
+    browser.click("#signout").await;
+    browser.goto(&format!("{url}/#/follow-up")).await;
+    browser.type_into("#follow-up-code", &code).await;
+    browser.click("#follow-up-open").await;
+    browser.wait_for("#follow-up-case #case", WAIT).await;
+    fits(&browser, "follow-up").await;
+    browser.screenshot(&artifacts().join("phone-follow-up.png")).await;
+    browser.quit().await;
 }

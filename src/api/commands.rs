@@ -65,8 +65,8 @@ pub struct ExtensionRequest {
     reason: String,
 }
 
-fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
-    value.ok_or_else(|| ApiError::invalid(format!("{field} is required")))
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::invalid_field(field, format!("{field} is required")))
 }
 
 /// An action body: empty means `{}`.
@@ -79,7 +79,9 @@ fn action_body(bytes: &Bytes) -> Result<ActionRequest, ApiError> {
 
 fn known_departments(state: &Shared, departments: &[String]) -> Result<(), ApiError> {
     match departments.iter().find(|d| !state.org.departments.contains(&d.trim().to_owned())) {
-        Some(d) => Err(ApiError::invalid(format!("department {d} is not part of this organisation"))),
+        Some(d) => {
+            Err(ApiError::invalid_field("departments", format!("department {d} is not part of this organisation")))
+        }
         None => Ok(()),
     }
 }

@@ -114,7 +114,7 @@ pub async fn export(
     }
 }
 
-fn day_start(day: NaiveDate) -> DateTime<Utc> {
+pub(super) fn day_start(day: NaiveDate) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0)
         .and_then(|t| t.and_local_timezone(beijing()).single())
         .map(|t| t.with_timezone(&Utc))

@@ -6,6 +6,7 @@
 //! 413 body too large, 422 invalid field, 503 log unavailable. Nothing a client sends
 //! produces a 500.
 
+mod actions;
 pub mod auth;
 mod commands;
 mod export;
@@ -89,7 +90,7 @@ pub type Shared = Arc<AppState>;
 pub fn app(state: Shared) -> Router {
     Router::new()
         .route("/", get(crate::web::index))
-        .route("/assets/app.js", get(crate::web::script))
+        .route("/assets/{name}", get(crate::web::script))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(queries::ready))
         .route("/metrics", get(queries::metrics))
@@ -103,6 +104,7 @@ pub fn app(state: Shared) -> Router {
         .route("/v1/cases", get(queries::list_cases))
         .route("/v1/cases/export", get(export::export))
         .route("/v1/cases/{id}", get(queries::case))
+        .route("/v1/follow-up", get(queries::follow_up))
         .route("/v1/cases/{id}/extensions", post(commands::request_extension))
         .route("/v1/cases/{id}/extensions/{n}/{decision}", post(commands::decide_extension))
         .route("/v1/alerts", get(queries::alerts))
@@ -153,11 +155,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The request field an `invalid_field` error is about, when it is about one.
+    pub field: Option<&'static str>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), field: None }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -174,6 +178,10 @@ impl ApiError {
     pub fn invalid(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
     }
+    /// An `invalid_field` error about one named field.
+    pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
+        ApiError { field: Some(field), ..ApiError::invalid(message) }
+    }
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
@@ -184,7 +192,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        let body = Json(json!({ "error": error }));
         (self.status, body).into_response()
     }
 }
@@ -197,7 +209,11 @@ impl From<Rejection> for ApiError {
             Rejection::NotFound(_) => StatusCode::NOT_FOUND,
             Rejection::Conflict(_) => StatusCode::CONFLICT,
         };
-        ApiError::new(status, r.code(), r.to_string())
+        let field = match &r {
+            Rejection::Invalid { field, .. } => Some(*field),
+            _ => None,
+        };
+        ApiError { field, ..ApiError::new(status, r.code(), r.to_string()) }
     }
 }
 

@@ -179,8 +179,67 @@ pub struct ListQuery {
     status: Option<String>,
     overdue: Option<bool>,
     unit: Option<String>,
+    /// Text to find in the title and description (a feedback item's body): a substring, as
+    /// Chinese has no spaces to split words at; Latin letters match in either case.
+    q: Option<String>,
+    /// Only cases on which the caller has an action to take now (`true`).
+    todo: Option<bool>,
+    /// Opened on or after this Beijing date.
+    from: Option<String>,
+    /// Opened on or before this Beijing date.
+    to: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
+}
+
+/// Longest search text accepted, in characters.
+pub const SEARCH_CHARS_MAX: usize = 100;
+
+/// The period and text a list is narrowed to.
+struct Narrowing {
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    text: Option<String>,
+}
+
+impl Narrowing {
+    fn of(q: &ListQuery) -> Result<Narrowing, ApiError> {
+        let day = |field: &str,
+                   text: &Option<String>,
+                   next: bool|
+         -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+            let Some(text) = text.as_deref().filter(|t| !t.is_empty()) else { return Ok(None) };
+            let date = parse_date(field, Some(text), chrono::NaiveDate::MIN)?;
+            let date = if next { date.succ_opt().unwrap_or(date) } else { date };
+            Ok(Some(super::export::day_start(date)))
+        };
+        let (from, to) = (day("from", &q.from, false)?, day("to", &q.to, true)?);
+        if let (Some(f), Some(t)) = (from, to) {
+            if f >= t {
+                return Err(ApiError::invalid("from is after to"));
+            }
+        }
+        let text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_lowercase);
+        if text.as_ref().is_some_and(|t| t.chars().count() > SEARCH_CHARS_MAX) {
+            return Err(ApiError::invalid(format!("q is at most {SEARCH_CHARS_MAX} characters")));
+        }
+        Ok(Narrowing { from, to, text })
+    }
+
+    fn matches(&self, view: &CaseView) -> bool {
+        let Some(text) = &self.text else { return true };
+        match &view.state {
+            CaseState::Whistle(c) => {
+                c.kind.title.to_lowercase().contains(text.as_str())
+                    || c.kind.description.to_lowercase().contains(text.as_str())
+                    || c.kind.location.as_deref().is_some_and(|l| l.to_lowercase().contains(text.as_str()))
+            }
+            CaseState::Feedback(c) => {
+                c.kind.body.to_lowercase().contains(text.as_str()) || c.kind.topic.label_zh().contains(text.as_str())
+            }
+            _ => false,
+        }
+    }
 }
 
 pub async fn list_cases(
@@ -204,19 +263,42 @@ pub async fn list_cases(
         (None, _, Some(kind), status) => status_list_prefix(kind, status.as_deref()),
         _ => all_list_prefix(),
     };
-    let mut cursor = match &q.cursor {
-        Some(c) => Some(decode_cursor(c)?),
-        None => None,
+    let narrowing = Narrowing::of(&q)?;
+    // Lists run newest first: a period starts at its end and stops at its beginning.
+    let mut cursor = match (&q.cursor, narrowing.to) {
+        (Some(c), _) => Some(decode_cursor(c)?),
+        (None, Some(to)) => Some(crate::projector::keys::list_suffix(to, Uuid::nil())),
+        (None, None) => None,
     };
+    let now = state.clock.now();
     let mut items = Vec::new();
     let mut scanned = 0;
-    while items.len() < limit && scanned < PAGE_SCAN_MAX {
+    // A page ends where it is full: the cursor then points after its last case, not after
+    // the last one read (which may have matched too).
+    let mut full = false;
+    'pages: while scanned < PAGE_SCAN_MAX {
         let (ids, next) = state.views.list(&prefix, cursor.as_deref(), limit)?;
         scanned += ids.len();
         for id in ids {
             let Some(view) = state.views.case(id)? else { continue };
-            if can_see(&actor, &view.state) && matches_filters(&view, &q) && items.len() < limit {
-                items.push(case_json(id, &view.state, &view.armed, None));
+            if narrowing.from.is_some_and(|from| view.opened_at().is_some_and(|at| at < from)) {
+                cursor = None;
+                break 'pages;
+            }
+            if can_see(&actor, &view.state) && matches_filters(&view, &q) && narrowing.matches(&view) {
+                let asker = super::actions::Asker { actor: &actor, follow_up_code: None };
+                let actions =
+                    super::actions::available(id, &view.state, &view.armed, &asker, &state.org.departments, now);
+                if q.todo == Some(true) && actions.as_array().is_none_or(Vec::is_empty) {
+                    continue;
+                }
+                let mut item = case_json(id, &view.state, &view.armed, None);
+                item["actions"] = actions;
+                items.push(item);
+                if items.len() == limit {
+                    full = true;
+                    break 'pages;
+                }
             }
         }
         cursor = next;
@@ -224,7 +306,15 @@ pub async fn list_cases(
             break;
         }
     }
-    Ok(Json(json!({ "items": items, "next_cursor": cursor.map(|c| encode_cursor(&c)) })))
+    // The next page starts after the last case shown.
+    if full {
+        cursor = items.last().and_then(|item| {
+            let id = item["id"].as_str().and_then(|t| Uuid::parse_str(t).ok())?;
+            let opened: chrono::DateTime<chrono::Utc> = serde_json::from_value(item["opened_at"].clone()).ok()?;
+            Some(crate::projector::keys::list_suffix(opened, id))
+        });
+    }
+    Ok(Json(json!({ "items": items, "next_cursor": cursor.map(|c| encode_cursor(&c)), "scanned": scanned })))
 }
 
 fn matches_filters(view: &CaseView, q: &ListQuery) -> bool {
@@ -252,6 +342,25 @@ pub async fn case(
 ) -> Result<Json<Value>, ApiError> {
     let who = caller(&state, &headers)?;
     let case_id = super::parse_id(&id)?;
+    case_answer(&state, &who, case_id).await
+}
+
+/// The anonymous submitter's follow-up page: the feedback its `X-Follow-Up-Code` belongs to,
+/// found through the views' index of code hashes (the code itself is never stored).
+pub async fn follow_up(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let who = caller(&state, &headers)?;
+    let Some(code) = who.follow_up_code.as_deref() else {
+        return Err(ApiError::unauthorized("send the follow-up code as X-Follow-Up-Code"));
+    };
+    let hash = crate::domain::decide::follow_up_code_sha256(code.trim());
+    let case_id =
+        state.views.follow_up_case(&hash)?.ok_or_else(|| ApiError::not_found("no feedback has this follow-up code"))?;
+    case_answer(&state, &who, case_id).await
+}
+
+/// A case with its history and the actions the caller may take on it now; 404 when the caller
+/// may not see it.
+async fn case_answer(state: &Shared, who: &super::Caller, case_id: Uuid) -> Result<Json<Value>, ApiError> {
     // The history is the log's (the views keep current state only); up to what the view shows,
     // so state and history agree.
     let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
@@ -265,20 +374,23 @@ pub async fn case(
         }
         None => {
             let case_state = replay(&records);
-            let armed = armed_clocks(&case_state, &state.policy, &super::calendar(&state)).unwrap_or_default();
+            let armed = armed_clocks(&case_state, &state.policy, &super::calendar(state)).unwrap_or_default();
             (case_state, armed, history_of(&records, u64::MAX))
         }
     };
-    let allowed = match (&who.actor, &who.follow_up_code) {
-        (Some(actor), _) if can_see(actor, &case_state) => true,
-        (_, Some(code)) => matches_code(&case_state, code),
+    let anonymous = Actor::anonymous();
+    let asker = match (&who.actor, &who.follow_up_code) {
+        (Some(actor), _) if can_see(actor, &case_state) => super::actions::Asker { actor, follow_up_code: None },
+        (_, Some(code)) if matches_code(&case_state, code) => {
+            super::actions::Asker { actor: &anonymous, follow_up_code: Some(code.as_str()) }
+        }
         (None, None) => return Err(ApiError::unauthorized("send Authorization: Bearer <token>")),
-        _ => false,
+        _ => return Err(ApiError::not_found(format!("no case {case_id}"))),
     };
-    if !allowed {
-        return Err(ApiError::not_found(format!("no case {case_id}")));
-    }
-    Ok(Json(case_json(case_id, &case_state, &armed, Some(&history))))
+    let mut out = case_json(case_id, &case_state, &armed, Some(&history));
+    out["actions"] =
+        super::actions::available(case_id, &case_state, &armed, &asker, &state.org.departments, state.clock.now());
+    Ok(Json(out))
 }
 
 /// Whether an alert is in the caller's scope.

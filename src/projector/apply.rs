@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use super::keys::{
-    alert_count_key, alert_key, calendar_key, dead_letter_key, index_key, list_keys, open_alert_key, stats_key,
-    status_list_prefix, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, OPEN_ALERT_COUNT_KEY,
+    alert_count_key, alert_key, calendar_key, dead_letter_key, follow_up_key, index_key, list_keys, open_alert_key,
+    stats_key, status_list_prefix, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, OPEN_ALERT_COUNT_KEY,
 };
 use super::model::{
     alert_view_of, contributions, AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension,
@@ -156,6 +156,11 @@ fn derived_keys(view: &CaseView) -> BTreeMap<Vec<u8>, Option<IndexEntry>> {
             keys.extend(
                 list_keys(kind, status, &view.units(), overdue, opened_at, view.case_id).into_iter().map(|k| (k, None)),
             );
+        }
+    }
+    if let crate::domain::State::Feedback(case) = &view.state {
+        if let Some(key) = case.kind.follow_up_code_sha256.as_deref().and_then(|h| follow_up_key(h, view.case_id)) {
+            keys.insert(key, None);
         }
     }
     keys

@@ -73,7 +73,7 @@ fn open_inner(path: &Path, cache_bytes: u64) -> Result<Inner, ViewError> {
 }
 
 /// Version of the views' layout; views written under another are dropped and rebuilt.
-pub const VIEWS_FORMAT: u64 = 5;
+pub const VIEWS_FORMAT: u64 = 6;
 
 /// Handle on the views database. Cheap to clone; every clone follows a [`Views::reopen`]
 /// and a [`Views::compact`].
@@ -499,6 +499,19 @@ impl Views {
         }
         let next = if ids.len() == max { last_suffix } else { None };
         Ok((ids, next))
+    }
+
+    /// The anonymous feedback a follow-up code (its SHA-256, hex) belongs to.
+    pub fn follow_up_case(&self, code_sha256_hex: &str) -> Result<Option<Uuid>, ViewError> {
+        let Some(prefix) = follow_up_prefix(code_sha256_hex) else { return Ok(None) };
+        match self.inner()?.tree.scan_prefix(&prefix).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (key, _) = item.map_err(storage)?;
+                let id = key.get(prefix.len()..).and_then(|b| Uuid::from_slice(b).ok());
+                id.map(Some).ok_or_else(|| corrupt(&key, "not a follow-up key".into()))
+            }
+        }
     }
 
     /// The cases of a list opened in `[from, to)`, oldest first, read lazily (for exports).

@@ -101,6 +101,11 @@ impl Browser {
         v[ELEMENT_KEY].as_str().map(str::to_owned)
     }
 
+    /// An element matching `css` now, without waiting.
+    pub async fn find_now(&self, css: &str) -> Option<String> {
+        self.find(css).await
+    }
+
     /// Waits for an element (at most `within`).
     pub async fn wait_for(&self, css: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
@@ -135,6 +140,17 @@ impl Browser {
 
     pub async fn exec(&self, script: &str) -> Value {
         self.cmd(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] }))).await
+    }
+
+    /// Resizes the window (the page's viewport follows: headless Chromium has no frame).
+    pub async fn window(&self, width: u32, height: u32) {
+        self.cmd(reqwest::Method::POST, "/window/rect", Some(json!({ "width": width, "height": height }))).await;
+    }
+
+    /// The text of the first element matching `css` ("" when there is none).
+    pub async fn text(&self, css: &str) -> String {
+        let script = format!("const e = document.querySelector({}); return e ? e.textContent : '';", json!(css));
+        self.exec(&script).await.as_str().unwrap_or_default().to_owned()
     }
 
     pub async fn screenshot(&self, path: &std::path::Path) {

@@ -1,0 +1,250 @@
+// One case on its own page (#/cases/{id}): what it is, each department's part with its
+// countdown, extensions, alerts, the history as a timeline, and the actions the API lists for
+// the caller now — one button each, no others.
+"use strict";
+
+import {
+  $, el, api, act, say, when, session, deadline, clockZh, spanZh, actorZh,
+  STATUS_ZH, FEEDBACK_STATUS_ZH, STAGE_ZH, TOPIC_ZH, SATISFACTION_ZH, EXTENSION_STATUS_ZH,
+} from "./core.js";
+
+/** Labels of the actions, in the order buttons appear. */
+export const ACTION_ZH = {
+  ack: "报到", decline: "有异议（非本部门职责）", progress: "填写进展", handled: "报告办结",
+  confirm: "确认办结并评价", reopen: "重新办理", withdraw: "撤回吹哨", departments: "增加召集部门",
+  assign: "指定负责部门", reply: "回应", resolve: "解决", rate: "评价", extension: "申请延期",
+  approve: "批准延期", refuse: "不批准延期", ack_alert: "已知悉",
+};
+const ORDER = Object.keys(ACTION_ZH);
+
+/** Shows case `id` in `root`; `headers` carries a follow-up code for the anonymous page. */
+export async function showCase(root, id, headers = {}) {
+  root.replaceChildren(el("p", { class: "muted" }, "加载中…"));
+  let c;
+  try {
+    c = await api("GET", `/v1/cases/${encodeURIComponent(id)}`, undefined, headers);
+  } catch (e) {
+    root.replaceChildren(el("section", {}, el("p", { id: "case-error" }, e.message), backLink()));
+    return null;
+  }
+  renderCase(root, c, headers, () => showCase(root, id, headers));
+  return c;
+}
+
+function backLink() {
+  return el("p", {}, el("a", { href: "#/", id: "case-back" }, "← 返回列表"));
+}
+
+/** Draws a case answer (GET /v1/cases/{id} or /v1/follow-up) with its actions. */
+export function renderCase(root, c, headers, reload) {
+  const whistle = c.kind === "whistle";
+  const d = c.detail;
+  const status = whistle ? STATUS_ZH[c.status] : FEEDBACK_STATUS_ZH[c.status];
+  const head = el("section", { id: "case", "data-case": c.id, "data-status": c.status },
+    session.me ? backLink() : "",
+    el("h2", { id: "case-title" }, whistle ? d.title : `基层意见：${TOPIC_ZH[d.topic] || d.topic}`,
+      c.urgent ? el("span", { class: "tag late" }, "紧急") : ""),
+    el("dl", { class: "facts" },
+      el("dt", {}, "状态"), el("dd", { id: "case-status" }, status || c.status),
+      whistle ? [el("dt", {}, "吹哨单位"), el("dd", {}, d.township)] : [el("dt", {}, "提交方式"), el("dd", {}, d.anonymous ? "匿名" : (c.township || ""))],
+      el("dt", {}, "提出时间"), el("dd", {}, when(c.opened_at)),
+      whistle && d.location ? [el("dt", {}, "地点"), el("dd", {}, d.location)] : "",
+      whistle && d.satisfaction ? [el("dt", {}, "评价"), el("dd", {}, SATISFACTION_ZH[d.satisfaction])] : "",
+      !whistle && d.satisfaction ? [el("dt", {}, "评价"), el("dd", {}, SATISFACTION_ZH[d.satisfaction])] : ""),
+    el("p", { class: "body" }, whistle ? d.description : d.body));
+  const parts = [head];
+  if (whistle) parts.push(partsSection(c));
+  parts.push(clocksSection(c));
+  const actions = actionsSection(c, headers, reload);
+  parts.push(actions);
+  if ((d.extensions || []).length) parts.push(extensionsSection(c));
+  if ((d.alerts || []).length) parts.push(alertsSection(c));
+  parts.push(timeline(c));
+  root.replaceChildren(...parts);
+}
+
+function partsSection(c) {
+  const rows = Object.entries(c.detail.departments || {}).map(([dept, p]) => {
+    const clocks = c.clocks.filter((k) => k.clock.department === dept);
+    return el("tr", { class: "part-row", "data-dept": dept, "data-part": p.status },
+      el("td", {}, dept),
+      el("td", {}, el("span", { class: "tag " + p.status }, STATUS_ZH[p.status] || p.status),
+        p.rating ? el("span", { class: "tag" }, SATISFACTION_ZH[p.rating]) : ""),
+      el("td", {}, clocks.map((k) => el("div", {}, clockZh(k.clock), " ", deadline(k))),
+        p.decline_reason && p.status === "declined" ? el("div", { class: "muted" }, "异议理由：" + p.decline_reason) : ""));
+  });
+  return el("section", {}, el("h3", {}, "部门报到与办理"),
+    el("table", { class: "stack" }, el("tr", {}, el("th", {}, "部门"), el("th", {}, "状态"), el("th", {}, "时限")), rows));
+}
+
+function clocksSection(c) {
+  const other = c.clocks.filter((k) => !k.clock.department || c.kind !== "whistle");
+  if (!other.length) return "";
+  return el("section", {}, el("h3", {}, "时限"),
+    other.map((k) => el("div", { class: "clock-row" }, clockZh(k.clock), " ", deadline(k))));
+}
+
+function extensionsSection(c) {
+  return el("section", {}, el("h3", {}, "延期申请"),
+    el("table", { class: "stack" },
+      el("tr", {}, ["编号", "时限", "延长", "理由", "申请单位", "审批"].map((h) => el("th", {}, h))),
+      c.detail.extensions.map((x) => el("tr", { class: "extension-row", "data-number": x.number, "data-extension": x.status },
+        el("td", {}, String(x.number)), el("td", {}, clockZh(x.clock)), el("td", {}, spanZh(x.span)),
+        el("td", {}, x.reason), el("td", {}, actorZh(x.requested_by)),
+        el("td", {}, EXTENSION_STATUS_ZH[x.status] || x.status)))));
+}
+
+function alertsSection(c) {
+  return el("section", {}, el("h3", {}, "预警与超时"),
+    el("table", { class: "stack" },
+      el("tr", {}, ["级别", "时限", "截止", "状态"].map((h) => el("th", {}, h))),
+      c.detail.alerts.map((a) => el("tr", { class: "case-alert " + a.stage },
+        el("td", {}, STAGE_ZH[a.stage] || a.stage), el("td", {}, clockZh(a.clock)), el("td", {}, when(a.due_at)),
+        el("td", {}, a.acknowledged_by ? `${actorZh(a.acknowledged_by)}已知悉` : "未处理")))));
+}
+
+// ------------------------------------------------------------------ actions
+
+function actionsSection(c, headers, reload) {
+  const list = [...(c.actions || [])].sort((a, b) => ORDER.indexOf(a.action) - ORDER.indexOf(b.action));
+  const form = el("div", { id: "action-form" });
+  const buttons = list.map((a) => {
+    const label = actionLabel(a);
+    return el("button", {
+      class: "action" + (a.action === "decline" || a.action === "withdraw" || a.action === "refuse" ? " secondary" : ""),
+      "data-action": a.action, "data-clock": a.clock, "data-number": a.number,
+      onclick: () => openForm(form, a, c, headers, reload),
+    }, label);
+  });
+  return el("section", { id: "actions" }, el("h3", {}, "可办理的操作"),
+    buttons.length ? el("div", { class: "toolbar" }, buttons) : el("p", { class: "muted", id: "no-actions" }, "您目前对该事项没有需要办理的操作。"),
+    form);
+}
+
+function actionLabel(a) {
+  if (a.action === "extension") return `${ACTION_ZH.extension}：${clockZh(a.clock)}`;
+  if (a.action === "approve" || a.action === "refuse") return `${ACTION_ZH[a.action]}（第${a.number}号）`;
+  return ACTION_ZH[a.action] || a.action;
+}
+
+function field(id, label, input) {
+  return el("div", { class: "field" }, el("label", { for: id }, label), input);
+}
+
+function satisfactionSelect(id, withNone) {
+  const options = Object.entries(SATISFACTION_ZH).map(([v, l]) => el("option", { value: v }, l));
+  return el("select", { id }, withNone ? el("option", { value: "" }, "同整体评价") : "", options);
+}
+
+/** The small form an action needs (or none), then the call. */
+function openForm(form, a, c, headers, reload) {
+  // After the call the case is read again (at the action's log position), whatever the answer.
+  const run = (body, done) => act(a.method, a.path, body, done, () => reload(), headers);
+  const text = (name, label, required = true) => field(`act-${name}`, label + (required ? "" : "（可不填）"), el("textarea", { id: `act-${name}`, rows: "3", maxlength: "2000" }));
+  const value = (name) => ($(`#act-${name}`) || {}).value;
+  let inputs = [];
+  let submit;
+  switch (a.action) {
+    case "ack": case "approve": case "ack_alert":
+      // One click: nothing to fill in.
+      if (a.action === "ack") return run(undefined, "已报到，请按时办理。");
+      if (a.action === "approve") return run(undefined, `已批准第${a.number}号延期申请，时限已顺延。`);
+      return run(undefined, "已知悉。");
+    case "decline": inputs = [text("reason", "不属于本部门职责的理由")]; submit = () => run({ reason: value("reason") }, "已提出异议，等待协调机构指定。"); break;
+    case "progress": inputs = [text("note", "进展情况")]; submit = () => run({ note: value("note") }, "进展已记录，吹哨单位可见。"); break;
+    case "handled": inputs = [text("summary", "办理结果")]; submit = () => run({ summary: value("summary") }, "已报告办结。"); break;
+    case "reopen":
+      inputs = [text("reason", "需要重新办理的原因")];
+      submit = () => run({ reason: value("reason") }, "已退回重新办理。"); break;
+    case "withdraw": inputs = [text("reason", "撤回原因", false)]; submit = () => run({ reason: value("reason") || undefined }, "已撤回。"); break;
+    case "reply": inputs = [text("body", "回应内容")]; submit = () => run({ body: value("body") }, "已回应。"); break;
+    case "resolve": inputs = [text("summary", "解决情况")]; submit = () => run({ summary: value("summary") }, "已解决，等待提交人评价。"); break;
+    case "refuse": inputs = [text("reason", "不批准的理由", false)]; submit = () => run({ reason: value("reason") || undefined }, `已不批准第${a.number}号延期申请。`); break;
+    case "rate":
+      inputs = [field("act-satisfaction", "评价", satisfactionSelect("act-satisfaction"))];
+      submit = () => run({ satisfaction: value("satisfaction") }, "感谢评价。"); break;
+    case "confirm": {
+      inputs = [field("act-satisfaction", "整体评价", satisfactionSelect("act-satisfaction")),
+        ...(a.departments || []).map((d, i) => field(`act-rate-${i}`, `${d} 的评价`, el("select", { id: `act-rate-${i}`, "data-dept": d, class: "dept-rating" },
+          el("option", { value: "" }, "同整体评价"), Object.entries(SATISFACTION_ZH).map(([v, l]) => el("option", { value: v }, l)))))];
+      submit = () => {
+        const ratings = {};
+        document.querySelectorAll("#action-form .dept-rating").forEach((s) => { if (s.value) ratings[s.dataset.dept] = s.value; });
+        return run({ satisfaction: value("satisfaction"), ratings }, "已确认办结并评价。");
+      };
+      break;
+    }
+    case "assign": case "departments": {
+      const boxes = (a.choices || []).map((d) => el("label", { class: "inline" }, el("input", { type: "checkbox", name: "act-dept", value: d }), " " + d));
+      inputs = [el("fieldset", { class: "depts" }, el("legend", {}, a.action === "assign" ? "负责部门" : "增加召集的部门"), boxes)];
+      submit = () => run({ departments: [...document.querySelectorAll("input[name=act-dept]:checked")].map((i) => i.value) },
+        a.action === "assign" ? "已指定负责部门，并通知其报到。" : "已召集，部门将收到通知。");
+      break;
+    }
+    case "extension": {
+      inputs = [
+        el("p", { class: "muted" }, `为 ${clockZh(a.clock)} 申请延期，由督查室审批；审批前原时限不变。`),
+        field("act-amount", "延长", el("input", { id: "act-amount", type: "number", min: "1", value: "1", inputmode: "numeric" })),
+        field("act-unit", "单位", el("select", { id: "act-unit" }, el("option", { value: "working_days" }, "工作日"), el("option", { value: "hours" }, "小时"))),
+        text("reason", "延期理由"),
+      ];
+      submit = () => run({ clock: a.clock, [value("unit")]: Number(value("amount")), reason: value("reason") }, "已申请延期，等待督查室审批。");
+      break;
+    }
+    default:
+      return say("页面不认识这个操作：" + a.action);
+  }
+  form.replaceChildren(el("div", { class: "action-form", "data-form": a.action },
+    el("h4", {}, actionLabel(a)), inputs,
+    el("p", {}, el("button", { id: "act-submit", onclick: submit }, "提交"), " ",
+      el("button", { class: "secondary", id: "act-cancel", onclick: () => form.replaceChildren() }, "取消"))));
+  const first = form.querySelector("textarea, select, input");
+  if (first) first.focus();
+}
+
+// ------------------------------------------------------------------ timeline
+
+/** One line of history in Chinese: who did what. */
+function describe(e) {
+  const ratings = (r) => Object.entries(r || {}).map(([d, s]) => `${d}${SATISFACTION_ZH[s]}`).join("，");
+  switch (e.type) {
+    case "whistle_raised": return [`吹哨，召集 ${e.departments.join("、")}`, e.urgency === "urgent" ? "（紧急）" : ""];
+    case "department_acknowledged": return [`${e.department} 报到`];
+    case "department_declined": return [`${e.department} 提出异议`, e.reason];
+    case "departments_assigned": return [`指定 ${e.departments.join("、")} 负责`, e.settles.length ? `（处理 ${e.settles.join("、")} 的异议）` : ""];
+    case "departments_added": return [`增加召集 ${e.departments.join("、")}`];
+    case "progress_noted": return [`${e.department} 进展`, e.note];
+    case "department_handled": return [`${e.department} 报告办结`, e.summary];
+    case "whistle_resolved": return ["各部门均已办结，等待吹哨单位确认"];
+    case "whistle_confirmed": return [`确认办结，评价：${SATISFACTION_ZH[e.satisfaction]}`, ratings(e.ratings)];
+    case "whistle_reopened": return ["退回重新办理", e.reason];
+    case "whistle_withdrawn": return ["撤回吹哨", e.reason || ""];
+    case "feedback_submitted": return [`提交意见（${TOPIC_ZH[e.topic] || e.topic}）${e.anonymous ? "，匿名" : ""}`];
+    case "feedback_replied": return ["回应", e.body];
+    case "feedback_resolved": return ["解决", e.summary];
+    case "feedback_rated": return [`评价：${SATISFACTION_ZH[e.satisfaction]}`];
+    case "feedback_reopened": return ["重新提出", e.reason];
+    case "extension_requested": return [`申请延期（第${e.number}号）：${clockZh(e.clock)} 延长${spanZh(e.span)}`, e.reason];
+    case "extension_approved": return [`批准第${e.number}号延期申请`];
+    case "extension_refused": return [`不批准第${e.number}号延期申请`, e.reason || ""];
+    case "sla_warned": return [`预警：${clockZh(e.clock)} 将于 ${when(e.due_at)} 到期`];
+    case "sla_breached": return [`超时：${clockZh(e.clock)} 已于 ${when(e.due_at)} 到期`];
+    case "sla_escalated": return [`升级督办（${e.level}级）：${clockZh(e.clock)}`];
+    case "alert_acknowledged": return ["督查室已知悉预警"];
+    default: return [e.type];
+  }
+}
+
+function timeline(c) {
+  const items = (c.history || []).map((e) => {
+    let [what, detail] = describe(e);
+    const who = actorZh(e.actor);
+    // "住建局 住建局 报到" reads "住建局 报到".
+    if (who && what.startsWith(who + " ")) what = what.slice(who.length + 1);
+    return el("li", { class: "event", "data-type": e.type },
+      el("time", { datetime: e.at }, when(e.at)), " ",
+      el("strong", {}, who), " ", what,
+      detail ? el("div", { class: "muted" }, detail) : "");
+  });
+  return el("section", {}, el("h3", {}, "办理记录"), el("ol", { class: "timeline", id: "timeline" }, items));
+}
