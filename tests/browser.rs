@@ -312,9 +312,8 @@ async fn every_role_carries_a_whistle_and_a_feedback_item_through_the_page() {
         .as_str()
         .unwrap()
         .to_owned();
-    // Search finds it by a piece of its description.
-    browser.type_into("#my-whistles-q", "清淤").await;
-    browser.click("#my-whistles-search").await;
+    // Search finds it by a piece of its description (Enter in the box, from the keyboard).
+    browser.type_into("#my-whistles-q", "清淤\u{E007}").await;
     browser.wait_until("return document.querySelectorAll('#my-whistles .case-row').length === 1", WAIT).await;
     browser.type_into("#my-whistles-q", "路灯").await;
     browser.click("#my-whistles-search").await;
@@ -533,9 +532,17 @@ async fn every_page_fits_a_phone_390_px_wide() {
     browser.goto(&url).await;
     browser.wait_for("#token", WAIT).await;
     fits(&browser, "sign-in").await;
-    for unit in ["东坝镇", "住建局", "市减负办", "市委编办", "区委督查室", "管理员"] {
+    for (unit, role) in [
+        ("东坝镇", "township"),
+        ("住建局", "department"),
+        ("市减负办", "office"),
+        ("市委编办", "coordinator"),
+        ("区委督查室", "supervisor"),
+        ("管理员", "admin"),
+    ] {
         switch_to(&browser, &serve, unit).await;
         fits(&browser, &format!("{unit}: home")).await;
+        browser.screenshot(&artifacts().join(format!("phone-{role}.png"))).await;
         if unit != "市减负办" {
             open_case(&browser, &url, &id).await;
             fits(&browser, &format!("{unit}: the case")).await;
