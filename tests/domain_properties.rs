@@ -27,6 +27,14 @@ fn check_invariants(state: &State) {
             WhistleStatus::Confirmed | WhistleStatus::Withdrawn => {
                 assert!(case.clocks.is_empty(), "{case:?}")
             }
+            WhistleStatus::Duplicate => {
+                assert!(case.clocks.is_empty() && case.duplicate_of.is_some(), "{case:?}");
+                assert!(case
+                    .kind
+                    .departments
+                    .values()
+                    .all(|p| matches!(p.status, PartStatus::Released | PartStatus::Handled)));
+            }
             WhistleStatus::Open => {}
         }
         for (d, part) in &case.kind.departments {

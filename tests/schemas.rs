@@ -85,6 +85,25 @@ fn examples() -> Vec<EventBody> {
             }],
             workdays: vec![chrono::NaiveDate::from_ymd_opt(2027, 1, 9).unwrap()],
         },
+        EventBody::MarkedDuplicate { original: uuid::Uuid::from_u128(7) },
+        EventBody::DuplicateUnlinked {},
+        EventBody::CommentAdded {
+            number: 1, body: "@住建局 请看上游".into(), mentions: vec!["住建局".into()]
+        },
+        EventBody::CommentAdded { number: 2, body: "已到现场".into(), mentions: vec![] },
+        EventBody::CommentRetracted { number: 2 },
+        EventBody::HandOverProposed {
+            number: 1,
+            from: "城管局".into(),
+            to: "生态环境局".into(),
+            reason: "水质问题".into(),
+        },
+        EventBody::HandOverAccepted { number: 1 },
+        EventBody::HandOverRefused { number: 2, reason: Some("仍属本部门".into()) },
+        EventBody::HandOverRefused { number: 3, reason: None },
+        EventBody::DepartmentReassigned {
+            from: "城管局".into(), to: "交通局".into(), reason: "道路部分".into()
+        },
     ]
 }
 
@@ -132,7 +151,7 @@ fn every_event_type_has_an_example_and_a_schema() {
     let schema_types: BTreeSet<String> = event_schemas().into_iter().map(|s| s.type_name).collect();
     let example_types: BTreeSet<String> = examples().iter().map(|b| b.type_name().to_owned()).collect();
     assert_eq!(schema_types, example_types);
-    assert_eq!(schema_types.len(), 25);
+    assert_eq!(schema_types.len(), 33);
 }
 
 #[test]

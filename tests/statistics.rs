@@ -149,6 +149,73 @@ async fn a_whistle_withdrawn_before_the_deadline_does_not_count_against_departme
     assert_rate(&ledger.row(StatsDimension::Township, TOWNSHIP), 1, 0, 1);
 }
 
+/// The same river reported three times (twice by 东坝镇, once by 西湖街道): once the two later
+/// whistles are linked to the first, the department is judged once.
+#[tokio::test]
+async fn a_problem_reported_three_times_counts_once_as_its_original() {
+    let original = case(1)
+        .given(township(), raise(&[HOUSING]))
+        .after(Duration::hours(2))
+        .given(department(HOUSING), CommandBody::AcknowledgeSummons);
+    let link = CommandBody::MarkDuplicate { original: Uuid::from_u128(1) };
+    let again = case(2).given(township(), raise(&[HOUSING])).given(township(), link.clone());
+    // Linked after its deadline had passed and been recorded: not counted either.
+    let elsewhere = watchdog(case(3).given(other_township(), raise(&[HOUSING])).after(Duration::hours(30)))
+        .given(department(HOUSING), link);
+    let ledger = Ledger::of(&[&original.events, &again.events, &elsewhere.events]).await;
+    let housing = ledger.row(StatsDimension::Department, HOUSING);
+    assert_rate(&housing, 0, 1, 1);
+    assert_eq!((housing.cases, housing.excluded, housing.breaches), (3, 2, 0));
+    let own = ledger.row(StatsDimension::Township, TOWNSHIP);
+    assert_eq!((own.cases, own.excluded, own.resolution_base), (2, 1, 1));
+    let other = ledger.row(StatsDimension::Township, OTHER_TOWNSHIP);
+    assert_eq!((other.cases, other.excluded, other.response_base), (1, 1, 0));
+}
+
+/// Unlinked, a duplicate counts again as if never linked: its clock ran from its first start.
+#[tokio::test]
+async fn an_unlinked_duplicate_counts_again_from_its_first_deadline() {
+    let original = case(1).given(township(), raise(&[HOUSING]));
+    let linked = case(2)
+        .given(township(), raise(&[HOUSING]))
+        .given(township(), CommandBody::MarkDuplicate { original: Uuid::from_u128(1) })
+        .after(Duration::days(3))
+        .given(township(), CommandBody::UnlinkDuplicate);
+    // Restored with its first start, the deadline is long past: the watchdog records it at once.
+    let linked = watchdog(linked).given(department(HOUSING), CommandBody::AcknowledgeSummons);
+    let ledger = Ledger::of(&[&original.events, &linked.events]).await;
+    let housing = ledger.row(StatsDimension::Department, HOUSING);
+    assert_eq!((housing.cases, housing.excluded, housing.response_base), (2, 0, 2));
+    assert_eq!((housing.late, housing.pending, housing.breaches), (1, 1, 1));
+}
+
+/// 转办: accepted, the first department carries no mark and the new one has its own 24 hours;
+/// refused, the first department's clock never stopped.
+#[tokio::test]
+async fn an_accepted_hand_over_leaves_no_mark_and_a_refused_one_stops_nothing() {
+    let propose = CommandBody::ProposeHandOver { to: ECOLOGY.into(), reason: "水质问题".into() };
+    let decide = |accept| CommandBody::DecideHandOver { number: 1, accept, reason: None, township_decides: false };
+    let accepted = case(1)
+        .given(township(), raise(&[URBAN]))
+        .given(department(URBAN), propose.clone())
+        .after(Duration::hours(10))
+        .given(coordinator(), decide(true))
+        .after(Duration::hours(20))
+        .given(department(ECOLOGY), CommandBody::AcknowledgeSummons);
+    let refused = case(2)
+        .given(township(), raise(&[URBAN]))
+        .given(department(URBAN), propose)
+        .after(Duration::hours(10))
+        .given(coordinator(), decide(false))
+        .after(Duration::hours(20));
+    let refused = watchdog(refused).given(department(URBAN), CommandBody::AcknowledgeSummons);
+    let ledger = Ledger::of(&[&accepted.events, &refused.events]).await;
+    // 30 hours after the raise, but 20 after its own summons: on time.
+    assert_rate(&ledger.row(StatsDimension::Department, ECOLOGY), 0, 1, 1);
+    let urban = ledger.row(StatsDimension::Department, URBAN);
+    assert_eq!((urban.cases, urban.excluded, urban.response_base, urban.late), (2, 1, 1, 1));
+}
+
 /// A breach of the dispute clock was charged to the department that declined.
 #[tokio::test]
 async fn a_dispute_breach_is_the_coordinators_not_the_declining_departments() {
@@ -436,6 +503,9 @@ mod oracle {
         let mut breaches: Vec<ClockRef> = Vec::new();
         let (mut withdrawn, mut confirmed, mut reopened) = (false, false, 0);
         let mut whole: Option<Satisfaction> = None;
+        // Duplicates: linked at the end counts nowhere; unlinked, as if never linked.
+        let mut linked = false;
+        let mut proposals: BTreeMap<u32, (String, String)> = BTreeMap::new();
         let summon = |parts: &mut BTreeMap<String, Summons>, d: &str, at| {
             let part = parts.entry(d.to_owned()).or_default();
             *part = Summons { start: Some(at), status: "summoned", declines: part.declines, ..Summons::default() };
@@ -485,6 +555,24 @@ mod oracle {
                 }
                 EventBody::DepartmentHandled { department, .. } => {
                     parts.get_mut(department).unwrap().status = "handled"
+                }
+                EventBody::MarkedDuplicate { .. } => linked = true,
+                EventBody::DuplicateUnlinked {} => linked = false,
+                EventBody::HandOverProposed { number, from, to, .. } => {
+                    proposals.insert(*number, (from.clone(), to.clone()));
+                }
+                EventBody::HandOverAccepted { .. } | EventBody::DepartmentReassigned { .. } => {
+                    let (from, to) = match &e.body {
+                        EventBody::HandOverAccepted { number } => proposals[number].clone(),
+                        EventBody::DepartmentReassigned { from, to, .. } => (from.clone(), to.clone()),
+                        _ => unreachable!(),
+                    };
+                    // Reassigning a department that declined settles its dispute.
+                    if let Some(d) = disputes.get_mut(&from).and_then(|v| v.last_mut()).filter(|d| d.stop.is_none()) {
+                        d.stop = Some((e.at, "assigned"));
+                    }
+                    parts.get_mut(&from).unwrap().status = "released";
+                    summon(&mut parts, &to, e.at);
                 }
                 EventBody::WhistleReopened { .. } => {
                     reopened += 1;
@@ -551,6 +639,15 @@ mod oracle {
                 }
                 _ => {}
             }
+        }
+        if linked {
+            let none = StatsCell { cases: 1, excluded: 1, ..StatsCell::default() };
+            for d in parts.keys() {
+                add(rows, StatsDimension::Department, d, &none);
+            }
+            let t = StatsCell { cases: 1, excluded: parts.len() as i64, ..StatsCell::default() };
+            add(rows, StatsDimension::Township, &township, &t);
+            return;
         }
         let mut t = StatsCell {
             cases: 1,
@@ -637,8 +734,11 @@ mod oracle {
         let mut requested: BTreeMap<u32, (ClockRef, ExtensionSpan)> = BTreeMap::new();
         let (mut resolved, mut reopened, mut breaches) = (false, 0, 0);
         let mut rating = None;
+        let mut linked = false;
         for e in events {
             match &e.body {
+                EventBody::MarkedDuplicate { .. } => linked = true,
+                EventBody::DuplicateUnlinked {} => linked = false,
                 EventBody::FeedbackReplied { .. } | EventBody::FeedbackResolved { .. } => {
                     if reply_stop.is_none() {
                         reply_stop = Some((e.at, "answered"));
@@ -676,6 +776,12 @@ mod oracle {
                 }
                 _ => {}
             }
+        }
+        if linked {
+            let none = StatsCell { cases: 1, excluded: 1, ..StatsCell::default() };
+            add(rows, StatsDimension::Office, "", &none);
+            add(rows, StatsDimension::Topic, topic.label_zh(), &none);
+            return;
         }
         let mut cell =
             StatsCell { cases: 1, response_base: 1, resolution_base: 1, reopened, breaches, ..StatsCell::default() };

@@ -31,7 +31,7 @@ pub struct AlertNotice {
     /// `warning`, `breach`, `escalation`, `operator` (a problem operators must look at),
     /// `report` (a 通报), or a notice to a unit: `summons`, `reminder`, `reported_in`,
     /// `declined`, `handled`, `progress`, `dispute`, `feedback`, `reply`, `resolved`,
-    /// `extension`, `extension_decided`.
+    /// `extension`, `extension_decided`, `mention`, `hand_over`.
     pub stage: String,
     /// Supervisor level told (0 for notices to units).
     pub level: u8,
@@ -250,7 +250,7 @@ fn clock_label(clock: &ClockRef) -> &'static str {
 
 /// Kinds of notice sent to the unit that must act or that raised the case (beside the SLA
 /// stages and `report`, which are supervisors' alerts).
-pub const UNIT_NOTICE_KINDS: [&str; 12] = [
+pub const UNIT_NOTICE_KINDS: [&str; 14] = [
     "summons",
     "reminder",
     "reported_in",
@@ -263,7 +263,12 @@ pub const UNIT_NOTICE_KINDS: [&str; 12] = [
     "resolved",
     "extension",
     "extension_decided",
+    "mention",
+    "hand_over",
 ];
+
+/// What a township following a case (through a duplicate it raised) hears of it.
+const FOLLOWED_KINDS: [&str; 6] = ["reported_in", "declined", "handled", "progress", "reply", "resolved"];
 
 /// Subjects of notices to units: `whistle.notice.<kind>.<unit>`.
 pub const NOTICE_SUBJECT_PREFIX: &str = "whistle.notice.";
@@ -466,8 +471,45 @@ impl AlertNotice {
                     ));
                 }
             }
+            EventBody::CommentAdded { body, mentions, .. } => {
+                let who = if event.actor.role == crate::domain::event::Role::Anonymous {
+                    "提交人".to_owned()
+                } else {
+                    event.actor.unit.clone()
+                };
+                let excerpt: String = body.chars().take(80).collect();
+                for unit in mentions.iter().filter(|u| **u != event.actor.unit) {
+                    out.push(one("mention", unit, None, format!("【提及】{who}在「{title}」中提到您：{excerpt}")));
+                }
+            }
+            EventBody::HandOverProposed { from, to, reason, .. } => out.push(one(
+                "hand_over",
+                coordinator,
+                None,
+                format!("【转办申请】{from} 申请将「{title}」转交{to}：{reason}"),
+            )),
+            EventBody::HandOverAccepted { number } => {
+                if let State::Whistle(case) = &view.state {
+                    if let Some(h) = case.kind.hand_overs.iter().find(|h| h.number == *number) {
+                        out.push(summons(&h.to));
+                    }
+                }
+            }
+            EventBody::DepartmentReassigned { to, .. } => out.push(summons(to)),
             _ => {}
         }
+        // Units whose duplicates are linked to this case hear what its own township hears.
+        let copies: Vec<Self> = out
+            .iter()
+            .filter(|n| n.unit == township && FOLLOWED_KINDS.contains(&n.stage.as_str()))
+            .flat_map(|n| {
+                view.followers()
+                    .filter(|f| *f != township)
+                    .map(|f| one(&n.stage, f, None, n.text.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.extend(copies);
         out
     }
 

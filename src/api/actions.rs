@@ -15,6 +15,28 @@ use crate::domain::decide::decide;
 use crate::domain::event::{Actor, ExtensionSpan, Satisfaction};
 use crate::domain::state::{Case, ExtensionStatus, PartStatus, State};
 
+/// Actions that are a step the caller owes (a to-do), as opposed to what they may also do
+/// (comment, link, withdraw, ask for more time…).
+pub const OWED: [&str; 12] = [
+    "ack",
+    "handled",
+    "confirm",
+    "assign",
+    "reply",
+    "resolve",
+    "rate",
+    "approve",
+    "refuse",
+    "accept_hand_over",
+    "refuse_hand_over",
+    "ack_alert",
+];
+
+/// Whether a list of actions holds a step the caller owes.
+pub fn owes(actions: &Value) -> bool {
+    actions.as_array().is_some_and(|a| a.iter().any(|x| x["todo"] == true))
+}
+
 /// Text that passes every length check, standing in for what the person writes.
 const SAMPLE: &str = "—";
 
@@ -24,13 +46,22 @@ pub struct Asker<'a> {
     pub follow_up_code: Option<&'a str>,
 }
 
+/// What the views add to a case's state for deciding what may be offered.
+pub struct Facts<'a> {
+    /// The clocks the policy arms: extensions are offered for these only (a clock the policy
+    /// does not run has no deadline to move).
+    pub armed: &'a [ArmedClock],
+    /// Other cases are linked to this one as duplicates (then it cannot become one itself).
+    pub has_duplicates: bool,
+    /// org.toml `[cases] township_decides_hand_overs`.
+    pub township_decides: bool,
+}
+
 /// The actions `asker` may take on the case now, each with the request that performs it.
-/// Extensions are offered for the clocks the policy arms (`armed`): a clock it does not run
-/// has no deadline to move.
 pub fn available(
     case_id: Uuid,
     state: &State,
-    armed: &[ArmedClock],
+    facts: &Facts<'_>,
     asker: &Asker<'_>,
     departments: &[String],
     now: DateTime<Utc>,
@@ -90,11 +121,101 @@ pub fn available(
         State::Empty | State::Calendar(_) | State::Report(_) => {}
     }
     match state {
-        State::Whistle(case) => extension_actions(case_id, case, armed, &accepts, &mut out),
-        State::Feedback(case) => extension_actions(case_id, case, armed, &accepts, &mut out),
+        State::Whistle(case) => extension_actions(case_id, case, facts.armed, &accepts, &mut out),
+        State::Feedback(case) => extension_actions(case_id, case, facts.armed, &accepts, &mut out),
         State::Empty | State::Calendar(_) | State::Report(_) => {}
     }
+    let kind_path = match state {
+        State::Whistle(_) => "whistles",
+        _ => "feedback",
+    };
+    if matches!(state, State::Whistle(_) | State::Feedback(_)) {
+        // Any other case id stands in for the original: the API checks the real one.
+        let stand_in = Uuid::from_u128(u128::from(case_id.as_u128() == 1) + 1);
+        if !facts.has_duplicates && accepts(CommandBody::MarkDuplicate { original: stand_in }) {
+            out.push(json!({ "action": "duplicate", "method": "POST", "path": format!("/v1/{kind_path}/{case_id}/duplicate") }));
+        }
+        if accepts(CommandBody::UnlinkDuplicate) {
+            out.push(
+                json!({ "action": "unlink", "method": "POST", "path": format!("/v1/{kind_path}/{case_id}/unlink") }),
+            );
+        }
+        if accepts(CommandBody::AddComment { body: SAMPLE.into(), mentions: Vec::new() }) {
+            out.push(json!({ "action": "comment", "method": "POST", "path": format!("/v1/cases/{case_id}/comments") }));
+        }
+        let comments = match state {
+            State::Whistle(c) => &c.comments,
+            State::Feedback(c) => &c.comments,
+            _ => unreachable!("a whistle or feedback"),
+        };
+        for comment in comments.iter().filter(|c| !c.retracted && &c.by == asker.actor) {
+            if accepts(CommandBody::RetractComment { number: comment.number }) {
+                out.push(json!({
+                    "action": "retract_comment", "method": "POST",
+                    "path": format!("/v1/cases/{case_id}/comments/{}/retract", comment.number), "number": comment.number,
+                }));
+            }
+        }
+    }
+    if let State::Whistle(case) = state {
+        hand_over_actions(case_id, case, facts, departments, &accepts, &mut out);
+    }
+    for action in &mut out {
+        let owed = action["action"].as_str().is_some_and(|a| OWED.contains(&a));
+        action["todo"] = Value::Bool(owed);
+    }
     Value::Array(out)
+}
+
+/// Proposing a hand-over (to any department that may take it), deciding pending proposals,
+/// and the coordinator's reassignment.
+fn hand_over_actions(
+    case_id: Uuid,
+    case: &Case<crate::domain::state::Whistle>,
+    facts: &Facts<'_>,
+    departments: &[String],
+    accepts: &dyn Fn(CommandBody) -> bool,
+    out: &mut Vec<Value>,
+) {
+    let at = |a: &str| format!("/v1/whistles/{case_id}/{a}");
+    let to: Vec<&String> = departments
+        .iter()
+        .filter(|d| accepts(CommandBody::ProposeHandOver { to: (*d).clone(), reason: SAMPLE.into() }))
+        .collect();
+    if !to.is_empty() {
+        out.push(json!({ "action": "hand_over", "method": "POST", "path": at("hand-overs"), "choices": to }));
+    }
+    for proposal in case.kind.hand_overs.iter().filter(|h| h.status == ExtensionStatus::Pending) {
+        let number = proposal.number;
+        for (name, accept) in [("accept_hand_over", true), ("refuse_hand_over", false)] {
+            let body =
+                CommandBody::DecideHandOver { number, accept, reason: None, township_decides: facts.township_decides };
+            if accepts(body) {
+                let decision = if accept { "accept" } else { "refuse" };
+                out.push(json!({
+                    "action": name, "method": "POST", "path": at(&format!("hand-overs/{number}/{decision}")),
+                    "number": number, "from": proposal.from, "to": proposal.to,
+                }));
+            }
+        }
+    }
+    let involved: Vec<&String> =
+        case.kind.departments.iter().filter(|(_, p)| p.status != PartStatus::Released).map(|(d, _)| d).collect();
+    let free: Vec<&String> = departments.iter().filter(|d| !involved.contains(d)).collect();
+    let from: Vec<&String> = involved
+        .iter()
+        .copied()
+        .filter(|f| {
+            free.first().is_some_and(|t| {
+                accepts(CommandBody::ReassignDepartment { from: (*f).clone(), to: (*t).clone(), reason: SAMPLE.into() })
+            })
+        })
+        .collect();
+    if !from.is_empty() {
+        out.push(
+            json!({ "action": "reassign", "method": "POST", "path": at("reassign"), "from": from, "choices": free }),
+        );
+    }
 }
 
 /// Asking to extend each running clock the caller owes; deciding each pending request;

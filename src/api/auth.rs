@@ -27,6 +27,31 @@ pub struct Org {
     /// When the 三率 通报 is published.
     #[serde(default)]
     pub reports: crate::reports::ReportSchedule,
+    /// Rules for duplicates and hand-overs.
+    #[serde(default, skip_serializing_if = "is_default_rules")]
+    pub cases: CaseRules,
+}
+
+fn is_default_rules(r: &CaseRules) -> bool {
+    *r == CaseRules::default()
+}
+
+/// org.toml `[cases]`: how possible duplicates are found, who decides hand-overs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaseRules {
+    /// How far back possible duplicates are looked for, in days (opening time).
+    pub duplicate_window_days: u32,
+    /// How alike (character-bigram Jaccard, 0 to 1) two reports must be to be suggested.
+    pub duplicate_threshold: f64,
+    /// Whether the raising township may accept or refuse hand-overs, besides the coordinator.
+    pub township_decides_hand_overs: bool,
+}
+
+impl Default for CaseRules {
+    fn default() -> Self {
+        CaseRules { duplicate_window_days: 30, duplicate_threshold: 0.4, township_decides_hand_overs: false }
+    }
 }
 
 fn is_default_alerts(a: &crate::alerts::AlertConfig) -> bool {
@@ -55,6 +80,7 @@ impl Org {
             ],
             alerts: crate::alerts::AlertConfig::default(),
             reports: crate::reports::ReportSchedule::default(),
+            cases: CaseRules::default(),
         }
     }
 
@@ -64,6 +90,13 @@ impl Org {
             return Err("an organisation needs at least one township and one department".into());
         }
         org.check_webhooks()?;
+        let rules = &org.cases;
+        if !(1..=366).contains(&rules.duplicate_window_days) {
+            return Err("[cases] duplicate_window_days is 1 to 366".into());
+        }
+        if !(rules.duplicate_threshold > 0.0 && rules.duplicate_threshold <= 1.0) {
+            return Err("[cases] duplicate_threshold is above 0 and at most 1".into());
+        }
         Ok(org)
     }
 

@@ -44,7 +44,7 @@ pub struct SubmitRequest {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
-    reason: Option<String>,
+    pub(super) reason: Option<String>,
     departments: Option<Vec<String>>,
     note: Option<String>,
     summary: Option<String>,
@@ -52,6 +52,12 @@ pub struct ActionRequest {
     satisfaction: Option<Satisfaction>,
     /// Confirm: ratings of single departments' parts.
     ratings: Option<std::collections::BTreeMap<String, Satisfaction>>,
+    /// Duplicate: the case this one duplicates.
+    of: Option<String>,
+    /// Hand-over and reassignment: the department that takes the part.
+    to: Option<String>,
+    /// Reassignment: the department that gives it up.
+    from: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -70,11 +76,20 @@ fn required<T>(value: Option<T>, field: &'static str) -> Result<T, ApiError> {
 }
 
 /// An action body: empty means `{}`.
-fn action_body(bytes: &Bytes) -> Result<ActionRequest, ApiError> {
+pub(super) fn action_body(bytes: &Bytes) -> Result<ActionRequest, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(ActionRequest::default());
     }
     parse_json_bytes(bytes)
+}
+
+/// A department of the organisation, named in field `field`.
+fn known_department(state: &Shared, name: String, field: &'static str) -> Result<String, ApiError> {
+    if state.org.departments.contains(&name.trim().to_owned()) {
+        Ok(name.trim().to_owned())
+    } else {
+        Err(ApiError::invalid_field(field, format!("department {name} is not part of this organisation")))
+    }
 }
 
 fn known_departments(state: &Shared, departments: &[String]) -> Result<(), ApiError> {
@@ -87,7 +102,7 @@ fn known_departments(state: &Shared, departments: &[String]) -> Result<(), ApiEr
 }
 
 /// Runs a command and answers with the case.
-async fn run(state: &Shared, cmd: Command, created: bool) -> Result<Response, ApiError> {
+pub(super) async fn run(state: &Shared, cmd: Command, created: bool) -> Result<Response, ApiError> {
     let result = state.executor.execute(&cmd, state.clock.now()).await;
     match &result {
         Ok(done) if !done.repeated => {
@@ -125,12 +140,16 @@ fn answer(state: &Shared, cmd: &Command, done: &Executed) -> Value {
 /// 404 unless the actor may see the case. The executor's cached copy answers when it shows
 /// the case to the actor (a command then still meets the log's state when it is appended);
 /// otherwise the log does.
-async fn visible_case(state: &Shared, actor: &Actor, case_id: Uuid) -> Result<(), ApiError> {
+pub(super) async fn visible_case(state: &Shared, actor: &Actor, case_id: Uuid) -> Result<(), ApiError> {
     if state.executor.cached_satisfies(case_id, |case| can_see(actor, case)) {
         return Ok(());
     }
     let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
-    if !can_see(actor, &replay(&records)) {
+    // A township also sees the original of a duplicate it raised (the views know the link).
+    let follows = || -> Result<bool, ApiError> {
+        Ok(state.views.case(case_id)?.is_some_and(|v| super::links::can_see_view(actor, &v)))
+    };
+    if !can_see(actor, &replay(&records)) && !follows()? {
         return Err(ApiError::not_found(format!("no case {case_id}")));
     }
     // The command that follows decides on what was just read: one read per uncached command.
@@ -146,6 +165,15 @@ pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes
     }
     known_departments(&state, &req.departments)?;
     let (command_id, case_id) = creation_ids(&state, &headers, &actor, false)?;
+    // What is already open about the same thing, for the township to link if it is.
+    let probe = super::links::Probe {
+        kind: "whistle",
+        fingerprint: crate::domain::similar::Fingerprint::of(&req.title, &req.description),
+        units: std::iter::once(actor.unit.clone()).chain(req.departments.iter().cloned()).collect(),
+        exclude: Some(case_id),
+        actor: &actor,
+    };
+    let possible = super::links::similar(&state, &probe)?;
     let body = CommandBody::RaiseWhistle {
         title: req.title,
         description: req.description,
@@ -154,7 +182,21 @@ pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes
         location: req.location,
         urgency: req.urgency.unwrap_or_default(),
     };
-    run(&state, Command::new(command_id, case_id, actor, body), true).await
+    let response = run(&state, Command::new(command_id, case_id, actor, body), true).await?;
+    with_fields(response, json!({ "possible_duplicates": possible })).await
+}
+
+/// Adds fields to a command's JSON answer, keeping its status and headers.
+async fn with_fields(response: Response, fields: Value) -> Result<Response, ApiError> {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, super::REQUEST_BODY_BYTES_MAX * 16)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::unavailable(e.to_string()))?;
+    if let (Some(out), Some(add)) = (value.as_object_mut(), fields.as_object()) {
+        out.extend(add.clone());
+    }
+    Ok(Response::from_parts(parts, axum::body::Body::from(serde_json::to_vec(&value).unwrap_or_default())))
 }
 
 /// Command and case ids for a creation: derived from the Idempotency-Key (and the
@@ -198,6 +240,21 @@ pub async fn whistle_action(
         },
         "reopen" => CommandBody::ReopenWhistle { reason: required(req.reason, "reason")? },
         "withdraw" => CommandBody::WithdrawWhistle { reason: req.reason },
+        "duplicate" => {
+            let of = required(req.of, "of")?;
+            visible_case(&state, &actor, case_id).await?;
+            CommandBody::MarkDuplicate { original: super::links::check_original(&state, &actor, case_id, &of).await? }
+        }
+        "unlink" => CommandBody::UnlinkDuplicate,
+        "hand-overs" => CommandBody::ProposeHandOver {
+            to: known_department(&state, required(req.to, "to")?, "to")?,
+            reason: required(req.reason, "reason")?,
+        },
+        "reassign" => CommandBody::ReassignDepartment {
+            from: required(req.from, "from")?,
+            to: known_department(&state, required(req.to, "to")?, "to")?,
+            reason: required(req.reason, "reason")?,
+        },
         other => return Err(ApiError::not_found(format!("no whistle action {other:?}"))),
     };
     visible_case(&state, &actor, case_id).await?;
@@ -223,13 +280,7 @@ pub async fn submit(State(state): State<Shared>, headers: HeaderMap, bytes: Byte
     let response = run(&state, cmd, true).await?;
     let Some(code) = code else { return Ok(response) };
     // The code is shown here only: the service keeps its hash.
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, super::REQUEST_BODY_BYTES_MAX * 16)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::unavailable(e.to_string()))?;
-    value["follow_up_code"] = Value::String(code);
-    Ok((parts.status, Json(value)).into_response())
+    with_fields(response, json!({ "follow_up_code": code })).await
 }
 
 /// A follow-up code: random, or derived from the installation secret and the
@@ -257,6 +308,13 @@ pub async fn feedback_action(
         "resolve" => CommandBody::ResolveFeedback { summary: required(req.summary, "summary")? },
         "rate" => CommandBody::RateFeedback { satisfaction: required(req.satisfaction, "satisfaction")? },
         "reopen" => CommandBody::ReopenFeedback { reason: required(req.reason, "reason")? },
+        "duplicate" => {
+            let of = required(req.of, "of")?;
+            let actor = who.actor()?;
+            visible_case(&state, actor, case_id).await?;
+            CommandBody::MarkDuplicate { original: super::links::check_original(&state, actor, case_id, &of).await? }
+        }
+        "unlink" => CommandBody::UnlinkDuplicate,
         other => return Err(ApiError::not_found(format!("no feedback action {other:?}"))),
     };
     let (actor, code) = match (&who.actor, &who.follow_up_code) {

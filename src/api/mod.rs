@@ -10,6 +10,7 @@ mod actions;
 pub mod auth;
 mod commands;
 mod export;
+mod links;
 mod openapi;
 mod queries;
 pub mod reports;
@@ -98,7 +99,9 @@ pub fn app(state: Shared) -> Router {
         .route("/v1/me", get(queries::me))
         .route("/v1/org", get(queries::org))
         .route("/v1/whistles", post(commands::raise))
+        .route("/v1/whistles/similar", post(links::similar_to_draft))
         .route("/v1/whistles/{id}/{action}", post(commands::whistle_action))
+        .route("/v1/whistles/{id}/hand-overs/{n}/{decision}", post(links::decide_hand_over))
         .route("/v1/feedback", post(commands::submit))
         .route("/v1/feedback/{id}/{action}", post(commands::feedback_action))
         .route("/v1/cases", get(queries::list_cases))
@@ -106,6 +109,9 @@ pub fn app(state: Shared) -> Router {
         .route("/v1/cases/{id}", get(queries::case))
         .route("/v1/follow-up", get(queries::follow_up))
         .route("/v1/cases/{id}/extensions", post(commands::request_extension))
+        .route("/v1/cases/{id}/similar", get(links::similar_to_case))
+        .route("/v1/cases/{id}/comments", post(links::comment))
+        .route("/v1/cases/{id}/comments/{n}/retract", post(links::retract_comment))
         .route("/v1/cases/{id}/extensions/{n}/{decision}", post(commands::decide_extension))
         .route("/v1/alerts", get(queries::alerts))
         .route("/v1/alerts/stream", get(sse::stream))

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::auth::can_see;
 use super::commands::matches_code;
 use super::{authenticated, caller, ApiError, Shared};
 use crate::domain::clocks::ArmedClock;
@@ -39,7 +38,7 @@ pub const ALERTS_LIST_MAX: usize = 500;
 
 /// A case as the API shows it.
 pub fn case_json(case_id: Uuid, state: &CaseState, armed: &[ArmedClock], history: Option<&[Event]>) -> Value {
-    let view = CaseView { case_id, state: state.clone(), last_position: 0, armed: armed.to_vec(), settled: Vec::new() };
+    let view = CaseView { state: state.clone(), armed: armed.to_vec(), ..CaseView::new(case_id) };
     let overdue: Vec<&ArmedClock> = view.overdue();
     let mut out = json!({
         "id": case_id,
@@ -182,7 +181,7 @@ pub struct ListQuery {
     /// Text to find in the title and description (a feedback item's body): a substring, as
     /// Chinese has no spaces to split words at; Latin letters match in either case.
     q: Option<String>,
-    /// Only cases on which the caller has an action to take now (`true`).
+    /// Only cases on which the caller owes a step now (`true`): see [`super::actions::OWED`].
     todo: Option<bool>,
     /// Opened on or after this Beijing date.
     from: Option<String>,
@@ -285,11 +284,11 @@ pub async fn list_cases(
                 cursor = None;
                 break 'pages;
             }
-            if can_see(&actor, &view.state) && matches_filters(&view, &q) && narrowing.matches(&view) {
+            if super::links::can_see_view(&actor, &view) && matches_filters(&view, &q) && narrowing.matches(&view) {
                 let asker = super::actions::Asker { actor: &actor, follow_up_code: None };
-                let actions =
-                    super::actions::available(id, &view.state, &view.armed, &asker, &state.org.departments, now);
-                if q.todo == Some(true) && actions.as_array().is_none_or(Vec::is_empty) {
+                let facts = facts_of(&state, &view);
+                let actions = super::actions::available(id, &view.state, &facts, &asker, &state.org.departments, now);
+                if q.todo == Some(true) && !super::actions::owes(&actions) {
                     continue;
                 }
                 let mut item = case_json(id, &view.state, &view.armed, None);
@@ -367,30 +366,49 @@ async fn case_answer(state: &Shared, who: &super::Caller, case_id: Uuid) -> Resu
     let history_of = |records: &[crate::log::StoredRecord], upto: u64| -> Vec<crate::domain::Event> {
         records.iter().filter(|r| r.position <= upto).filter_map(|r| r.decode().ok()).flat_map(|c| c.events).collect()
     };
-    let (case_state, armed, history) = match state.views.case(case_id)? {
+    let view = match state.views.case(case_id)? {
         Some(view) => {
             let history = history_of(&records, view.last_position);
-            (view.state, view.armed, history)
+            (view, history)
         }
         None => {
             let case_state = replay(&records);
             let armed = armed_clocks(&case_state, &state.policy, &super::calendar(state)).unwrap_or_default();
-            (case_state, armed, history_of(&records, u64::MAX))
+            (CaseView { state: case_state, armed, ..CaseView::new(case_id) }, history_of(&records, u64::MAX))
         }
     };
+    let (view, history) = view;
     let anonymous = Actor::anonymous();
     let asker = match (&who.actor, &who.follow_up_code) {
-        (Some(actor), _) if can_see(actor, &case_state) => super::actions::Asker { actor, follow_up_code: None },
-        (_, Some(code)) if matches_code(&case_state, code) => {
+        (Some(actor), _) if super::links::can_see_view(actor, &view) => {
+            super::actions::Asker { actor, follow_up_code: None }
+        }
+        (_, Some(code)) if matches_code(&view.state, code) => {
             super::actions::Asker { actor: &anonymous, follow_up_code: Some(code.as_str()) }
         }
         (None, None) => return Err(ApiError::unauthorized("send Authorization: Bearer <token>")),
         _ => return Err(ApiError::not_found(format!("no case {case_id}"))),
     };
-    let mut out = case_json(case_id, &case_state, &armed, Some(&history));
-    out["actions"] =
-        super::actions::available(case_id, &case_state, &armed, &asker, &state.org.departments, state.clock.now());
+    let mut out = case_json(case_id, &view.state, &view.armed, Some(&history));
+    out["duplicates"] = json!(view.duplicates);
+    out["actions"] = super::actions::available(
+        case_id,
+        &view.state,
+        &facts_of(state, &view),
+        &asker,
+        &state.org.departments,
+        state.clock.now(),
+    );
     Ok(Json(out))
+}
+
+/// What the views add to a case for offering actions.
+fn facts_of<'a>(state: &Shared, view: &'a CaseView) -> super::actions::Facts<'a> {
+    super::actions::Facts {
+        armed: &view.armed,
+        has_duplicates: !view.duplicates.is_empty(),
+        township_decides: state.org.cases.township_decides_hand_overs,
+    }
 }
 
 /// Whether an alert is in the caller's scope.

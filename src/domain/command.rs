@@ -109,6 +109,37 @@ pub enum CommandBody {
     AcknowledgeAlert {
         alert_id: Uuid,
     },
+    /// Marks this case a duplicate of `original`, which the API has checked exists, is of the
+    /// same kind, is visible to the actor and is not itself a duplicate.
+    MarkDuplicate {
+        original: Uuid,
+    },
+    UnlinkDuplicate,
+    /// A comment; `mentions` are the known units the body names with `@`.
+    AddComment {
+        body: String,
+        mentions: Vec<String>,
+    },
+    RetractComment {
+        number: u32,
+    },
+    ProposeHandOver {
+        to: String,
+        reason: String,
+    },
+    /// Accepts or refuses hand-over proposal `number`; `township_decides` is the
+    /// organisation's rule letting the raising township decide (org.toml `[cases]`).
+    DecideHandOver {
+        number: u32,
+        accept: bool,
+        reason: Option<String>,
+        township_decides: bool,
+    },
+    ReassignDepartment {
+        from: String,
+        to: String,
+        reason: String,
+    },
     /// Publishes (or corrects) one year's official schedule, on the calendar case.
     PublishCalendar {
         schedule: YearSchedule,

@@ -31,6 +31,14 @@ pub const EXTENSIONS_PER_CASE_MAX: usize = 20;
 pub const EXTENSION_WORKING_DAYS_MAX: u32 = 30;
 /// Longest extension in hours.
 pub const EXTENSION_HOURS_MAX: u32 = 720;
+/// Longest comment, in characters.
+pub const COMMENT_CHARS_MAX: usize = 1_000;
+/// Most comments one case's thread may hold.
+pub const COMMENTS_PER_CASE_MAX: usize = 500;
+/// How long after writing a comment its author may retract it, in minutes.
+pub const COMMENT_RETRACT_MINUTES: i64 = 10;
+/// Most hand-over proposals one whistle may see, whatever their outcome.
+pub const HAND_OVERS_PER_CASE_MAX: usize = 3;
 /// Shortest anonymous follow-up code, in characters.
 pub const FOLLOW_UP_CODE_CHARS_MIN: usize = 16;
 
@@ -84,11 +92,11 @@ pub fn decide(state: &State, cmd: &Command, now: DateTime<Utc>) -> Result<Vec<Ev
         }
         State::Whistle(case) => match decide_common(case, cmd, now, whistle_clock_owner)? {
             Some(bodies) => bodies,
-            None => decide_whistle(case, cmd)?,
+            None => decide_whistle(case, cmd, now)?,
         },
         State::Feedback(case) => match decide_common(case, cmd, now, feedback_clock_owner)? {
             Some(bodies) => bodies,
-            None => decide_feedback(case, cmd)?,
+            None => decide_feedback(case, cmd, now)?,
         },
         State::Calendar(_) | State::Report(_) => unreachable!("calendar and report cases are decided above"),
     };
@@ -447,9 +455,31 @@ fn whistle_clock_owner(clock: &ClockRef) -> (Role, Option<&str>) {
     }
 }
 
-fn decide_whistle(case: &Case<Whistle>, cmd: &Command) -> Decision {
+fn decide_whistle(case: &Case<Whistle>, cmd: &Command, now: DateTime<Utc>) -> Decision {
     let whistle = &case.kind;
+    if matches!(cmd.body, CommandBody::AddComment { .. } | CommandBody::RetractComment { .. }) {
+        if matches!(cmd.actor.role, Role::Anonymous | Role::System) {
+            return Err(Rejection::Forbidden("sign in to comment on a whistle".into()));
+        }
+        return decide_comment(case, cmd, now).unwrap_or_else(|| unreachable!("a comment command"));
+    }
+    if let Some(decision) = decide_hand_over(case, cmd) {
+        return decision;
+    }
     match &cmd.body {
+        CommandBody::MarkDuplicate { original } => {
+            may_link(whistle, &cmd.actor)?;
+            let closed = matches!(whistle.status, WhistleStatus::Confirmed | WhistleStatus::Withdrawn)
+                .then(|| status_zh(whistle.status));
+            decide_link(case.case_id, *original, whistle.status == WhistleStatus::Duplicate, closed)
+        }
+        CommandBody::UnlinkDuplicate => {
+            may_link(whistle, &cmd.actor)?;
+            if whistle.status != WhistleStatus::Duplicate {
+                return Err(Rejection::Conflict("this whistle is not marked a duplicate".into()));
+            }
+            Ok(vec![EventBody::DuplicateUnlinked {}])
+        }
         CommandBody::AcknowledgeSummons => {
             let department = summoned_department(whistle, &cmd.actor, "report in")?;
             Ok(vec![EventBody::DepartmentAcknowledged { department }])
@@ -510,7 +540,8 @@ fn decide_whistle(case: &Case<Whistle>, cmd: &Command) -> Decision {
         }
         CommandBody::WithdrawWhistle { reason } => {
             require_township(whistle, &cmd.actor, "withdraw it")?;
-            if matches!(whistle.status, WhistleStatus::Confirmed | WhistleStatus::Withdrawn) {
+            if matches!(whistle.status, WhistleStatus::Confirmed | WhistleStatus::Withdrawn | WhistleStatus::Duplicate)
+            {
                 return Err(Rejection::Conflict(format!("this whistle is already {}", status_zh(whistle.status))));
             }
             let reason = optional_text("reason", reason.as_deref(), TEXT_CHARS_MAX)?;
@@ -545,7 +576,169 @@ fn status_zh(status: WhistleStatus) -> &'static str {
         WhistleStatus::Resolved => "resolved",
         WhistleStatus::Confirmed => "confirmed",
         WhistleStatus::Withdrawn => "withdrawn",
+        WhistleStatus::Duplicate => "marked a duplicate",
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Duplicates, comments, hand-overs
+
+/// A comment or its retraction, for an actor the case's kind has already let in.
+fn decide_comment<K>(case: &Case<K>, cmd: &Command, now: DateTime<Utc>) -> Option<Decision> {
+    Some(match &cmd.body {
+        CommandBody::AddComment { body, mentions } => (|| {
+            if case.comments.len() >= COMMENTS_PER_CASE_MAX {
+                return Err(Rejection::Conflict(format!(
+                    "this case's thread holds its most comments ({COMMENTS_PER_CASE_MAX})"
+                )));
+            }
+            let body = text("body", body, COMMENT_CHARS_MAX)?;
+            let mut named: Vec<String> = Vec::new();
+            for unit in mentions {
+                if !named.contains(unit) {
+                    named.push(unit.clone());
+                }
+            }
+            let number = case.comments.len() as u32 + 1;
+            Ok(vec![EventBody::CommentAdded { number, body, mentions: named }])
+        })(),
+        CommandBody::RetractComment { number } => (|| {
+            let comment = case
+                .comments
+                .iter()
+                .find(|c| c.number == *number)
+                .ok_or_else(|| Rejection::NotFound(format!("no comment {number} on this case")))?;
+            if comment.by != cmd.actor {
+                return Err(Rejection::Forbidden("only its author may retract a comment".into()));
+            }
+            if comment.retracted {
+                return Err(Rejection::Conflict(format!("comment {number} is already retracted")));
+            }
+            if now - comment.at > chrono::Duration::minutes(COMMENT_RETRACT_MINUTES) {
+                return Err(Rejection::Conflict(format!(
+                    "a comment can be retracted within {COMMENT_RETRACT_MINUTES} minutes of writing it"
+                )));
+            }
+            Ok(vec![EventBody::CommentRetracted { number: *number }])
+        })(),
+        _ => return None,
+    })
+}
+
+/// Whether a department takes part in the whistle (or did, before a duplicate link released it).
+fn involved_or_suspended(whistle: &Whistle, department: &str) -> bool {
+    is_involved(whistle, department)
+        || whistle
+            .suspended
+            .as_ref()
+            .is_some_and(|s| s.departments.get(department).is_some_and(|p| p.status != PartStatus::Released))
+}
+
+/// Who may link a whistle to another as a duplicate, or unlink it: its township, the
+/// coordinator, or a department it summons.
+fn may_link(whistle: &Whistle, actor: &Actor) -> Result<(), Rejection> {
+    let allowed = match actor.role {
+        Role::Township => actor.unit == whistle.township,
+        Role::Coordinator => true,
+        Role::Department => involved_or_suspended(whistle, &actor.unit),
+        _ => false,
+    };
+    if !allowed {
+        return Err(Rejection::Forbidden(
+            "only the township that raised it, the coordinator or a department it summons may link it".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn decide_link(case_id: Uuid, original: Uuid, duplicate: bool, closed: Option<&str>) -> Decision {
+    if original == case_id {
+        return Err(Rejection::invalid("of", "a case cannot be a duplicate of itself"));
+    }
+    if duplicate {
+        return Err(Rejection::Conflict("this case is already marked a duplicate; unlink it first".into()));
+    }
+    if let Some(status) = closed {
+        return Err(Rejection::Conflict(format!("this case is {status}: there is nothing left to link")));
+    }
+    Ok(vec![EventBody::MarkedDuplicate { original }])
+}
+
+fn decide_hand_over(case: &Case<Whistle>, cmd: &Command) -> Option<Decision> {
+    let whistle = &case.kind;
+    Some(match &cmd.body {
+        CommandBody::ProposeHandOver { to, reason } => (|| {
+            let part = department_part(whistle, &cmd.actor, "propose a hand-over")?;
+            require_open(whistle)?;
+            if !matches!(part, PartStatus::Summoned | PartStatus::Acknowledged) {
+                return Err(Rejection::Conflict(format!(
+                    "department {} no longer has a part to hand over",
+                    cmd.actor.unit
+                )));
+            }
+            let to = unit_names("to", std::slice::from_ref(to))?.remove(0);
+            if to == cmd.actor.unit || is_involved(whistle, &to) {
+                return Err(Rejection::Conflict(format!("department {to} is already summoned on this whistle")));
+            }
+            if whistle.hand_overs.iter().any(|h| h.from == cmd.actor.unit && h.status == ExtensionStatus::Pending) {
+                return Err(Rejection::Conflict("a hand-over proposed by this department awaits a decision".into()));
+            }
+            if whistle.hand_overs.len() >= HAND_OVERS_PER_CASE_MAX {
+                return Err(Rejection::Conflict(format!(
+                    "a whistle may see at most {HAND_OVERS_PER_CASE_MAX} hand-over proposals"
+                )));
+            }
+            let reason = text("reason", reason, TEXT_CHARS_MAX)?;
+            let number = whistle.hand_overs.len() as u32 + 1;
+            Ok(vec![EventBody::HandOverProposed { number, from: cmd.actor.unit.clone(), to, reason }])
+        })(),
+        CommandBody::DecideHandOver { number, accept, reason, township_decides } => (|| {
+            let allowed = match cmd.actor.role {
+                Role::Coordinator => true,
+                Role::Township => *township_decides && cmd.actor.unit == whistle.township,
+                _ => false,
+            };
+            if !allowed {
+                let who = if *township_decides { "the coordinator or the township" } else { "the coordinator" };
+                return Err(Rejection::Forbidden(format!("only {who} may decide a hand-over")));
+            }
+            let proposal = whistle
+                .hand_overs
+                .iter()
+                .find(|h| h.number == *number)
+                .ok_or_else(|| Rejection::NotFound(format!("no hand-over proposal {number}")))?;
+            if proposal.status != ExtensionStatus::Pending {
+                return Err(Rejection::Conflict(format!("hand-over proposal {number} is already decided")));
+            }
+            require_open(whistle)?;
+            if !*accept {
+                let reason = optional_text("reason", reason.as_deref(), TEXT_CHARS_MAX)?;
+                return Ok(vec![EventBody::HandOverRefused { number: *number, reason }]);
+            }
+            if is_involved(whistle, &proposal.to) {
+                return Err(Rejection::Conflict(format!("department {} is already summoned", proposal.to)));
+            }
+            if !is_involved(whistle, &proposal.from) {
+                return Err(Rejection::Conflict(format!("department {} no longer has a part", proposal.from)));
+            }
+            Ok(vec![EventBody::HandOverAccepted { number: *number }])
+        })(),
+        CommandBody::ReassignDepartment { from, to, reason } => (|| {
+            require_role(&cmd.actor, Role::Coordinator, "reassign a department's part")?;
+            require_open(whistle)?;
+            let names = unit_names("to", &[from.clone(), to.clone()])?;
+            let (from, to) = (names[0].clone(), names[1].clone());
+            if !is_involved(whistle, &from) {
+                return Err(Rejection::Conflict(format!("department {from} has no part in this whistle")));
+            }
+            if is_involved(whistle, &to) {
+                return Err(Rejection::Conflict(format!("department {to} is already summoned on this whistle")));
+            }
+            let reason = text("reason", reason, TEXT_CHARS_MAX)?;
+            Ok(vec![EventBody::DepartmentReassigned { from, to, reason }])
+        })(),
+        _ => return None,
+    })
 }
 
 fn require_open(whistle: &Whistle) -> Result<(), Rejection> {
@@ -641,9 +834,30 @@ fn feedback_clock_owner(_clock: &ClockRef) -> (Role, Option<&str>) {
     (Role::Office, None)
 }
 
-fn decide_feedback(case: &Case<Feedback>, cmd: &Command) -> Decision {
+fn decide_feedback(case: &Case<Feedback>, cmd: &Command, now: DateTime<Utc>) -> Decision {
     let feedback = &case.kind;
+    if matches!(cmd.body, CommandBody::AddComment { .. } | CommandBody::RetractComment { .. }) {
+        match cmd.actor.role {
+            Role::System => return Err(Rejection::Forbidden("the system does not comment".into())),
+            // The anonymous submitter comments with the follow-up code.
+            Role::Anonymous => require_submitter(feedback, cmd, "comment")?,
+            _ => {}
+        }
+        return decide_comment(case, cmd, now).unwrap_or_else(|| unreachable!("a comment command"));
+    }
     match &cmd.body {
+        CommandBody::MarkDuplicate { original } => {
+            require_role(&cmd.actor, Role::Office, "link feedback items")?;
+            let closed = (feedback.status == FeedbackStatus::Rated).then_some("closed with a rating");
+            decide_link(case.case_id, *original, feedback.status == FeedbackStatus::Duplicate, closed)
+        }
+        CommandBody::UnlinkDuplicate => {
+            require_role(&cmd.actor, Role::Office, "unlink feedback items")?;
+            if feedback.status != FeedbackStatus::Duplicate {
+                return Err(Rejection::Conflict("this feedback is not marked a duplicate".into()));
+            }
+            Ok(vec![EventBody::DuplicateUnlinked {}])
+        }
         CommandBody::ReplyFeedback { body } => {
             require_role(&cmd.actor, Role::Office, "reply to feedback")?;
             require_feedback(feedback, FeedbackStatus::Open, "replied to")?;
@@ -676,6 +890,7 @@ fn require_feedback(feedback: &Feedback, wanted: FeedbackStatus, verb: &str) -> 
         FeedbackStatus::Open => "still open",
         FeedbackStatus::Resolved => "already resolved",
         FeedbackStatus::Rated => "closed with a rating",
+        FeedbackStatus::Duplicate => "marked a duplicate",
     };
     Err(Rejection::Conflict(format!("this feedback cannot be {verb}: it is {now}")))
 }

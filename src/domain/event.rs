@@ -324,6 +324,33 @@ pub enum EventBody {
     /// A period's 三率 通报 was published: `kind` is `monthly` or `weekly`, `period` names it
     /// (`2026-11`, `2026-W48`), `summary` is the line sent to supervisors' channels.
     ReportPublished { kind: String, period: String, from: chrono::NaiveDate, to: chrono::NaiveDate, summary: String },
+    /// The case was marked as a duplicate of `original` (same kind): it closes pointing there,
+    /// its running clocks stop and its departments' summonses are released, until unlinked.
+    MarkedDuplicate { original: Uuid },
+    /// A duplicate was unlinked: open again, its parts and clocks as they were when it was
+    /// marked (same start, same extensions).
+    DuplicateUnlinked {},
+    /// A comment in the case's thread; `mentions` are the units it names with `@`.
+    CommentAdded {
+        number: u32,
+        body: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<String>,
+    },
+    /// Its author took a comment back (within the window); the comment stays in the log.
+    CommentRetracted { number: u32 },
+    /// A summoned department proposes that another department take its part (转办).
+    HandOverProposed { number: u32, from: String, to: String, reason: String },
+    /// The proposal was accepted: `to` is summoned afresh, `from` released with no mark.
+    HandOverAccepted { number: u32 },
+    /// The proposal was refused: `from` keeps its part, its clock never stopped.
+    HandOverRefused {
+        number: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The coordinator gave a department's part to another department.
+    DepartmentReassigned { from: String, to: String, reason: String },
 }
 
 impl EventBody {
@@ -354,6 +381,14 @@ impl EventBody {
             EventBody::AlertAcknowledged { .. } => "alert_acknowledged",
             EventBody::CalendarPublished { .. } => "calendar_published",
             EventBody::ReportPublished { .. } => "report_published",
+            EventBody::MarkedDuplicate { .. } => "marked_duplicate",
+            EventBody::DuplicateUnlinked { .. } => "duplicate_unlinked",
+            EventBody::CommentAdded { .. } => "comment_added",
+            EventBody::CommentRetracted { .. } => "comment_retracted",
+            EventBody::HandOverProposed { .. } => "hand_over_proposed",
+            EventBody::HandOverAccepted { .. } => "hand_over_accepted",
+            EventBody::HandOverRefused { .. } => "hand_over_refused",
+            EventBody::DepartmentReassigned { .. } => "department_reassigned",
         }
     }
 

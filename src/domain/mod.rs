@@ -8,6 +8,7 @@
 //! - [`policy`]: the SLA policy (targets, warnings, escalation), from TOML.
 //! - [`clocks`]: the armed clocks of a case, with deadlines, from state + policy + calendar.
 //! - [`schema`]: JSON Schemas for every event type, generated from the types.
+//! - [`similar`]: character-bigram similarity, for spotting the same problem reported twice.
 
 pub mod calendar;
 pub mod clocks;
@@ -16,6 +17,7 @@ pub mod decide;
 pub mod event;
 pub mod policy;
 pub mod schema;
+pub mod similar;
 pub mod state;
 
 pub use calendar::{Calendar, Deadline, YearSchedule};

@@ -56,8 +56,40 @@ pub struct Case<K> {
     pub extensions: Vec<Extension>,
     pub alerts: Vec<Alert>,
     pub reopen_count: u32,
+    /// The case this one was marked a duplicate of, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<Uuid>,
+    /// The clocks the duplicate link stopped, as they were: restored when it is unlinked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "clock_map")]
+    pub suspended_clocks: BTreeMap<ClockRef, RunningClock>,
+    /// The thread: who wrote each comment and when (the text is in the history).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comments: Vec<Comment>,
     #[serde(flatten)]
     pub kind: K,
+}
+
+/// One comment of a case's thread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    pub number: u32,
+    pub by: Actor,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retracted: bool,
+}
+
+/// A proposal to hand a department's part to another department (转办).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HandOver {
+    pub number: u32,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub proposed_at: DateTime<Utc>,
+    pub status: ExtensionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<Actor>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,6 +150,8 @@ pub enum WhistleStatus {
     /// The township confirmed and rated it.
     Confirmed,
     Withdrawn,
+    /// Marked a duplicate of another whistle, which carries the problem.
+    Duplicate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +193,18 @@ pub struct Whistle {
     pub status: WhistleStatus,
     pub departments: BTreeMap<String, Part>,
     pub satisfaction: Option<Satisfaction>,
+    /// Hand-over proposals, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hand_overs: Vec<HandOver>,
+    /// The status and parts a duplicate link replaced, restored when it is unlinked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<SuspendedWhistle>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SuspendedWhistle {
+    pub status: WhistleStatus,
+    pub departments: BTreeMap<String, Part>,
 }
 
 impl Whistle {
@@ -188,6 +234,8 @@ pub enum FeedbackStatus {
     Open,
     Resolved,
     Rated,
+    /// Linked to another feedback item about the same practice.
+    Duplicate,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,6 +250,9 @@ pub struct Feedback {
     pub replies: u32,
     pub first_replied_at: Option<DateTime<Utc>>,
     pub satisfaction: Option<Satisfaction>,
+    /// The status a duplicate link replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_status: Option<FeedbackStatus>,
 }
 
 impl State {
@@ -234,6 +285,15 @@ impl State {
             State::Whistle(c) => &c.alerts,
             State::Feedback(c) => &c.alerts,
             State::Empty | State::Calendar(_) | State::Report(_) => &[],
+        }
+    }
+
+    /// The case this one is linked to as a duplicate, while it is.
+    pub fn duplicate_of(&self) -> Option<Uuid> {
+        match self {
+            State::Whistle(c) => c.duplicate_of,
+            State::Feedback(c) => c.duplicate_of,
+            State::Empty | State::Calendar(_) | State::Report(_) => None,
         }
     }
 
@@ -294,6 +354,9 @@ fn new_case<K>(event: &Event, kind: K) -> Case<K> {
         extensions: Vec::new(),
         alerts: Vec::new(),
         reopen_count: 0,
+        duplicate_of: None,
+        suspended_clocks: BTreeMap::new(),
+        comments: Vec::new(),
         kind,
     }
 }
@@ -314,6 +377,8 @@ fn birth(event: &Event) -> State {
                     status: WhistleStatus::Open,
                     departments: BTreeMap::new(),
                     satisfaction: None,
+                    hand_overs: Vec::new(),
+                    suspended: None,
                 },
             );
             summon(&mut case, departments, at);
@@ -332,6 +397,7 @@ fn birth(event: &Event) -> State {
                     replies: 0,
                     first_replied_at: None,
                     satisfaction: None,
+                    suspended_status: None,
                 },
             );
             start(&mut case, ClockRef::case_wide(ClockKind::FeedbackReply), at);
@@ -392,7 +458,10 @@ fn apply_common<K>(case: &mut Case<K>, event: &Event) -> bool {
         EventBody::ExtensionApproved { number } => {
             if let Some(ext) = case.extensions.iter_mut().find(|e| e.number == *number) {
                 ext.status = ExtensionStatus::Approved;
+                // A clock a duplicate link stopped keeps the extension for when it restarts.
                 if let Some(clock) = case.clocks.get_mut(&ext.clock) {
+                    clock.extensions.push(ext.span);
+                } else if let Some(clock) = case.suspended_clocks.get_mut(&ext.clock) {
                     clock.extensions.push(ext.span);
                 }
             }
@@ -410,6 +479,14 @@ fn apply_common<K>(case: &mut Case<K>, event: &Event) -> bool {
         EventBody::AlertAcknowledged { alert_id } => {
             if let Some(alert) = case.alerts.iter_mut().find(|a| a.alert_id == *alert_id) {
                 alert.acknowledged_by = Some(event.actor.clone());
+            }
+        }
+        EventBody::CommentAdded { number, .. } => {
+            case.comments.push(Comment { number: *number, by: event.actor.clone(), at: event.at, retracted: false });
+        }
+        EventBody::CommentRetracted { number } => {
+            if let Some(comment) = case.comments.iter_mut().find(|c| c.number == *number) {
+                comment.retracted = true;
             }
         }
         _ => return true,
@@ -510,8 +587,75 @@ fn apply_whistle(case: &mut Case<Whistle>, event: &Event) {
             case.kind.status = WhistleStatus::Withdrawn;
             case.clocks.clear();
         }
+        EventBody::MarkedDuplicate { original } => {
+            suspend_clocks(case, *original);
+            let kept = std::mem::take(&mut case.kind.departments);
+            case.kind.departments = kept
+                .iter()
+                .map(|(d, p)| {
+                    let mut part = p.clone();
+                    if part.status != PartStatus::Handled {
+                        part.status = PartStatus::Released;
+                    }
+                    (d.clone(), part)
+                })
+                .collect();
+            case.kind.suspended = Some(SuspendedWhistle { status: case.kind.status, departments: kept });
+            case.kind.status = WhistleStatus::Duplicate;
+        }
+        EventBody::DuplicateUnlinked {} => {
+            restore_clocks(case);
+            if let Some(suspended) = case.kind.suspended.take() {
+                case.kind.status = suspended.status;
+                case.kind.departments = suspended.departments;
+            }
+        }
+        EventBody::HandOverProposed { number, from, to, reason } => case.kind.hand_overs.push(HandOver {
+            number: *number,
+            from: from.clone(),
+            to: to.clone(),
+            reason: reason.clone(),
+            proposed_at: at,
+            status: ExtensionStatus::Pending,
+            decided_by: None,
+        }),
+        EventBody::HandOverAccepted { number } | EventBody::HandOverRefused { number, .. } => {
+            let accepted = matches!(event.body, EventBody::HandOverAccepted { .. });
+            let Some(proposal) = case.kind.hand_overs.iter_mut().find(|h| h.number == *number) else { return };
+            proposal.status = if accepted { ExtensionStatus::Approved } else { ExtensionStatus::Refused };
+            proposal.decided_by = Some(event.actor.clone());
+            let (from, to) = (proposal.from.clone(), proposal.to.clone());
+            if accepted {
+                reassign(case, &from, &to, at);
+            }
+        }
+        EventBody::DepartmentReassigned { from, to, .. } => reassign(case, from, to, at),
         _ => {}
     }
+}
+
+/// Stops every running clock for a duplicate link, keeping them as they were.
+fn suspend_clocks<K>(case: &mut Case<K>, original: Uuid) {
+    case.duplicate_of = Some(original);
+    case.suspended_clocks = std::mem::take(&mut case.clocks);
+}
+
+/// Restarts the clocks a duplicate link stopped, with their first start and extensions.
+fn restore_clocks<K>(case: &mut Case<K>) {
+    case.duplicate_of = None;
+    case.clocks = std::mem::take(&mut case.suspended_clocks);
+}
+
+/// `from` gives its part to `to`: its clocks stop and it is released (with no mark: a
+/// released part is not counted), `to` is summoned afresh.
+fn reassign(case: &mut Case<Whistle>, from: &str, to: &str, at: DateTime<Utc>) {
+    for kind in [ClockKind::Ack, ClockKind::WhistleResolve, ClockKind::Dispute] {
+        stop(case, &ClockRef::for_department(kind, from.to_owned()));
+    }
+    if let Some(part) = case.kind.departments.get_mut(from) {
+        part.status = PartStatus::Released;
+    }
+    summon(case, &[to.to_owned()], at);
 }
 
 fn apply_feedback(case: &mut Case<Feedback>, event: &Event) {
@@ -537,6 +681,15 @@ fn apply_feedback(case: &mut Case<Feedback>, event: &Event) {
             case.kind.status = FeedbackStatus::Open;
             case.reopen_count += 1;
             start(case, ClockRef::case_wide(ClockKind::FeedbackResolve), at);
+        }
+        EventBody::MarkedDuplicate { original } => {
+            suspend_clocks(case, *original);
+            case.kind.suspended_status = Some(case.kind.status);
+            case.kind.status = FeedbackStatus::Duplicate;
+        }
+        EventBody::DuplicateUnlinked {} => {
+            restore_clocks(case);
+            case.kind.status = case.kind.suspended_status.take().unwrap_or(FeedbackStatus::Open);
         }
         _ => {}
     }

@@ -9,7 +9,8 @@ use super::keys::{
     stats_key, status_list_prefix, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, OPEN_ALERT_COUNT_KEY,
 };
 use super::model::{
-    alert_view_of, contributions, AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension,
+    alert_view_of, contributions, AlertView, CaseView, DeadLetter, IndexEntry, LinkedDuplicate, StatsCell,
+    StatsDimension,
 };
 use super::views::{Overlay, ViewError};
 use crate::domain::calendar::HolidayRange;
@@ -49,7 +50,13 @@ pub fn apply_record(ctx: &mut Context, overlay: &mut Overlay, record: &StoredRec
     };
     let before = overlay.case(commit.case_id)?;
     let mut view = before.clone();
+    let mut links = Vec::new();
     for event in &commit.events {
+        match &event.body {
+            EventBody::MarkedDuplicate { original } => links.push((*original, true)),
+            EventBody::DuplicateUnlinked {} => links.extend(view.state.duplicate_of().map(|o| (o, false))),
+            _ => {}
+        }
         let running_before: Vec<_> =
             view.state.clocks().map(|c| c.iter().map(|(k, r)| (k.clone(), r.clone())).collect()).unwrap_or_default();
         view.state = evolve(std::mem::take(&mut view.state), event);
@@ -64,8 +71,29 @@ pub fn apply_record(ctx: &mut Context, overlay: &mut Overlay, record: &StoredRec
     view.rearm(&ctx.policy, &ctx.calendar);
     replace_derived(overlay, &before, &view)?;
     write_alerts(overlay, &view, &commit.events, record.position)?;
+    for (original, linked) in links {
+        follow_original(overlay, &view, original, linked)?;
+    }
     overlay.set_case(view);
     Ok(Applied::Events(commit.events.len()))
+}
+
+/// Records (or removes) a duplicate on its original's view, in the same batch: the unit that
+/// raised the duplicate then follows the original (sees it, lists it, hears its notices). The
+/// original's log position is left alone: it is the expected position of its own next append.
+fn follow_original(overlay: &mut Overlay, duplicate: &CaseView, original: Uuid, linked: bool) -> Result<(), ViewError> {
+    let before = overlay.case(original)?;
+    if !before.state.exists() {
+        return Ok(());
+    }
+    let mut after = before.clone();
+    after.duplicates.retain(|d| d.case_id != duplicate.case_id);
+    if linked {
+        after.duplicates.push(LinkedDuplicate { case_id: duplicate.case_id, unit: duplicate.raising_unit() });
+    }
+    replace_derived(overlay, &before, &after)?;
+    overlay.set_case(after);
+    Ok(())
 }
 
 /// Checks what serde cannot: a known schema version, at least one event.

@@ -24,11 +24,35 @@ pub struct CaseView {
     /// Clocks that have stopped, with their deadlines then: what the statistics judge.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settled: Vec<SettledClock>,
+    /// Cases marked as duplicates of this one, with the unit that raised each (a township, or
+    /// a named feedback submitter): those units follow this case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<LinkedDuplicate>,
+}
+
+/// A case linked to this one as its duplicate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkedDuplicate {
+    pub case_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 impl CaseView {
     pub fn new(case_id: Uuid) -> Self {
-        CaseView { case_id, state: State::Empty, last_position: 0, armed: Vec::new(), settled: Vec::new() }
+        CaseView {
+            case_id,
+            state: State::Empty,
+            last_position: 0,
+            armed: Vec::new(),
+            settled: Vec::new(),
+            duplicates: Vec::new(),
+        }
+    }
+
+    /// Units that follow this case because a case of theirs is linked to it as a duplicate.
+    pub fn followers(&self) -> impl Iterator<Item = &str> {
+        self.duplicates.iter().filter_map(|d| d.unit.as_deref())
     }
 
     /// Recomputes the armed clocks. A deadline that cannot be computed (a year beyond the
@@ -52,11 +76,13 @@ impl CaseView {
                 WhistleStatus::Resolved => "resolved",
                 WhistleStatus::Confirmed => "confirmed",
                 WhistleStatus::Withdrawn => "withdrawn",
+                WhistleStatus::Duplicate => "duplicate",
             }),
             State::Feedback(c) => Some(match c.kind.status {
                 FeedbackStatus::Open => "open",
                 FeedbackStatus::Resolved => "resolved",
                 FeedbackStatus::Rated => "rated",
+                FeedbackStatus::Duplicate => "duplicate",
             }),
             State::Empty | State::Calendar(_) | State::Report(_) => None,
         }
@@ -95,11 +121,32 @@ impl CaseView {
     /// Every unit with a part in the case: the township and each summoned department.
     pub fn units(&self) -> Vec<String> {
         match &self.state {
-            State::Whistle(c) => {
-                std::iter::once(c.kind.township.clone()).chain(c.kind.departments.keys().cloned()).collect()
-            }
-            State::Feedback(c) => c.kind.submitter.iter().map(|a| a.unit.clone()).collect(),
+            State::Whistle(c) => std::iter::once(c.kind.township.clone())
+                .chain(c.kind.departments.keys().cloned())
+                .chain(self.followers().map(str::to_owned))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            State::Feedback(c) => c
+                .kind
+                .submitter
+                .iter()
+                .map(|a| a.unit.clone())
+                .chain(self.followers().map(str::to_owned))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             State::Empty | State::Calendar(_) | State::Report(_) => Vec::new(),
+        }
+    }
+
+    /// The unit a duplicate link makes follow the original: the whistle's township, or the
+    /// named submitter of feedback (an anonymous one follows through its code only).
+    pub fn raising_unit(&self) -> Option<String> {
+        match &self.state {
+            State::Whistle(c) => Some(c.kind.township.clone()),
+            State::Feedback(c) => c.kind.submitter.as_ref().map(|a| a.unit.clone()),
+            State::Empty | State::Calendar(_) | State::Report(_) => None,
         }
     }
 
@@ -112,6 +159,11 @@ impl CaseView {
         policy: &SlaPolicy,
         calendar: &Calendar,
     ) {
+        // A duplicate link suspends clocks rather than stopping them: unlinked, they run on
+        // from their first start, so nothing is settled.
+        if matches!(event.body, crate::domain::EventBody::MarkedDuplicate { .. }) {
+            return;
+        }
         let after = self.state.clocks();
         for (clock, running) in running_before {
             let still = after.and_then(|c| c.get(clock)).is_some_and(|r| r.started_at == running.started_at);

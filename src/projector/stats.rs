@@ -328,6 +328,15 @@ fn breaches_of(case_alerts: &[crate::domain::state::Alert], keep: impl Fn(&Clock
 pub fn contributions(view: &CaseView) -> Vec<((StatsDimension, String, String), StatsCell)> {
     match &view.state {
         State::Whistle(case) => whistle_contributions(view, case),
+        State::Feedback(case) if case.kind.status == FeedbackStatus::Duplicate => {
+            // Linked to another item about the same practice, which is counted instead.
+            let date = day_of(case.opened_at);
+            let cell = StatsCell { cases: 1, excluded: 1, ..StatsCell::default() };
+            vec![
+                ((StatsDimension::Office, ROLE_ROW.to_owned(), date.clone()), cell.clone()),
+                ((StatsDimension::Topic, topic_key(case.kind.topic), date), cell),
+            ]
+        }
         State::Feedback(case) => {
             let date = day_of(case.opened_at);
             let reply = ClockRef::case_wide(ClockKind::FeedbackReply);
@@ -360,6 +369,20 @@ pub fn contributions(view: &CaseView) -> Vec<((StatsDimension, String, String), 
 
 fn whistle_contributions(view: &CaseView, case: &Case<Whistle>) -> Vec<((StatsDimension, String, String), StatsCell)> {
     let date = day_of(case.opened_at);
+    if case.kind.status == WhistleStatus::Duplicate {
+        // The original carries the problem and is counted once; the duplicate counts nowhere.
+        let cell = StatsCell { cases: 1, excluded: 1, ..StatsCell::default() };
+        let mut out: Vec<_> = case
+            .kind
+            .departments
+            .keys()
+            .map(|d| ((StatsDimension::Department, d.clone(), date.clone()), cell.clone()))
+            .collect();
+        // A township's `excluded` counts summonses.
+        let township = StatsCell { cases: 1, excluded: case.kind.departments.len() as i64, ..StatsCell::default() };
+        out.push(((StatsDimension::Township, case.kind.township.clone(), date), township));
+        return out;
+    }
     let withdrawn = case.kind.status == WhistleStatus::Withdrawn;
     let mut township = StatsCell {
         cases: 1,
@@ -418,7 +441,9 @@ fn whistle_contributions(view: &CaseView, case: &Case<Whistle>) -> Vec<((StatsDi
             }
             cell.response_base += 1;
             let seconds = (s.stopped_at - s.started_at).num_seconds();
-            cell.answer(match (s.by == "departments_assigned", s.in_time()) {
+            // The coordinator answers a dispute by naming departments or reassigning the part.
+            let settled_by_coordinator = matches!(s.by.as_str(), "departments_assigned" | "department_reassigned");
+            cell.answer(match (settled_by_coordinator, s.in_time()) {
                 (true, true) => Answer::OnTime { seconds },
                 (true, false) => Answer::Late { seconds: Some(seconds) },
                 (false, _) => Answer::Late { seconds: None },

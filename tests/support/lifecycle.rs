@@ -13,6 +13,10 @@ use whistle::domain::{armed_clocks, Calendar, SlaPolicy, State};
 
 pub const DEPARTMENTS: [&str; 4] = ["住建局", "城管局", "生态环境局", "交通局"];
 pub const CODE: &str = "k7Qm-2xPz-9RtW-4vLc";
+/// How many kinds of step there are.
+const OPS: u8 = 30;
+/// The case every duplicate in these lifecycles is linked to.
+pub const ORIGINAL: Uuid = Uuid::from_u128(0xD0);
 
 pub fn actor(i: u8) -> Actor {
     match i % 9 {
@@ -30,11 +34,15 @@ pub fn actor_for(op: u8, who: u8) -> Actor {
     if who >= 220 {
         return actor(who);
     }
-    match op % 24 {
+    match op % OPS {
         0 | 1 | 7 | 11 | 12 | 13 | 16 | 17 => actor(0),
-        2..=5 | 8 | 9 | 10 | 18 => actor(2 + who % 3),
-        6 => actor(6),
+        2..=5 | 8 | 9 | 10 | 18 | 27 => actor(2 + who % 3),
+        6 | 29 => actor(6),
         14 | 15 => actor(7),
+        24 => actor([0, 7, 2 + who % 3][usize::from(who % 3)]),
+        25 => actor([6, 7, 0][usize::from(who % 3)]),
+        26 => actor(who),
+        28 => actor([6, 0][usize::from(who % 2)]),
         _ => actor(8),
     }
 }
@@ -52,7 +60,7 @@ pub fn command(state: &State, op: u8, who: u8, p: u8) -> (Actor, CommandBody, Op
     let armed = armed_clocks(state, &SlaPolicy::default(), &Calendar::official()).unwrap_or_default();
     let clock = armed.get(usize::from(p) % armed.len().max(1)).cloned();
     let text = if p.is_multiple_of(11) { " ".to_owned() } else { format!("说明{p}") };
-    let body = match op % 24 {
+    let body = match op % OPS {
         0 => CommandBody::RaiseWhistle {
             title: text.clone(),
             description: "描述".into(),
@@ -110,10 +118,25 @@ pub fn command(state: &State, op: u8, who: u8, p: u8) -> (Actor, CommandBody, Op
                 _ => (system, CommandBody::RecordSlaBreach { clock: c.clock, due_at: c.due_at }, None),
             };
         }
-        _ => {
+        23 => {
             let alert_id = state.alerts().first().map(|a| a.alert_id);
             CommandBody::AcknowledgeAlert { alert_id: alert_id.unwrap_or_else(Uuid::nil) }
         }
+        24 => CommandBody::MarkDuplicate { original: ORIGINAL },
+        25 => CommandBody::UnlinkDuplicate,
+        26 => CommandBody::AddComment { body: text.clone(), mentions: Vec::new() },
+        27 => CommandBody::ProposeHandOver { to: DEPARTMENTS[usize::from(p % 4)].to_owned(), reason: text.clone() },
+        28 => CommandBody::DecideHandOver {
+            number: u32::from(p % 3) + 1,
+            accept: p.is_multiple_of(2),
+            reason: None,
+            township_decides: p.is_multiple_of(4),
+        },
+        _ => CommandBody::ReassignDepartment {
+            from: DEPARTMENTS[usize::from(p % 4)].to_owned(),
+            to: DEPARTMENTS[usize::from((p / 4) % 4)].to_owned(),
+            reason: text.clone(),
+        },
     };
     // The anonymous submitter acts with the code; sometimes a stranger tries without it.
     let anonymous = matches!(state, State::Feedback(c) if c.kind.anonymous);
