@@ -136,6 +136,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         delivery: Some(node.delivery.clone()),
         secret,
         shutdown: stopping,
+        fingerprints: Default::default(),
     });
     // The bound address: with port 0 the system picked one, and whoever started us reads it here.
     let listening = listener.local_addr().unwrap_or(options.listen);

@@ -237,7 +237,9 @@ async fn the_follow_up_code_alone_finds_the_feedback_and_its_actions() {
     let (st, body) = s.call_with("GET", "/v1/follow-up", None, None, &[("X-Follow-Up-Code", &code)]).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["id"], id.as_str());
-    assert_eq!(body["actions"], json!([]), "nothing to do while the office works on it");
+    let actions: Vec<&str> =
+        body["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["comment"], "only commenting while the office works on it");
     assert!(!body.to_string().contains("东坝镇"), "nothing names the submitter: {body}");
     let (st, _) =
         s.call("POST", &format!("/v1/feedback/{id}/resolve"), Some(OFFICE), Some(json!({ "summary": "已整改" }))).await;
@@ -246,7 +248,7 @@ async fn the_follow_up_code_alone_finds_the_feedback_and_its_actions() {
     let (_, body) = s.call_with("GET", "/v1/follow-up", None, None, &[("X-Follow-Up-Code", &code)]).await;
     let actions: Vec<&str> =
         body["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["rate", "reopen"]);
+    assert_eq!(actions, ["rate", "reopen", "comment"]);
     let (st, body) = s.call_with("GET", "/v1/follow-up", None, None, &[("X-Follow-Up-Code", "fu-0123")]).await;
     assert_eq!((st, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     let (st, body) = s.call("GET", "/v1/follow-up", Some(T_IN), None).await;
@@ -295,7 +297,8 @@ async fn lists_search_text_narrow_to_a_period_and_to_what_the_caller_must_do() {
     // to-dos are acknowledging those breaches.
     let (_, body) = s.call("GET", "/v1/cases?todo=true", Some(SUP), None).await;
     for item in body["items"].as_array().unwrap() {
-        assert!(item["actions"].as_array().unwrap().iter().all(|a| a["action"] == "ack_alert"), "{item}");
+        let owed: Vec<&Value> = item["actions"].as_array().unwrap().iter().filter(|a| a["todo"] == true).collect();
+        assert!(!owed.is_empty() && owed.iter().all(|a| a["action"] == "ack_alert"), "{item}");
     }
     assert!(!titles(&body).contains(&"桥梁护栏破损".to_owned()), "nothing asks the supervisor about the newest");
     for (query, field) in [("from=March", "from"), ("from=2026-03-05&to=2026-03-01", "from"), ("q=", "")] {
@@ -732,6 +735,36 @@ fn whistle_rows() -> Vec<Row> {
         r("GET", "/v1/cases/export", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
         r("GET", "/v1/me", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
         r("GET", "/v1/alerts/stream", None, [200, 200, 200, 200, 200, 200, 200, 200, 401]),
+        r(
+            "POST",
+            "/v1/whistles/{W}/duplicate",
+            Some(json!({"of": "{OW}"})),
+            [200, 404, 200, 404, 404, 200, 403, 403, 401],
+        ),
+        r("POST", "/v1/whistles/{W}/unlink", None, [409, 404, 409, 404, 404, 409, 403, 403, 401]),
+        r(
+            "POST",
+            "/v1/feedback/{F}/duplicate",
+            Some(json!({"of": "{OF}"})),
+            [403, 404, 404, 404, 200, 404, 403, 403, 401],
+        ),
+        r("POST", "/v1/cases/{W}/comments", Some(json!({"body": "b"})), [201, 404, 201, 404, 404, 201, 201, 201, 401]),
+        r("POST", "/v1/cases/{F}/comments", Some(json!({"body": "b"})), [201, 404, 404, 404, 201, 404, 201, 201, 401]),
+        r(
+            "POST",
+            "/v1/whistles/{W}/hand-overs",
+            Some(json!({"to": "交通局", "reason": "r"})),
+            [403, 404, 200, 404, 404, 403, 403, 403, 401],
+        ),
+        r(
+            "POST",
+            "/v1/whistles/{W}/reassign",
+            Some(json!({"from": "住建局", "to": "交通局", "reason": "r"})),
+            [403, 404, 403, 404, 404, 200, 403, 403, 401],
+        ),
+        r("GET", "/v1/cases/{W}/similar", None, [200, 404, 200, 404, 404, 200, 200, 200, 401]),
+        r("POST", "/v1/whistles/similar", Some(raise_body()), [200, 200, 200, 200, 200, 200, 200, 200, 401]),
+        r("GET", "/v1/follow-up", None, [401, 401, 401, 401, 401, 401, 401, 401, 401]),
     ]
 }
 
@@ -754,9 +787,18 @@ fn action_of(method: &str, template: &str) -> Option<&'static str> {
         "reply",
         "resolve",
         "rate",
+        "duplicate",
+        "unlink",
+        "reassign",
     ];
     if template.ends_with("/extensions") && template.starts_with("/v1/cases/{") {
         return Some("extension");
+    }
+    if template.ends_with("/comments") && template.starts_with("/v1/cases/{") {
+        return Some("comment");
+    }
+    if template.ends_with("/hand-overs") {
+        return Some("hand_over");
     }
     let on_a_case = template.starts_with("/v1/whistles/{W}/") || template.starts_with("/v1/feedback/{F}/");
     known.into_iter().find(|k| on_a_case && *k == last)
@@ -783,6 +825,13 @@ async fn every_endpoint_for_every_role_in_and_out_of_scope() {
             // A fresh whistle and feedback for every call, so calls do not affect each other.
             let w = raise(&s).await;
             let (f, _) = submit(&s, false).await;
+            // Another whistle and feedback item, for the rows that link a duplicate to them.
+            let needs_other = body.as_ref().is_some_and(|b| b.to_string().contains("{O"));
+            let (o, fo) =
+                if needs_other { (raise(&s).await, submit(&s, false).await.0) } else { (String::new(), String::new()) };
+            let body = body.as_ref().map(|b| {
+                serde_json::from_str::<Value>(&b.to_string().replace("{OW}", &o).replace("{OF}", &fo)).unwrap()
+            });
             let path = template.replace("{W}", &w).replace("{F}", &f);
             // The case page offers a button exactly where the call succeeds.
             if let (Some(action), Some(caller)) = (action_of(method, template), who) {
@@ -864,7 +913,7 @@ async fn every_endpoint_for_every_role_in_and_out_of_scope() {
         }
     }
     assert!(failures.is_empty(), "{} of {checked} checks failed:\n{}", failures.len(), failures.join("\n"));
-    assert_eq!(checked, 26 * 9 + 9 + 9);
+    assert_eq!(checked, 36 * 9 + 9 + 9);
 }
 
 /// Regression: a GET right after a 2xx could miss the change (the views trail the log). The
@@ -944,4 +993,213 @@ async fn wait_for_alert(s: &TestServer, case: &str) {
         assert!(std::time::Instant::now() < deadline, "no alert on {case}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+// ----------------------------------------------------------------------------- one problem, one case
+
+fn whistle_body(title: &str, description: &str, departments: &[&str]) -> Value {
+    json!({ "title": title, "description": description, "departments": departments })
+}
+
+async fn raise_as(s: &TestServer, who: &str, body: Value) -> Value {
+    let (status, answer) = s.call("POST", "/v1/whistles", Some(who), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    s.settle().await;
+    answer
+}
+
+fn ids_of(list: &Value) -> Vec<String> {
+    list.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Possible duplicates by character bigrams: a near-identical title matches, an unrelated one
+/// does not, the same text from another township matches for those who see both, and nothing
+/// older than the window is suggested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn possible_duplicates_are_suggested_on_chinese_text_within_the_window() {
+    let s = TestServer::start(START).await;
+    let first = raise_as(&s, T_IN, whistle_body("村口河道垃圾堆积", "需住建局协同清理", &["住建局"])).await;
+    let first_id = first["case"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(first["possible_duplicates"], json!([]), "nothing before it");
+    let again = raise_as(&s, T_IN, whistle_body("村口河道垃圾成堆", "请尽快清理", &["城管局"])).await;
+    assert_eq!(ids_of(&again["possible_duplicates"]), [first_id.clone()], "same township, near-identical title");
+    let similarity = again["possible_duplicates"][0]["similarity"].as_f64().unwrap();
+    assert!((0.4..1.0).contains(&similarity), "{similarity}");
+    let unrelated = raise_as(&s, T_IN, whistle_body("主干道路灯损坏", "夜间通行隐患", &["住建局"])).await;
+    assert_eq!(unrelated["possible_duplicates"], json!([]));
+    // The same text from another township naming the same department.
+    let elsewhere = raise_as(&s, T_OUT, whistle_body("村口河道垃圾堆积", "需住建局协同清理", &["住建局"])).await;
+    assert_eq!(elsewhere["possible_duplicates"], json!([]), "西湖街道 does not see 东坝镇's whistles");
+    let elsewhere_id = elsewhere["case"]["id"].as_str().unwrap().to_owned();
+    let (st, body) = s.call("GET", &format!("/v1/cases/{elsewhere_id}/similar"), Some(D_IN), None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(ids_of(&body["items"])[0], first_id, "住建局 sees both: identical text, other township");
+    // Before sending: the form asks with the draft.
+    let draft = json!({ "title": "河道垃圾堆积", "description": "", "departments": ["住建局"] });
+    let (_, body) = s.call("POST", "/v1/whistles/similar", Some(T_IN), Some(draft.clone())).await;
+    assert!(ids_of(&body["items"]).contains(&first_id), "{body}");
+    s.clock.advance(ChronoDuration::days(31));
+    let (_, body) = s.call("POST", "/v1/whistles/similar", Some(T_IN), Some(draft)).await;
+    assert_eq!(body["items"], json!([]), "older than the 30-day window");
+}
+
+/// Marking a duplicate through the API: the other township then follows the original (sees
+/// it, lists it); the links are checked; unlinking undoes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_links_to_an_original_its_township_then_follows() {
+    let s = TestServer::start(START).await;
+    let original = raise_as(&s, T_IN, whistle_body("村口河道垃圾堆积", "d", &["住建局"])).await["case"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dup = raise_as(&s, T_OUT, whistle_body("村口河道垃圾堆积", "d", &["住建局"])).await["case"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, _) = s.call("GET", &format!("/v1/cases/{original}"), Some(T_OUT), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "not yet followed");
+    // 西湖街道 cannot see the original, so it cannot name it; 住建局 sees both.
+    let link = |of: &str| json!({ "of": of });
+    let (st, body) = s.call("POST", &format!("/v1/whistles/{dup}/duplicate"), Some(T_OUT), Some(link(&original))).await;
+    assert_eq!((st, body["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("of")), "{body}");
+    let (st, body) = s.call("POST", &format!("/v1/whistles/{dup}/duplicate"), Some(D_IN), Some(link(&original))).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["case"]["status"], "duplicate");
+    s.settle().await;
+    let (st, body) = s.call("GET", &format!("/v1/cases/{original}"), Some(T_OUT), None).await;
+    assert_eq!(st, StatusCode::OK, "西湖街道 follows the original: {body}");
+    assert_eq!(body["duplicates"][0]["case_id"], dup.as_str());
+    let (_, list) = s.call("GET", "/v1/cases?kind=whistle", Some(T_OUT), None).await;
+    assert!(ids_of(&list["items"]).contains(&original));
+    // A follower may comment on the original.
+    let (st, body) = s
+        .call("POST", &format!("/v1/cases/{original}/comments"), Some(T_OUT), Some(json!({ "body": "我镇也反映过" })))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    // Links are one level deep; a case is not its own duplicate.
+    let third = raise(&s).await;
+    let (st, _) = s.call("POST", &format!("/v1/whistles/{third}/duplicate"), Some(T_IN), Some(link(&dup))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "东坝镇 cannot see 西湖街道's whistle, so cannot name it");
+    let (st, _) = s.call("POST", &format!("/v1/whistles/{third}/duplicate"), Some(COORD), Some(link(&dup))).await;
+    assert_eq!(st, StatusCode::CONFLICT, "the original is itself a duplicate");
+    let (st, _) = s.call("POST", &format!("/v1/whistles/{original}/duplicate"), Some(COORD), Some(link(&third))).await;
+    assert_eq!(st, StatusCode::CONFLICT, "the original has duplicates of its own");
+    let (st, _) = s.call("POST", &format!("/v1/whistles/{third}/duplicate"), Some(T_IN), Some(link(&third))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let (f, _) = submit(&s, false).await;
+    let (st, _) = s.call("POST", &format!("/v1/whistles/{third}/duplicate"), Some(T_IN), Some(link(&f))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "a whistle does not duplicate feedback");
+    let (st, body) = s.call("POST", &format!("/v1/whistles/{dup}/unlink"), Some(T_OUT), None).await;
+    assert_eq!((st, body["case"]["status"].as_str()), (StatusCode::OK, Some("open")), "{body}");
+    s.settle().await;
+    let (st, _) = s.call("GET", &format!("/v1/cases/{original}"), Some(T_OUT), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "unlinked: no longer followed");
+}
+
+/// The thread: comments from everyone in scope, `@unit` mentions recorded (and notified), the
+/// anonymous submitter as 提交人, retraction by the author within ten minutes only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comments_mention_units_and_are_retracted_only_by_their_author_in_time() {
+    let s = TestServer::start(START).await;
+    let w = raise(&s).await;
+    let say = |body: &str| json!({ "body": body });
+    let (st, body) = s
+        .call("POST", &format!("/v1/cases/{w}/comments"), Some(T_IN), Some(say("@住建局 上游也请清理 @市委编办")))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["events"][0]["mentions"], json!(["住建局", "市委编办"]));
+    for who in [D_IN, COORD, SUP] {
+        let (st, _) = s.call("POST", &format!("/v1/cases/{w}/comments"), Some(who), Some(say("收到"))).await;
+        assert_eq!(st, StatusCode::CREATED, "{who}");
+    }
+    for who in [T_OUT, D_OUT, OFFICE] {
+        let (st, _) = s.call("POST", &format!("/v1/cases/{w}/comments"), Some(who), Some(say("看不到"))).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{who}: out of scope");
+    }
+    let (st, _) = s.call("POST", &format!("/v1/cases/{w}/comments/1/retract"), Some(D_IN), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "not the author");
+    s.clock.advance(ChronoDuration::minutes(9));
+    let (st, body) = s.call("POST", &format!("/v1/cases/{w}/comments/1/retract"), Some(T_IN), None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.clock.advance(ChronoDuration::minutes(11));
+    let (st, _) = s.call("POST", &format!("/v1/cases/{w}/comments/2/retract"), Some(D_IN), None).await;
+    assert_eq!(st, StatusCode::CONFLICT, "past the window");
+    // The anonymous submitter, through the code.
+    let (f, created) = submit(&s, true).await;
+    let code = created["follow_up_code"].as_str().unwrap().to_owned();
+    let (st, body) = s
+        .call_with(
+            "POST",
+            &format!("/v1/cases/{f}/comments"),
+            None,
+            Some(say("补充：每月两次")),
+            &[("X-Follow-Up-Code", &code)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["events"][0]["actor"]["role"], "anonymous");
+    let (st, body) =
+        s.call("POST", &format!("/v1/cases/{w}/comments"), Some(T_IN), Some(say(&"长".repeat(1001)))).await;
+    assert_eq!((st, body["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("body")));
+    s.settle().await;
+    let (_, case) = s.call("GET", &format!("/v1/cases/{w}"), Some(T_IN), None).await;
+    let types: Vec<&str> = case["history"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types.iter().filter(|t| **t == "comment_added").count(), 4);
+    assert!(types.contains(&"comment_retracted"));
+}
+
+/// 转办 through the API: a summoned department proposes, the coordinator accepts (the new
+/// department is summoned) or refuses; the coordinator also reassigns with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_overs_are_proposed_by_departments_and_decided_by_the_coordinator() {
+    let s = TestServer::start(START).await;
+    let w = raise(&s).await; // 住建局, 城管局
+    let propose = json!({ "to": "生态环境局", "reason": "水质问题" });
+    let (st, body) =
+        s.call("POST", &format!("/v1/whistles/{w}/hand-overs"), Some("department:城管局"), Some(propose.clone())).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, _) = s.call("POST", &format!("/v1/whistles/{w}/hand-overs/1/accept"), Some(T_IN), None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "the township decides only where org.toml says so");
+    let (st, body) = s.call("POST", &format!("/v1/whistles/{w}/hand-overs/1/accept"), Some(COORD), None).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["case"]["detail"]["departments"]["城管局"]["status"], "released");
+    assert_eq!(body["case"]["detail"]["departments"]["生态环境局"]["status"], "summoned");
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/v1/whistles/{w}/hand-overs"),
+            Some(D_IN),
+            Some(json!({ "to": "外星局", "reason": "r" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "an unknown department");
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/v1/whistles/{w}/hand-overs"),
+            Some(D_IN),
+            Some(json!({ "to": "交通局", "reason": "r" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = s
+        .call(
+            "POST",
+            &format!("/v1/whistles/{w}/hand-overs/2/refuse"),
+            Some(COORD),
+            Some(json!({ "reason": "仍属住建局" })),
+        )
+        .await;
+    assert_eq!(
+        (st, body["case"]["detail"]["departments"]["住建局"]["status"].as_str()),
+        (StatusCode::OK, Some("summoned"))
+    );
+    let reassign = json!({ "from": "住建局", "to": "交通局", "reason": "道路部分" });
+    let (st, _) = s.call("POST", &format!("/v1/whistles/{w}/reassign"), Some(T_IN), Some(reassign.clone())).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, body) = s.call("POST", &format!("/v1/whistles/{w}/reassign"), Some(COORD), Some(reassign)).await;
+    assert_eq!(
+        (st, body["case"]["detail"]["departments"]["交通局"]["status"].as_str()),
+        (StatusCode::OK, Some("summoned"))
+    );
 }

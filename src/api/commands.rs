@@ -165,15 +165,22 @@ pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes
     }
     known_departments(&state, &req.departments)?;
     let (command_id, case_id) = creation_ids(&state, &headers, &actor, false)?;
-    // What is already open about the same thing, for the township to link if it is.
+    // What is already open about the same thing, for the township to link if it is: looked
+    // up on a blocking thread while the command is stored.
     let probe = super::links::Probe {
         kind: "whistle",
         fingerprint: crate::domain::similar::Fingerprint::of(&req.title, &req.description),
         units: std::iter::once(actor.unit.clone()).chain(req.departments.iter().cloned()).collect(),
         exclude: Some(case_id),
-        actor: &actor,
+        actor: actor.clone(),
+        examined: super::links::SIMILAR_COMPARED_ON_RAISE,
+        listed: super::links::SIMILAR_LISTED_ON_RAISE,
     };
-    let possible = super::links::similar(&state, &probe)?;
+    let fingerprint = probe.fingerprint.clone();
+    let looking = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || super::links::similar(&state, &probe))
+    };
     let body = CommandBody::RaiseWhistle {
         title: req.title,
         description: req.description,
@@ -183,6 +190,8 @@ pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes
         urgency: req.urgency.unwrap_or_default(),
     };
     let response = run(&state, Command::new(command_id, case_id, actor, body), true).await?;
+    state.fingerprints.put(case_id, fingerprint);
+    let possible = looking.await.map_err(|e| ApiError::unavailable(format!("looking for duplicates: {e}")))??;
     with_fields(response, json!({ "possible_duplicates": possible })).await
 }
 

@@ -17,15 +17,22 @@ use super::{authenticated, caller, command_id, parse_json, ApiError, Shared};
 use crate::domain::command::{Command, CommandBody};
 use crate::domain::event::{Actor, Role};
 use crate::domain::similar::Fingerprint;
-use crate::domain::state::{FeedbackStatus, State as CaseState, WhistleStatus};
+use crate::domain::state::State as CaseState;
 use crate::execute::replay;
 use crate::projector::keys::{status_list_prefix, unit_list_prefix};
 use crate::projector::model::CaseView;
 
-/// Most possible duplicates listed.
+/// Most possible duplicates listed (a raise's answer lists the first [`SIMILAR_LISTED_ON_RAISE`]).
 pub const SIMILAR_LISTED_MAX: usize = 10;
-/// Most cases compared for one suggestion: the window's newest first.
-const SIMILAR_COMPARED_MAX: usize = 2_000;
+pub const SIMILAR_LISTED_ON_RAISE: usize = 5;
+/// Most cases compared for a case's page: the window's newest first in each list read.
+pub const SIMILAR_COMPARED_MAX: usize = 200;
+/// Most cases compared while raising (the township's own newest): a township raises a few
+/// whistles a week, and raising stays cheap however busy it is (reading a list newest first
+/// costs a few microseconds an entry). The form's check before sending reads more.
+pub const SIMILAR_COMPARED_ON_RAISE: usize = 20;
+/// Most cases compared for the form's check before sending.
+pub const SIMILAR_COMPARED_FOR_DRAFT: usize = 100;
 
 /// Whether the actor may see the case: by its state, or because a case the actor's unit raised
 /// is linked to it as a duplicate (the unit follows the original).
@@ -34,69 +41,122 @@ pub fn can_see_view(actor: &Actor, view: &CaseView) -> bool {
 }
 
 /// What a new or existing report is compared with.
-pub struct Probe<'a> {
+pub struct Probe {
     pub kind: &'static str,
     pub fingerprint: Fingerprint,
     /// The units whose lists hold the candidates: a whistle's township and departments.
     pub units: Vec<String>,
     pub exclude: Option<Uuid>,
-    pub actor: &'a Actor,
+    pub actor: Actor,
+    /// Most list entries read per list.
+    pub examined: usize,
+    /// Most possible duplicates listed.
+    pub listed: usize,
+}
+
+/// Fingerprints of cases' texts, which never change once raised or submitted: suggesting
+/// duplicates then reads each candidate's status from the lists and its text from here, and
+/// decodes a case view only the first time.
+#[derive(Default)]
+pub struct FingerprintCache(std::sync::Mutex<std::collections::HashMap<Uuid, std::sync::Arc<Fingerprint>>>);
+
+/// Most fingerprints kept (about 1 kB each for a typical whistle); the cache starts over past it.
+const FINGERPRINTS_CACHED_MAX: usize = 10_000;
+
+impl FingerprintCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, std::sync::Arc<Fingerprint>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn put(&self, case_id: Uuid, fingerprint: Fingerprint) {
+        let mut map = self.lock();
+        if map.len() >= FINGERPRINTS_CACHED_MAX {
+            map.clear();
+        }
+        map.insert(case_id, std::sync::Arc::new(fingerprint));
+    }
+
+    /// The cached fingerprints of these cases, under one lock.
+    fn known(&self, ids: impl Iterator<Item = Uuid>) -> Vec<Option<std::sync::Arc<Fingerprint>>> {
+        let map = self.lock();
+        ids.map(|id| map.get(&id).cloned()).collect()
+    }
+
+    fn get(&self, state: &Shared, case_id: Uuid) -> Result<Option<std::sync::Arc<Fingerprint>>, ApiError> {
+        if let Some(found) = self.lock().get(&case_id) {
+            return Ok(Some(found.clone()));
+        }
+        let Some(view) = state.views.case(case_id)? else { return Ok(None) };
+        let Some(fingerprint) = fingerprint_of(&view.state) else { return Ok(None) };
+        self.put(case_id, fingerprint.clone());
+        Ok(Some(std::sync::Arc::new(fingerprint)))
+    }
+}
+
+/// What a case's text is compared by: a whistle's title and description, a feedback's body.
+pub fn fingerprint_of(state: &CaseState) -> Option<Fingerprint> {
+    match state {
+        CaseState::Whistle(c) => Some(Fingerprint::of(&c.kind.title, &c.kind.description)),
+        CaseState::Feedback(c) => Some(Fingerprint::of("", &c.kind.body)),
+        _ => None,
+    }
 }
 
 /// Open cases of the same kind opened within the window that the actor may see and that are
-/// alike enough, most alike first.
-pub fn similar(state: &Shared, probe: &Probe<'_>) -> Result<Vec<Value>, ApiError> {
+/// alike enough, most alike first. Candidates come from the views' lists, newest first and
+/// bounded; their status from the status lists; their text from the fingerprint cache.
+pub fn similar(state: &Shared, probe: &Probe) -> Result<Vec<Value>, ApiError> {
     let rules = &state.org.cases;
     let now = state.clock.now();
     let from = now - chrono::Duration::days(i64::from(rules.duplicate_window_days));
     let to = now + chrono::Duration::seconds(1);
-    let prefixes: Vec<Vec<u8>> = match probe.kind {
-        "whistle" => probe.units.iter().map(|u| unit_list_prefix(u)).collect(),
-        _ => vec![status_list_prefix("feedback", Some("open")), status_list_prefix("feedback", Some("resolved"))],
+    // A township or department sees what its own list holds (a follower township's list holds
+    // the originals it follows too): only that list is read. Others read the probe's units'.
+    let prefixes: Vec<Vec<u8>> = match (probe.kind, probe.actor.role) {
+        ("whistle", Role::Township | Role::Department) => vec![unit_list_prefix(&probe.actor.unit)],
+        ("whistle", _) => probe.units.iter().map(|u| unit_list_prefix(u)).collect(),
+        _ => vec![status_list_prefix("feedback", None)],
     };
     let mut seen = std::collections::BTreeSet::new();
-    let mut found: Vec<(f64, CaseView)> = Vec::new();
+    let mut alike: Vec<(f64, Uuid)> = Vec::new();
+    let open = [status_list_prefix(probe.kind, Some("open")), status_list_prefix(probe.kind, Some("resolved"))];
     for prefix in prefixes {
-        for id in state.views.opened_between(&prefix, from, to)? {
-            let id = id?;
-            if seen.len() >= SIMILAR_COMPARED_MAX {
-                break;
-            }
-            if Some(id) == probe.exclude || !seen.insert(id) {
-                continue;
-            }
-            let Some(view) = state.views.case(id)? else { continue };
-            let (open, fingerprint) = match &view.state {
-                CaseState::Whistle(c) => (
-                    matches!(c.kind.status, WhistleStatus::Open | WhistleStatus::Resolved),
-                    Fingerprint::of(&c.kind.title, &c.kind.description),
-                ),
-                CaseState::Feedback(c) => (
-                    matches!(c.kind.status, FeedbackStatus::Open | FeedbackStatus::Resolved),
-                    Fingerprint::of("", &c.kind.body),
-                ),
-                _ => continue,
+        let mut entries = state.views.recent_in_list(&prefix, from, to, probe.examined)?;
+        entries.retain(|(id, _)| Some(*id) != probe.exclude && seen.insert(*id));
+        let known = state.fingerprints.known(entries.iter().map(|(id, _)| *id));
+        for ((id, suffix), known) in entries.into_iter().zip(known) {
+            let fingerprint = match known {
+                Some(f) => f,
+                None => match state.fingerprints.get(state, id)? {
+                    Some(f) => f,
+                    None => continue,
+                },
             };
-            if !open || view.kind() != Some(probe.kind) || !can_see_view(probe.actor, &view) {
-                continue;
-            }
             let score = probe.fingerprint.similarity(&fingerprint);
-            if score >= rules.duplicate_threshold {
-                found.push((score, view));
+            // Alike enough, then still open (or resolved, awaiting confirmation).
+            if score >= rules.duplicate_threshold
+                && open.iter().any(|p| state.views.listed(p, &suffix).unwrap_or(false))
+            {
+                alike.push((score, id));
             }
         }
     }
-    found.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.opened_at().cmp(&a.1.opened_at())));
-    Ok(found
-        .into_iter()
-        .take(SIMILAR_LISTED_MAX)
-        .map(|(score, view)| {
-            json!({
-                "id": view.case_id, "kind": view.kind(), "title": view.title(), "township": view.township(),
-                "status": view.status(), "opened_at": view.opened_at(), "similarity": (score * 100.0).round() / 100.0,
-            })
-        })
-        .collect())
+    alike.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    let mut out = Vec::new();
+    for (score, id) in alike {
+        if out.len() == probe.listed {
+            break;
+        }
+        let Some(view) = state.views.case(id)? else { continue };
+        if view.kind() != Some(probe.kind) || !can_see_view(&probe.actor, &view) {
+            continue;
+        }
+        out.push(json!({
+            "id": view.case_id, "kind": view.kind(), "title": view.title(), "township": view.township(),
+            "status": view.status(), "opened_at": view.opened_at(), "similarity": (score * 100.0).round() / 100.0,
+        }));
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -127,7 +187,9 @@ pub async fn similar_to_draft(
         fingerprint: Fingerprint::of(&req.title, &req.description),
         units,
         exclude: None,
-        actor: &actor,
+        actor: actor.clone(),
+        examined: SIMILAR_COMPARED_FOR_DRAFT,
+        listed: SIMILAR_LISTED_MAX,
     };
     Ok(Json(json!({ "items": similar(&state, &probe)? })))
 }
@@ -146,7 +208,7 @@ pub async fn similar_to_case(
 }
 
 /// The probe for an existing case.
-pub fn probe_of<'a>(view: &CaseView, actor: &'a Actor) -> Probe<'a> {
+pub fn probe_of(view: &CaseView, actor: &Actor) -> Probe {
     let (kind, fingerprint, units) = match &view.state {
         CaseState::Whistle(c) => (
             "whistle",
@@ -156,7 +218,15 @@ pub fn probe_of<'a>(view: &CaseView, actor: &'a Actor) -> Probe<'a> {
         CaseState::Feedback(c) => ("feedback", Fingerprint::of("", &c.kind.body), Vec::new()),
         _ => ("whistle", Fingerprint::of("", ""), Vec::new()),
     };
-    Probe { kind, fingerprint, units, exclude: Some(view.case_id), actor }
+    Probe {
+        kind,
+        fingerprint,
+        units,
+        exclude: Some(view.case_id),
+        actor: actor.clone(),
+        examined: SIMILAR_COMPARED_MAX,
+        listed: SIMILAR_LISTED_MAX,
+    }
 }
 
 /// The case a duplicate is linked to, checked: it exists, is of the same kind, the actor may

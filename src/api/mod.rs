@@ -10,7 +10,7 @@ mod actions;
 pub mod auth;
 mod commands;
 mod export;
-mod links;
+pub mod links;
 mod openapi;
 mod queries;
 pub mod reports;
@@ -83,6 +83,8 @@ pub struct AppState {
     pub secret: String,
     /// Turns true when the service is stopping: live streams end so the server can stop.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Texts of cases as compared for possible duplicates.
+    pub fingerprints: links::FingerprintCache,
 }
 
 pub type Shared = Arc<AppState>;

@@ -501,6 +501,31 @@ impl Views {
         Ok((ids, next))
     }
 
+    /// Cases of a list opened in `[from, to)`, newest first, at most `max`, each with its list
+    /// suffix (for [`Views::listed`]).
+    pub fn recent_in_list(
+        &self,
+        prefix: &[u8],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<(Uuid, Vec<u8>)>, ViewError> {
+        let start = prefixed(prefix, &list_suffix(from, Uuid::nil()));
+        let end = prefixed(prefix, &list_suffix(to, Uuid::nil()));
+        let mut out = Vec::new();
+        for item in self.inner()?.tree.range(start..end).rev().take(max) {
+            let (key, _) = item.map_err(storage)?;
+            let id = list_key_case_id(prefix, &key).map_err(|m| corrupt(&key, m))?;
+            out.push((id, key[prefix.len()..].to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Whether the case with this list suffix is in the list under `prefix`.
+    pub fn listed(&self, prefix: &[u8], suffix: &[u8]) -> Result<bool, ViewError> {
+        self.inner()?.tree.contains_key(prefixed(prefix, suffix)).map_err(storage)
+    }
+
     /// The anonymous feedback a follow-up code (its SHA-256, hex) belongs to.
     pub fn follow_up_case(&self, code_sha256_hex: &str) -> Result<Option<Uuid>, ViewError> {
         let Some(prefix) = follow_up_prefix(code_sha256_hex) else { return Ok(None) };

@@ -69,6 +69,7 @@ impl TestServer {
             delivery: Some(node.delivery.clone()),
             secret: secret.into(),
             shutdown: tokio::sync::watch::channel(false).1,
+            fingerprints: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
