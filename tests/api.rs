@@ -1022,7 +1022,11 @@ async fn possible_duplicates_are_suggested_on_chinese_text_within_the_window() {
     let first_id = first["case"]["id"].as_str().unwrap().to_owned();
     assert_eq!(first["possible_duplicates"], json!([]), "nothing before it");
     let again = raise_as(&s, T_IN, whistle_body("村口河道垃圾成堆", "请尽快清理", &["城管局"])).await;
-    assert_eq!(ids_of(&again["possible_duplicates"]), [first_id.clone()], "same township, near-identical title");
+    assert_eq!(
+        ids_of(&again["possible_duplicates"]),
+        std::slice::from_ref(&first_id),
+        "same township, near-identical title"
+    );
     let similarity = again["possible_duplicates"][0]["similarity"].as_f64().unwrap();
     assert!((0.4..1.0).contains(&similarity), "{similarity}");
     let unrelated = raise_as(&s, T_IN, whistle_body("主干道路灯损坏", "夜间通行隐患", &["住建局"])).await;
