@@ -889,9 +889,14 @@ async fn every_endpoint_for_every_role_in_and_out_of_scope() {
     let alert_id = loop {
         assert!(std::time::Instant::now() < deadline, "no alert for the missed 报到 within 30 s");
         s.settle().await;
-        let (_, alerts) = s.call("GET", "/v1/alerts", Some(SUP), None).await;
-        let found =
-            alerts["items"].as_array().unwrap().iter().find(|x| x["case_id"] == a && x["unit"] == "住建局").cloned();
+        // From the case (the alert list holds the newest 500 of every whistle above).
+        let (_, case) = s.call("GET", &format!("/v1/cases/{a}"), Some(SUP), None).await;
+        let found = case["detail"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["stage"] == "breach" && x["clock"]["department"] == "住建局")
+            .cloned();
         if let Some(alert) = found {
             break alert["alert_id"].as_str().unwrap().to_owned();
         }

@@ -275,7 +275,7 @@ async fn buttons_match_the_api(browser: &Browser, serve: &ServeProcess, unit: &s
     let mut from_api: Vec<String> = answer["actions"].as_array().unwrap().iter().map(key).collect();
     let shown = browser
         .exec(
-            "return [...document.querySelectorAll('#actions button[data-action]')].map(b => \
+            "return [...document.querySelectorAll('#app button[data-action]')].map(b => \
              b.dataset.action + '|' + (b.dataset.clock || '') + '|' + (b.dataset.number || ''));",
         )
         .await;
@@ -564,5 +564,118 @@ async fn every_page_fits_a_phone_390_px_wide() {
     browser.wait_for("#follow-up-case #case", WAIT).await;
     fits(&browser, "follow-up").await;
     browser.screenshot(&artifacts().join("phone-follow-up.png")).await;
+    browser.quit().await;
+}
+
+// ------------------------------------------------------------------ one problem, one case
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_threads_and_hand_overs_work_through_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::start(dir.path(), &[]);
+    let url = serve.url();
+    let browser = Browser::start().await;
+    browser.goto(&url).await;
+
+    // 东坝镇 raises one whistle; typing a second like it, the form shows the first before sending.
+    switch_to(&browser, &serve, "东坝镇").await;
+    let raise_one = |title: &'static str| {
+        let browser = &browser;
+        async move {
+            browser.type_into("#raise-title", title).await;
+            browser.type_into("#raise-description", "影响汛期排涝").await;
+            browser.click("input[name=dept][value='住建局']").await;
+        }
+    };
+    raise_one("村口河道垃圾堆积").await;
+    browser.click("#raise-submit").await;
+    browser.wait_until("return [...document.querySelectorAll('#my-whistles .case-row')].some(r => r.textContent.includes('村口河道垃圾堆积'))", WAIT).await;
+    let original = browser
+        .exec("return [...document.querySelectorAll('#my-whistles .case-row')].find(r => r.textContent.includes('村口河道垃圾堆积')).dataset.case;")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    raise_one("村口河道垃圾成堆").await;
+    browser
+        .wait_until(
+            &format!("return !!document.querySelector('#raise-similar .similar-row[data-case=\"{original}\"]')"),
+            WAIT,
+        )
+        .await;
+    browser.screenshot(&artifacts().join("duplicates-raise-form.png")).await;
+    browser.click("#raise-submit").await;
+    browser
+        .wait_until(
+            "return document.querySelector('#raise-similar').textContent.includes('刚提交的吹哨可能与以下事项重复')",
+            WAIT,
+        )
+        .await;
+    browser.wait_until("return [...document.querySelectorAll('#my-whistles .case-row')].some(r => r.textContent.includes('村口河道垃圾成堆'))", WAIT).await;
+    let second = browser
+        .exec("return [...document.querySelectorAll('#my-whistles .case-row')].find(r => r.textContent.includes('村口河道垃圾成堆')).dataset.case;")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The township marks the second as a duplicate of the first, from the case page.
+    open_case(&browser, &url, &second).await;
+    buttons_match_the_api(&browser, &serve, "东坝镇", &second).await;
+    browser.click("#actions button[data-action='duplicate']").await;
+    browser.wait_for(&format!("input[name=act-of][value='{original}']"), WAIT).await;
+    browser.click(&format!("input[name=act-of][value='{original}']")).await;
+    browser.click("#act-submit").await;
+    status_is(&browser, "重复（已合并）").await;
+    browser.wait_for("#duplicate-of a.case-link", WAIT).await;
+    timeline_has(&browser, "标记为重复事项").await;
+    buttons_match_the_api(&browser, &serve, "东坝镇", &second).await;
+
+    // 住建局 is on the original's page when 东坝镇 mentions it in the thread: told at once.
+    switch_to(&browser, &serve, "住建局").await;
+    open_case(&browser, &url, &original).await;
+    browser.wait_for("#duplicates li", WAIT).await;
+    let mention = reqwest::Client::new()
+        .post(format!("{url}/v1/cases/{original}/comments"))
+        .bearer_auth(serve.token("东坝镇"))
+        .json(&serde_json::json!({ "body": "@住建局 上游也要清理" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mention.status(), 201);
+    browser.wait_until("return document.querySelector('#message').textContent.includes('【提及】东坝镇')", WAIT).await;
+    timeline_has(&browser, "上游也要清理").await;
+    // It answers in the thread, then takes the answer back.
+    browser.type_into("#comment-body", "收到，明天到现场").await;
+    browser.click("#comment-send").await;
+    timeline_has(&browser, "收到，明天到现场").await;
+    buttons_match_the_api(&browser, &serve, "住建局", &original).await;
+    browser.click("#timeline button[data-action='retract_comment']").await;
+    browser
+        .wait_until(
+            "return [...document.querySelectorAll('#timeline li')].some(li => li.textContent.includes('（已撤回）'))",
+            WAIT,
+        )
+        .await;
+
+    // 住建局 proposes to hand its part to 生态环境局; the coordinator accepts.
+    take(&browser, "hand_over", &[("to", "生态环境局"), ("reason", "河道水质归生态环境局")]).await;
+    browser.wait_for(".hand-over-row[data-number='1'][data-hand-over='pending']", WAIT).await;
+    browser.screenshot(&artifacts().join("duplicates-thread-department.png")).await;
+    switch_to(&browser, &serve, "市委编办").await;
+    open_case(&browser, &url, &original).await;
+    buttons_match_the_api(&browser, &serve, "市委编办", &original).await;
+    take(&browser, "accept_hand_over", &[]).await;
+    part_is(&browser, "生态环境局", "summoned").await;
+    part_is(&browser, "住建局", "released").await;
+    browser.wait_for(".hand-over-row[data-number='1'][data-hand-over='approved']", WAIT).await;
+    browser.screenshot(&artifacts().join("duplicates-coordinator.png")).await;
+
+    // The township unlinks the duplicate: it is open again.
+    switch_to(&browser, &serve, "东坝镇").await;
+    open_case(&browser, &url, &second).await;
+    take(&browser, "unlink", &[]).await;
+    status_is(&browser, "办理中").await;
+    part_is(&browser, "住建局", "summoned").await;
     browser.quit().await;
 }

@@ -353,6 +353,10 @@ impl AlertNotice {
                 | EventBody::ExtensionRequested { .. }
                 | EventBody::ExtensionApproved { .. }
                 | EventBody::ExtensionRefused { .. }
+                | EventBody::CommentAdded { .. }
+                | EventBody::HandOverProposed { .. }
+                | EventBody::HandOverAccepted { .. }
+                | EventBody::DepartmentReassigned { .. }
         )
     }
 

@@ -200,14 +200,38 @@ async function publishCalendar() {
 
 function raiseForm() {
   const depts = session.org.departments.map((d) => el("label", { class: "inline" }, el("input", { type: "checkbox", name: "dept", value: d }), " " + d));
-  return el("section", {},
+  const section = el("section", {},
     el("h2", {}, "吹哨 ", el("span", { class: "muted" }, "Raise a whistle — 只填必要信息")),
     el("label", { for: "raise-title" }, "事项"), el("input", { id: "raise-title", type: "text", maxlength: "200" }),
     el("label", { for: "raise-description" }, "情况说明"), el("textarea", { id: "raise-description" }),
     el("fieldset", { class: "depts" }, el("legend", {}, "需要报到的部门"), depts),
     el("label", { class: "inline" }, el("input", { type: "checkbox", id: "raise-urgent" }), " 紧急"),
+    el("div", { id: "raise-similar", role: "status" }),
     el("p", {}, el("button", { id: "raise-submit", onclick: raise }, "吹哨")),
   );
+  // Before sending: what is already open about the same thing (one problem, one case).
+  let timer = null;
+  const check = () => { clearTimeout(timer); timer = setTimeout(checkDraft, 500); };
+  section.querySelectorAll("#raise-title, #raise-description, input[name=dept]").forEach((i) => i.addEventListener("input", check));
+  return section;
+}
+
+async function checkDraft() {
+  const title = $("#raise-title").value.trim();
+  const box = $("#raise-similar");
+  if (!box) return;
+  if (title.length < 2) { box.replaceChildren(); return; }
+  const departments = [...document.querySelectorAll("input[name=dept]:checked")].map((i) => i.value);
+  try {
+    const data = await api("POST", "/v1/whistles/similar", { title, description: $("#raise-description").value, departments });
+    showSimilar(box, data.items, "可能已有相同事项（可直接跟进，不必重复吹哨）：");
+  } catch (e) { box.replaceChildren(); }
+}
+
+function showSimilar(box, items, lead) {
+  box.replaceChildren(items.length ? el("div", { class: "similar-hint" }, el("span", { class: "muted" }, lead),
+    el("ul", {}, items.map((x) => el("li", { class: "similar-row", "data-case": x.id },
+      el("a", { href: `#/cases/${x.id}`, class: "case-link" }, x.title), ` ${x.township || ""} · ${when(x.opened_at)}`)))) : "");
 }
 
 async function raise() {
@@ -216,9 +240,11 @@ async function raise() {
     title: $("#raise-title").value, description: $("#raise-description").value, departments,
     urgency: $("#raise-urgent").checked ? "urgent" : "normal",
   };
-  await act("POST", "/v1/whistles", body, "已吹哨，已通知被召集的部门；报到时限见各部门的倒计时。", async () => {
+  await act("POST", "/v1/whistles", body, "已吹哨，已通知被召集的部门；报到时限见各部门的倒计时。", async (answer) => {
     $("#raise-title").value = ""; $("#raise-description").value = "";
     document.querySelectorAll("input[name=dept]").forEach((i) => { i.checked = false; });
+    const possible = (answer && answer.possible_duplicates) || [];
+    showSimilar($("#raise-similar"), possible, "刚提交的吹哨可能与以下事项重复，可在其案件页「标记为重复」：");
     await current.refresh();
   });
 }

@@ -14,7 +14,10 @@ export const ACTION_ZH = {
   confirm: "确认办结并评价", reopen: "重新办理", withdraw: "撤回吹哨", departments: "增加召集部门",
   assign: "指定负责部门", reply: "回应", resolve: "解决", rate: "评价", extension: "申请延期",
   approve: "批准延期", refuse: "不批准延期", ack_alert: "已知悉",
+  hand_over: "申请转办", accept_hand_over: "同意转办", refuse_hand_over: "不同意转办", reassign: "改派部门",
+  duplicate: "标记为重复", unlink: "取消重复标记", comment: "留言", retract_comment: "撤回留言",
 };
+const HAND_OVER_ZH = { pending: "待决定", approved: "已同意", refused: "未同意" };
 const ORDER = Object.keys(ACTION_ZH);
 
 /** Shows case `id` in `root`; `headers` carries a follow-up code for the anonymous page. */
@@ -53,14 +56,54 @@ export function renderCase(root, c, headers, reload) {
       !whistle && d.satisfaction ? [el("dt", {}, "评价"), el("dd", {}, SATISFACTION_ZH[d.satisfaction])] : ""),
     el("p", { class: "body" }, whistle ? d.description : d.body));
   const parts = [head];
+  if (d.duplicate_of) parts.push(el("section", { id: "duplicate-of", class: "notice" }, "本事项已标记为重复，原事项：",
+    el("a", { href: `#/cases/${d.duplicate_of}`, class: "case-link" }, "查看原事项"), "。原事项办理进展会同步通知本单位。"));
+  if ((c.duplicates || []).length) parts.push(el("section", { id: "duplicates" }, el("h3", {}, "已合并的重复事项"),
+    el("ul", {}, c.duplicates.map((x) => el("li", { "data-case": x.case_id }, x.unit || "", " ",
+      el("a", { href: `#/cases/${x.case_id}`, class: "case-link" }, "查看"))))));
   if (whistle) parts.push(partsSection(c));
   parts.push(clocksSection(c));
   const actions = actionsSection(c, headers, reload);
   parts.push(actions);
   if ((d.extensions || []).length) parts.push(extensionsSection(c));
+  if ((d.hand_overs || []).length) parts.push(handOversSection(c));
   if ((d.alerts || []).length) parts.push(alertsSection(c));
-  parts.push(timeline(c));
+  if (session.me && !d.duplicate_of && (c.status === "open" || c.status === "resolved")) parts.push(similarSection(c));
+  parts.push(threadBox(c, headers, reload));
+  parts.push(timeline(c, headers, reload));
   root.replaceChildren(...parts);
+}
+
+function handOversSection(c) {
+  return el("section", {}, el("h3", {}, "转办申请"),
+    el("table", { class: "stack" },
+      el("tr", {}, ["编号", "申请部门", "转给", "理由", "状态"].map((h) => el("th", {}, h))),
+      c.detail.hand_overs.map((h) => el("tr", { class: "hand-over-row", "data-number": h.number, "data-hand-over": h.status },
+        el("td", {}, String(h.number)), el("td", {}, h.from), el("td", {}, h.to), el("td", {}, h.reason),
+        el("td", {}, HAND_OVER_ZH[h.status] || h.status, h.decided_by ? `（${actorZh(h.decided_by)}）` : "")))));
+}
+
+/** Possible duplicates of this case, loaded after the page is drawn. */
+function similarSection(c) {
+  const box = el("div", { id: "similar-list" }, el("p", { class: "muted" }, "查找中…"));
+  api("GET", `/v1/cases/${c.id}/similar`).then((data) => {
+    box.replaceChildren(data.items.length
+      ? el("ul", {}, data.items.map((x) => el("li", { class: "similar-row", "data-case": x.id },
+        el("a", { href: `#/cases/${x.id}`, class: "case-link" }, x.title), ` ${x.township || ""} · ${when(x.opened_at)} · 相似度 ${Math.round(x.similarity * 100)}%`)))
+      : el("p", { class: "muted" }, "近期没有相似的事项"));
+  }).catch((e) => box.replaceChildren(el("p", { class: "muted" }, e.message)));
+  return el("section", { id: "similar" }, el("h3", {}, "可能重复的事项"), box);
+}
+
+/** The comment box (when the caller may comment) with a reminder of @mentions. */
+function threadBox(c, headers, reload) {
+  const comment = (c.actions || []).find((a) => a.action === "comment");
+  if (!comment) return "";
+  const text = el("textarea", { id: "comment-body", rows: "2", maxlength: "1000", "aria-label": "留言", placeholder: "留言（@单位名 可提醒该单位，如 @住建局）" });
+  const send = () => act(comment.method, comment.path, { body: text.value }, "留言已发表。", () => reload(), headers);
+  return el("section", { id: "thread" }, el("h3", {}, "留言"), text,
+    el("p", {}, el("button", { id: "comment-send", "data-action": "comment", onclick: send }, "发表留言"),
+      el("span", { class: "muted" }, " 留言发表后10分钟内可撤回，不能修改。")));
 }
 
 function partsSection(c) {
@@ -107,8 +150,10 @@ function alertsSection(c) {
 
 function actionsSection(c, headers, reload) {
   const list = [...(c.actions || [])].sort((a, b) => ORDER.indexOf(a.action) - ORDER.indexOf(b.action));
+  // Retracting a comment sits with the comment in the timeline; writing one in the thread box.
+  const here = list.filter((a) => a.action !== "retract_comment" && a.action !== "comment");
   const form = el("div", { id: "action-form" });
-  const buttons = list.map((a) => {
+  const buttons = here.map((a) => {
     const label = actionLabel(a);
     return el("button", {
       class: "action" + (a.action === "decline" || a.action === "withdraw" || a.action === "refuse" ? " secondary" : ""),
@@ -124,6 +169,7 @@ function actionsSection(c, headers, reload) {
 function actionLabel(a) {
   if (a.action === "extension") return `${ACTION_ZH.extension}：${clockZh(a.clock)}`;
   if (a.action === "approve" || a.action === "refuse") return `${ACTION_ZH[a.action]}（第${a.number}号）`;
+  if (a.action === "accept_hand_over" || a.action === "refuse_hand_over") return `${ACTION_ZH[a.action]}：${a.from}→${a.to}`;
   return ACTION_ZH[a.action] || a.action;
 }
 
@@ -145,11 +191,44 @@ function openForm(form, a, c, headers, reload) {
   let inputs = [];
   let submit;
   switch (a.action) {
-    case "ack": case "approve": case "ack_alert":
+    case "ack": case "approve": case "ack_alert": case "unlink": case "accept_hand_over": case "retract_comment":
       // One click: nothing to fill in.
       if (a.action === "ack") return run(undefined, "已报到，请按时办理。");
       if (a.action === "approve") return run(undefined, `已批准第${a.number}号延期申请，时限已顺延。`);
+      if (a.action === "unlink") return run(undefined, "已取消重复标记，本事项恢复办理，时限按原起算时间计算。");
+      if (a.action === "accept_hand_over") return run(undefined, `已同意转办，已通知${a.to}报到。`);
+      if (a.action === "retract_comment") return run(undefined, "留言已撤回。");
       return run(undefined, "已知悉。");
+    case "refuse_hand_over": inputs = [text("reason", "不同意的理由", false)]; submit = () => run({ reason: value("reason") || undefined }, "已不同意转办，原部门继续办理。"); break;
+    case "hand_over": {
+      inputs = [field("act-to", "转给", el("select", { id: "act-to" }, (a.choices || []).map((d) => el("option", { value: d }, d)))),
+        text("reason", "转办理由"),
+        el("p", { class: "muted" }, "由协调机构决定；决定前本部门时限照常计算。")];
+      submit = () => run({ to: value("to"), reason: value("reason") }, "已申请转办，等待协调机构决定。");
+      break;
+    }
+    case "reassign": {
+      inputs = [field("act-from", "原部门", el("select", { id: "act-from" }, (a.from || []).map((d) => el("option", { value: d }, d)))),
+        field("act-to", "改派给", el("select", { id: "act-to" }, (a.choices || []).map((d) => el("option", { value: d }, d)))),
+        text("reason", "改派理由")];
+      submit = () => run({ from: value("from"), to: value("to"), reason: value("reason") }, "已改派，新部门将收到报到通知。");
+      break;
+    }
+    case "duplicate": {
+      const choices = el("div", { id: "act-of-choices" }, el("p", { class: "muted" }, "查找相似事项…"));
+      api("GET", `/v1/cases/${c.id}/similar`).then((data) => {
+        choices.replaceChildren(...data.items.map((x) => el("label", { class: "inline" },
+          el("input", { type: "radio", name: "act-of", value: x.id }), ` ${x.title}（${x.township || ""}，${when(x.opened_at)}）`)));
+        if (!data.items.length) choices.replaceChildren(el("p", { class: "muted" }, "近期没有相似事项，可填写原事项编号。"));
+      }).catch(() => choices.replaceChildren());
+      inputs = [el("p", { class: "muted" }, "标记后本事项关闭，各部门时限停止，本单位跟进原事项；可随时取消标记。"), choices,
+        field("act-of", "或填写原事项编号（案件页地址中的编号）", el("input", { id: "act-of", type: "text", autocomplete: "off" }))];
+      submit = () => {
+        const picked = document.querySelector("input[name=act-of]:checked");
+        return run({ of: (picked && picked.value) || value("of") }, "已标记为重复，本事项关闭并跟进原事项。");
+      };
+      break;
+    }
     case "decline": inputs = [text("reason", "不属于本部门职责的理由")]; submit = () => run({ reason: value("reason") }, "已提出异议，等待协调机构指定。"); break;
     case "progress": inputs = [text("note", "进展情况")]; submit = () => run({ note: value("note") }, "进展已记录，吹哨单位可见。"); break;
     case "handled": inputs = [text("summary", "办理结果")]; submit = () => run({ summary: value("summary") }, "已报告办结。"); break;
@@ -231,20 +310,35 @@ function describe(e) {
     case "sla_breached": return [`超时：${clockZh(e.clock)} 已于 ${when(e.due_at)} 到期`];
     case "sla_escalated": return [`升级督办（${e.level}级）：${clockZh(e.clock)}`];
     case "alert_acknowledged": return ["督查室已知悉预警"];
+    case "marked_duplicate": return ["标记为重复事项，跟进原事项"];
+    case "duplicate_unlinked": return ["取消重复标记，恢复办理"];
+    case "comment_added": return [`留言（第${e.number}条）`, e.body];
+    case "comment_retracted": return [`撤回第${e.number}条留言`];
+    case "hand_over_proposed": return [`申请转办（第${e.number}号）：${e.from} → ${e.to}`, e.reason];
+    case "hand_over_accepted": return [`同意第${e.number}号转办`];
+    case "hand_over_refused": return [`不同意第${e.number}号转办`, e.reason || ""];
+    case "department_reassigned": return [`改派：${e.from} → ${e.to}`, e.reason];
     default: return [e.type];
   }
 }
 
-function timeline(c) {
+function timeline(c, headers, reload) {
+  const retracted = new Set((c.history || []).filter((e) => e.type === "comment_retracted").map((e) => e.number));
+  const retract = new Map((c.actions || []).filter((a) => a.action === "retract_comment").map((a) => [a.number, a]));
   const items = (c.history || []).map((e) => {
     let [what, detail] = describe(e);
+    if (e.type === "comment_added" && retracted.has(e.number)) detail = "（已撤回）";
     const who = actorZh(e.actor);
     // "住建局 住建局 报到" reads "住建局 报到".
     if (who && what.startsWith(who + " ")) what = what.slice(who.length + 1);
     return el("li", { class: "event", "data-type": e.type },
       el("time", { datetime: e.at }, when(e.at)), " ",
       el("strong", {}, who), " ", what,
-      detail ? el("div", { class: "muted" }, detail) : "");
+      detail ? el("div", { class: e.type === "comment_added" ? "comment-body" : "muted" }, detail) : "",
+      e.type === "comment_added" && retract.has(e.number)
+        ? el("button", { class: "secondary small", "data-action": "retract_comment", "data-number": e.number,
+          onclick: () => { const a = retract.get(e.number); act(a.method, a.path, undefined, "留言已撤回。", () => reload(), headers); } }, "撤回")
+        : "");
   });
   return el("section", {}, el("h3", {}, "办理记录"), el("ol", { class: "timeline", id: "timeline" }, items));
 }

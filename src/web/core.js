@@ -3,10 +3,10 @@
 "use strict";
 
 export const STATUS_ZH = {
-  open: "办理中", resolved: "待确认", confirmed: "已办结", withdrawn: "已撤回", rated: "已评价",
+  open: "办理中", resolved: "待确认", confirmed: "已办结", withdrawn: "已撤回", rated: "已评价", duplicate: "重复（已合并）",
   summoned: "待报到", acknowledged: "已报到", declined: "有异议", released: "已调整", handled: "已办结",
 };
-export const FEEDBACK_STATUS_ZH = { open: "办理中", resolved: "已解决，待评价", rated: "已评价" };
+export const FEEDBACK_STATUS_ZH = { open: "办理中", resolved: "已解决，待评价", rated: "已评价", duplicate: "重复（已合并）" };
 export const STAGE_ZH = { warning: "预警", breach: "超时", escalation: "升级督办" };
 export const CLOCK_ZH = { ack: "报到", dispute: "争议协调", feedback_reply: "意见回应", feedback_resolve: "意见办结", whistle_resolve: "吹哨办结" };
 export const TOPIC_ZH = {
@@ -36,7 +36,7 @@ const FIELD_ZH = {
   title: "事项", description: "情况说明", departments: "部门", reason: "理由", note: "进展情况",
   summary: "办理结果", body: "内容", satisfaction: "评价", ratings: "分部门评价", topic: "问题类型",
   working_days: "延期工作日数", hours: "延期小时数", clock: "时限", category: "类别", location: "地点",
-  q: "搜索内容", from: "开始日期", to: "结束日期", level: "级别",
+  q: "搜索内容", from: "开始日期", to: "结束日期", level: "级别", of: "原事项编号",
 };
 
 /** One Chinese sentence for an error answer `{code, message, field}`. */

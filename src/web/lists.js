@@ -12,7 +12,7 @@ const PAGE = 20;
  */
 export function caseList(id, title, fixed = {}, filters = {}) {
   const control = (name, node) => { node.id = `${id}-${name}`; return node; };
-  const statuses = fixed.kind === "feedback" ? FEEDBACK_STATUS_ZH : { open: "办理中", resolved: "待确认", confirmed: "已办结", withdrawn: "已撤回" };
+  const statuses = fixed.kind === "feedback" ? FEEDBACK_STATUS_ZH : { open: "办理中", resolved: "待确认", confirmed: "已办结", withdrawn: "已撤回", duplicate: "重复（已合并）" };
   const units = filters.unit ? [...session.org.departments, ...session.org.townships] : [];
   const bar = el("div", { class: "toolbar filters", role: "search" },
     control("q", el("input", { type: "search", placeholder: "搜索事项、说明…", "aria-label": "搜索", maxlength: "100" })),
@@ -96,7 +96,7 @@ function table(items) {
       const parts = whistle ? Object.entries(c.detail.departments || {}).map(([d, p]) =>
         el("span", { class: "tag " + p.status, "data-dept": d }, `${d} ${STATUS_ZH[p.status] || p.status}`)) : [];
       const next = [...c.clocks].sort((a, b) => a.due_at.localeCompare(b.due_at))[0];
-      const todo = (c.actions || []).length;
+      const todo = (c.actions || []).filter((a) => a.todo).length;
       return el("tr", { class: "case-row", "data-case": c.id },
         el("td", {}, el("a", { href: `#/cases/${c.id}`, class: "case-link" }, whistle ? c.title : `意见：${TOPIC_ZH[c.detail.topic] || ""}`),
           c.urgent ? el("span", { class: "tag late" }, "紧急") : "",
