@@ -208,7 +208,45 @@ async fn an_urgent_summons_goes_at_once_at_night(backend: Backend) {
     rig.node.stop().await;
 }
 
+/// Regression: a comment's `@住建局` reached no one (the notice path did not know comments). And
+/// a township whose whistle is linked to another as a duplicate hears the original's progress.
+async fn a_mention_reaches_the_unit_and_a_duplicates_township_hears_the_original(backend: Backend) {
+    let rig = Rig::start(backend, "2026-03-02T10:00:00+08:00").await;
+    let mut subject = rig.log.watch_alerts("whistle.notice.").await.unwrap();
+    let original = rig.raise(Urgency::Normal, &["住建局"]).await;
+    let duplicate = Uuid::now_v7();
+    let again = CommandBody::RaiseWhistle {
+        title: "河道垃圾堆积".into(),
+        description: "同一条河".into(),
+        departments: vec!["住建局".into()],
+        category: None,
+        location: None,
+        urgency: Urgency::Normal,
+    };
+    rig.run(duplicate, Role::Township, "西湖街道", again).await;
+    rig.run(duplicate, Role::Township, "西湖街道", CommandBody::MarkDuplicate { original }).await;
+    let mention =
+        CommandBody::AddComment { body: "@住建局 上游也要清理".into(), mentions: vec!["住建局".into()] };
+    rig.run(original, Role::Township, "东坝镇", mention).await;
+    rig.run(original, Role::Department, "住建局", CommandBody::AcknowledgeSummons).await;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let wanted =
+        ["whistle.notice.mention.住建局", "whistle.notice.reported_in.东坝镇", "whistle.notice.reported_in.西湖街道"];
+    while !wanted.iter().all(|w| seen.iter().any(|(name, _)| name == w)) {
+        let next = tokio::time::timeout(StdDuration::from_secs(10), subject.next()).await;
+        let (name, payload) = next.unwrap_or_else(|_| panic!("waiting for {wanted:?}, saw {seen:?}")).unwrap();
+        let notice: Value = serde_json::from_slice(&payload).unwrap();
+        seen.push((name, notice["text"].as_str().unwrap_or_default().to_owned()));
+    }
+    let text = |name: &str| seen.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()).unwrap();
+    assert!(text("whistle.notice.mention.住建局")
+        .contains("【提及】东坝镇在「河道垃圾堆积」中提到您：@住建局 上游也要清理"));
+    assert!(text("whistle.notice.reported_in.西湖街道").contains("【已报到】住建局 已报到"));
+    rig.node.stop().await;
+}
+
 on_both!(
+    a_mention_reaches_the_unit_and_a_duplicates_township_hears_the_original,
     a_summons_reaches_exactly_the_summoned_departments_and_the_township_hears_back,
     quiet_hours_hold_a_summons_and_drop_it_once_answered,
     a_deadline_at_night_gets_a_reminder_in_the_working_hours_before_it,
