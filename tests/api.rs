@@ -1212,3 +1212,27 @@ async fn hand_overs_are_proposed_by_departments_and_decided_by_the_coordinator()
         (StatusCode::OK, Some("summoned"))
     );
 }
+
+/// The office links feedback about the same practice; the linked item's submitter does not
+/// follow the original (it may be another township's, or anonymous).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_office_links_feedback_and_no_submitter_reads_anothers() {
+    let s = TestServer::start(START).await;
+    let (anonymous, _) = submit(&s, true).await;
+    let body = json!({ "topic": "excessive_paperwork", "body": "每次活动要交四类材料", "anonymous": false });
+    let (_, named) = s.call("POST", "/v1/feedback", Some(T_OUT), Some(body)).await;
+    let named = named["case"]["id"].as_str().unwrap().to_owned();
+    s.settle().await;
+    let (_, similar) = s.call("GET", &format!("/v1/cases/{named}/similar"), Some(OFFICE), None).await;
+    assert_eq!(ids_of(&similar["items"]), [anonymous.clone()], "the same text, found for the office");
+    let (st, _) =
+        s.call("POST", &format!("/v1/feedback/{named}/duplicate"), Some(T_OUT), Some(json!({ "of": anonymous }))).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "the submitter cannot see the other item");
+    let (st, body) = s
+        .call("POST", &format!("/v1/feedback/{named}/duplicate"), Some(OFFICE), Some(json!({ "of": anonymous })))
+        .await;
+    assert_eq!((st, body["case"]["status"].as_str()), (StatusCode::OK, Some("duplicate")), "{body}");
+    s.settle().await;
+    let (st, _) = s.call("GET", &format!("/v1/cases/{anonymous}"), Some(T_OUT), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "an anonymous submission stays out of another submitter's sight");
+}

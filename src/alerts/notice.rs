@@ -268,7 +268,7 @@ pub const UNIT_NOTICE_KINDS: [&str; 14] = [
 ];
 
 /// What a township following a case (through a duplicate it raised) hears of it.
-const FOLLOWED_KINDS: [&str; 6] = ["reported_in", "declined", "handled", "progress", "reply", "resolved"];
+const FOLLOWED_KINDS: [&str; 4] = ["reported_in", "declined", "handled", "progress"];
 
 /// Subjects of notices to units: `whistle.notice.<kind>.<unit>`.
 pub const NOTICE_SUBJECT_PREFIX: &str = "whistle.notice.";

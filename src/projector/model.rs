@@ -140,13 +140,13 @@ impl CaseView {
         }
     }
 
-    /// The unit a duplicate link makes follow the original: the whistle's township, or the
-    /// named submitter of feedback (an anonymous one follows through its code only).
+    /// The unit a duplicate link makes follow the original: the whistle's township. Feedback
+    /// submitters follow no one's feedback: the original may be another township's, or
+    /// anonymous, and its text must not reach them.
     pub fn raising_unit(&self) -> Option<String> {
         match &self.state {
             State::Whistle(c) => Some(c.kind.township.clone()),
-            State::Feedback(c) => c.kind.submitter.as_ref().map(|a| a.unit.clone()),
-            State::Empty | State::Calendar(_) | State::Report(_) => None,
+            State::Feedback(_) | State::Empty | State::Calendar(_) | State::Report(_) => None,
         }
     }
 
