@@ -76,7 +76,7 @@ fn required<T>(value: Option<T>, field: &'static str) -> Result<T, ApiError> {
 }
 
 /// An action body: empty means `{}`.
-pub(super) fn action_body(bytes: &Bytes) -> Result<ActionRequest, ApiError> {
+fn action_body(bytes: &Bytes) -> Result<ActionRequest, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(ActionRequest::default());
     }
@@ -396,16 +396,29 @@ fn parse_clock(text: &str) -> Result<ClockRef, ApiError> {
     Ok(ClockRef { kind, department })
 }
 
+/// The caller, the case, the number and the body of a decision on a numbered request (an
+/// extension, a hand-over proposal): an unknown number is 404 like an unknown case.
+pub(super) fn numbered_decision(
+    state: &Shared,
+    headers: &HeaderMap,
+    id: &str,
+    number: &str,
+    what: &str,
+    bytes: &Bytes,
+) -> Result<(Actor, Uuid, u32, ActionRequest), ApiError> {
+    let actor = authenticated(state, headers)?;
+    let case_id = super::parse_id(id)?;
+    let number: u32 = number.parse().map_err(|_| ApiError::not_found(format!("no {what} {number}")))?;
+    Ok((actor, case_id, number, action_body(bytes)?))
+}
+
 pub async fn decide_extension(
     State(state): State<Shared>,
     Path((id, number, decision)): Path<(String, String, String)>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let actor = authenticated(&state, &headers)?;
-    let case_id = super::parse_id(&id)?;
-    let number: u32 = number.parse().map_err(|_| ApiError::not_found(format!("no extension request {number}")))?;
-    let req = action_body(&bytes)?;
+    let (actor, case_id, number, req) = numbered_decision(&state, &headers, &id, &number, "extension request", &bytes)?;
     let body = match decision.as_str() {
         "approve" => CommandBody::ApproveExtension { number },
         "refuse" => CommandBody::RefuseExtension { number, reason: req.reason },

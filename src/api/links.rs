@@ -365,10 +365,8 @@ pub async fn decide_hand_over(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let actor = authenticated(&state, &headers)?;
-    let case_id = super::parse_id(&id)?;
-    let number: u32 = number.parse().map_err(|_| ApiError::not_found(format!("no hand-over proposal {number}")))?;
-    let req = super::commands::action_body(&bytes)?;
+    let (actor, case_id, number, req) =
+        super::commands::numbered_decision(&state, &headers, &id, &number, "hand-over proposal", &bytes)?;
     let accept = match decision.as_str() {
         "accept" => true,
         "refuse" => false,
