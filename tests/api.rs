@@ -606,6 +606,15 @@ async fn openapi_metrics_and_health_describe_the_service() {
         "/v1/reports/{kind}",
         "/v1/cases/export",
         "/v1/cases/{id}/extensions/{n}/approve",
+        "/v1/follow-up",
+        "/v1/whistles/similar",
+        "/v1/cases/{id}/similar",
+        "/v1/whistles/{id}/duplicate",
+        "/v1/cases/{id}/comments",
+        "/v1/cases/{id}/comments/{n}/retract",
+        "/v1/whistles/{id}/hand-overs",
+        "/v1/whistles/{id}/hand-overs/{n}/accept",
+        "/v1/whistles/{id}/reassign",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} missing");
     }

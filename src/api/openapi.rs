@@ -44,6 +44,18 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
         "",
         "200",
     ),
+    ("post", "/v1/whistles/similar", "Open whistles like a draft, visible to the caller (before raising)", "Draft", "200"),
+    ("get", "/v1/cases/{id}/similar", "Possible duplicates of a case, visible to the caller", "", "200"),
+    ("post", "/v1/whistles/{id}/duplicate", "Marks a whistle a duplicate of another (its township follows that one)", "Of", "200"),
+    ("post", "/v1/whistles/{id}/unlink", "Undoes a duplicate link: clocks run from their first start", "", "200"),
+    ("post", "/v1/feedback/{id}/duplicate", "The office links feedback about the same practice", "Of", "200"),
+    ("post", "/v1/feedback/{id}/unlink", "The office undoes a feedback link", "", "200"),
+    ("post", "/v1/cases/{id}/comments", "A comment in the case's thread; @unit tells that unit", "ReplyBody", "201"),
+    ("post", "/v1/cases/{id}/comments/{n}/retract", "The author takes a comment back within 10 minutes", "", "200"),
+    ("post", "/v1/whistles/{id}/hand-overs", "A summoned department proposes a hand-over (转办)", "HandOver", "200"),
+    ("post", "/v1/whistles/{id}/hand-overs/{n}/accept", "The coordinator accepts a hand-over", "", "200"),
+    ("post", "/v1/whistles/{id}/hand-overs/{n}/refuse", "The coordinator refuses a hand-over", "OptionalReason", "200"),
+    ("post", "/v1/whistles/{id}/reassign", "The coordinator gives a department's part to another", "Reassign", "200"),
     ("get", "/v1/alerts", "Alerts in scope; open=true for unacknowledged ones", "", "200"),
     ("post", "/v1/alerts/{id}/ack", "A supervisor acknowledges an alert", "", "200"),
     ("get", "/v1/alerts/stream", "Live alerts in scope (Server-Sent Events; resumable with Last-Event-ID)", "", "200"),
@@ -115,7 +127,11 @@ fn schemas() -> Value {
             "hours": { "type": "integer", "minimum": 1, "maximum": 720 },
             "reason": text
         }), &["clock", "reason"]),
-        "Error": object(json!({ "error": object(json!({ "code": text, "message": text }), &["code", "message"]) }), &["error"]),
+        "Draft": object(json!({ "title": text, "description": text, "departments": { "type": "array", "items": text } }), &["title"]),
+        "Of": object(json!({ "of": { "type": "string", "format": "uuid" } }), &["of"]),
+        "HandOver": object(json!({ "to": text, "reason": text }), &["to", "reason"]),
+        "Reassign": object(json!({ "from": text, "to": text, "reason": text }), &["from", "to", "reason"]),
+        "Error": object(json!({ "error": object(json!({ "code": text, "message": text, "field": text }), &["code", "message"]) }), &["error"]),
     })
 }
 
