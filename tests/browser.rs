@@ -472,9 +472,16 @@ const OVERFLOW: &str = "const w = document.documentElement.clientWidth; \
       return r.width > 0 && r.right > w + 1 && !scrolls(e); }).map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className); \
     return { width: w, scrollWidth: document.documentElement.scrollWidth, out: out.slice(0, 10) };";
 
+/// Controls a keyboard or screen-reader user could not name: every button needs text, every
+/// field a label (its own `<label for>`, an enclosing label, or `aria-label`), and none may be
+/// taken out of the tab order.
+const UNNAMED: &str = "const named = (e) => {       if (e.tagName === 'BUTTON') return e.textContent.trim().length > 0 || !!e.getAttribute('aria-label');       if (e.type === 'hidden') return true;       return !!e.getAttribute('aria-label') || !!e.closest('label') || (!!e.id && !!document.querySelector('label[for=\"' + e.id + '\"]')); };     return [...document.querySelectorAll('button, input, select, textarea')]       .filter(e => e.offsetParent !== null && (!named(e) || e.tabIndex < 0))       .map(e => e.tagName + (e.id ? '#' + e.id : '') + (e.name ? '[' + e.name + ']' : ''));";
+
 async fn fits(browser: &Browser, page: &str) {
     // Let the page finish drawing what it loads.
     tokio::time::sleep(Duration::from_millis(700)).await;
+    let unnamed = browser.exec(UNNAMED).await;
+    assert_eq!(unnamed, serde_json::json!([]), "{page}: controls without a name or out of the tab order");
     let found = browser.exec(OVERFLOW).await;
     let width = found["width"].as_u64().unwrap();
     assert!(width <= 400, "the viewport is phone-sized: {found}");
