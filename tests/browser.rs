@@ -453,6 +453,12 @@ async fn every_role_carries_a_whistle_and_a_feedback_item_through_the_page() {
     browser.wait_for("#follow-up-case #case", WAIT).await;
     let shown = browser.text("#follow-up-case").await;
     assert!(shown.contains("已合并为一类材料") && !shown.contains("东坝镇"), "nothing names the submitter: {shown}");
+    // The submitter writes in the thread, shown as 提交人.
+    browser.type_into("#comment-body", "已收到，谢谢").await;
+    browser.click("#comment-send").await;
+    browser
+        .wait_until("return [...document.querySelectorAll('#timeline li')].some(li => li.textContent.includes('提交人') && li.textContent.includes('已收到，谢谢'))", WAIT)
+        .await;
     take(&browser, "rate", &[("satisfaction", "satisfied")]).await;
     status_is(&browser, "已评价").await;
     browser.screenshot(&artifacts().join("workflow-follow-up.png")).await;
