@@ -176,7 +176,11 @@ pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes
         examined: super::links::SIMILAR_COMPARED_ON_RAISE,
         listed: super::links::SIMILAR_LISTED_ON_RAISE,
     };
-    let fingerprint = probe.fingerprint.clone();
+    let known = super::links::Known {
+        fingerprint: probe.fingerprint.clone(),
+        title: req.title.trim().to_owned(),
+        township: Some(actor.unit.clone()),
+    };
     let looking = {
         let state = state.clone();
         tokio::task::spawn_blocking(move || super::links::similar(&state, &probe))
@@ -190,7 +194,7 @@ pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes
         urgency: req.urgency.unwrap_or_default(),
     };
     let response = run(&state, Command::new(command_id, case_id, actor, body), true).await?;
-    state.fingerprints.put(case_id, fingerprint);
+    state.fingerprints.put(case_id, known);
     let possible = looking.await.map_err(|e| ApiError::unavailable(format!("looking for duplicates: {e}")))??;
     with_fields(response, json!({ "possible_duplicates": possible })).await
 }

@@ -54,51 +54,62 @@ pub struct Probe {
     pub listed: usize,
 }
 
-/// Fingerprints of cases' texts, which never change once raised or submitted: suggesting
-/// duplicates then reads each candidate's status from the lists and its text from here, and
-/// decodes a case view only the first time.
-#[derive(Default)]
-pub struct FingerprintCache(std::sync::Mutex<std::collections::HashMap<Uuid, std::sync::Arc<Fingerprint>>>);
+/// What is compared and shown of a case as a possible duplicate: its text's fingerprint, its
+/// title and township — none of which changes once it is raised or submitted.
+pub struct Known {
+    pub fingerprint: Fingerprint,
+    pub title: String,
+    pub township: Option<String>,
+}
 
-/// Most fingerprints kept (about 1 kB each for a typical whistle); the cache starts over past it.
+impl Known {
+    /// A case as its state shows it: a whistle's title and description, a feedback's body.
+    pub fn of(state: &CaseState) -> Option<Known> {
+        let view = CaseView { state: state.clone(), ..CaseView::new(Uuid::nil()) };
+        let fingerprint = match state {
+            CaseState::Whistle(c) => Fingerprint::of(&c.kind.title, &c.kind.description),
+            CaseState::Feedback(c) => Fingerprint::of("", &c.kind.body),
+            _ => return None,
+        };
+        Some(Known { fingerprint, title: view.title(), township: view.township().map(str::to_owned) })
+    }
+}
+
+/// The [`Known`] parts of cases, so suggesting duplicates reads each candidate's status from
+/// the lists and the rest from here, decoding a case view only the first time.
+#[derive(Default)]
+pub struct FingerprintCache(std::sync::Mutex<std::collections::HashMap<Uuid, std::sync::Arc<Known>>>);
+
+/// Most cases kept (about 1 kB each for a typical whistle); the cache starts over past it.
 const FINGERPRINTS_CACHED_MAX: usize = 10_000;
 
 impl FingerprintCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, std::sync::Arc<Fingerprint>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Uuid, std::sync::Arc<Known>>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn put(&self, case_id: Uuid, fingerprint: Fingerprint) {
+    pub fn put(&self, case_id: Uuid, known: Known) -> std::sync::Arc<Known> {
+        let known = std::sync::Arc::new(known);
         let mut map = self.lock();
         if map.len() >= FINGERPRINTS_CACHED_MAX {
             map.clear();
         }
-        map.insert(case_id, std::sync::Arc::new(fingerprint));
+        map.insert(case_id, known.clone());
+        known
     }
 
-    /// The cached fingerprints of these cases, under one lock.
-    fn known(&self, ids: impl Iterator<Item = Uuid>) -> Vec<Option<std::sync::Arc<Fingerprint>>> {
+    /// The cached parts of these cases, under one lock.
+    fn known(&self, ids: impl Iterator<Item = Uuid>) -> Vec<Option<std::sync::Arc<Known>>> {
         let map = self.lock();
         ids.map(|id| map.get(&id).cloned()).collect()
     }
 
-    fn get(&self, state: &Shared, case_id: Uuid) -> Result<Option<std::sync::Arc<Fingerprint>>, ApiError> {
+    fn get(&self, state: &Shared, case_id: Uuid) -> Result<Option<std::sync::Arc<Known>>, ApiError> {
         if let Some(found) = self.lock().get(&case_id) {
             return Ok(Some(found.clone()));
         }
         let Some(view) = state.views.case(case_id)? else { return Ok(None) };
-        let Some(fingerprint) = fingerprint_of(&view.state) else { return Ok(None) };
-        self.put(case_id, fingerprint.clone());
-        Ok(Some(std::sync::Arc::new(fingerprint)))
-    }
-}
-
-/// What a case's text is compared by: a whistle's title and description, a feedback's body.
-pub fn fingerprint_of(state: &CaseState) -> Option<Fingerprint> {
-    match state {
-        CaseState::Whistle(c) => Some(Fingerprint::of(&c.kind.title, &c.kind.description)),
-        CaseState::Feedback(c) => Some(Fingerprint::of("", &c.kind.body)),
-        _ => None,
+        Ok(Known::of(&view.state).map(|known| self.put(case_id, known)))
     }
 }
 
@@ -118,42 +129,49 @@ pub fn similar(state: &Shared, probe: &Probe) -> Result<Vec<Value>, ApiError> {
         _ => vec![status_list_prefix("feedback", None)],
     };
     let mut seen = std::collections::BTreeSet::new();
-    let mut alike: Vec<(f64, Uuid)> = Vec::new();
-    let open = [status_list_prefix(probe.kind, Some("open")), status_list_prefix(probe.kind, Some("resolved"))];
+    // (similarity, case, status, what is known of it, its list suffix)
+    type Alike = (f64, Uuid, &'static str, std::sync::Arc<Known>, Vec<u8>);
+    let mut alike: Vec<Alike> = Vec::new();
+    let statuses = ["open", "resolved"].map(|s| (s, status_list_prefix(probe.kind, Some(s))));
     for prefix in prefixes {
         let mut entries = state.views.recent_in_list(&prefix, from, to, probe.examined)?;
         entries.retain(|(id, _)| Some(*id) != probe.exclude && seen.insert(*id));
-        let known = state.fingerprints.known(entries.iter().map(|(id, _)| *id));
-        for ((id, suffix), known) in entries.into_iter().zip(known) {
-            let fingerprint = match known {
-                Some(f) => f,
+        let cached = state.fingerprints.known(entries.iter().map(|(id, _)| *id));
+        for ((id, suffix), cached) in entries.into_iter().zip(cached) {
+            let known = match cached {
+                Some(k) => k,
                 None => match state.fingerprints.get(state, id)? {
-                    Some(f) => f,
+                    Some(k) => k,
                     None => continue,
                 },
             };
-            let score = probe.fingerprint.similarity(&fingerprint);
-            // Alike enough, then still open (or resolved, awaiting confirmation).
-            if score >= rules.duplicate_threshold
-                && open.iter().any(|p| state.views.listed(p, &suffix).unwrap_or(false))
-            {
-                alike.push((score, id));
+            let score = probe.fingerprint.similarity(&known.fingerprint);
+            if score < rules.duplicate_threshold {
+                continue;
+            }
+            // Alike enough, then still open (or resolved, awaiting confirmation), of this kind.
+            let status = statuses.iter().find(|(_, p)| state.views.listed(p, &suffix).unwrap_or(false));
+            if let Some((status, _)) = status {
+                alike.push((score, id, status, known, suffix));
             }
         }
     }
     alike.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    // A township's or department's own list holds only what it may see; otherwise the case is
+    // read to check.
+    let listed_is_visible = probe.kind == "whistle" && probe.actor.role != Role::Office;
     let mut out = Vec::new();
-    for (score, id) in alike {
+    for (score, id, status, known, suffix) in alike {
         if out.len() == probe.listed {
             break;
         }
-        let Some(view) = state.views.case(id)? else { continue };
-        if view.kind() != Some(probe.kind) || !can_see_view(&probe.actor, &view) {
+        if !listed_is_visible && !state.views.case(id)?.is_some_and(|v| can_see_view(&probe.actor, &v)) {
             continue;
         }
         out.push(json!({
-            "id": view.case_id, "kind": view.kind(), "title": view.title(), "township": view.township(),
-            "status": view.status(), "opened_at": view.opened_at(), "similarity": (score * 100.0).round() / 100.0,
+            "id": id, "kind": probe.kind, "title": known.title, "township": known.township,
+            "status": status, "opened_at": crate::projector::keys::list_suffix_time(&suffix),
+            "similarity": (score * 100.0).round() / 100.0,
         }));
     }
     Ok(out)

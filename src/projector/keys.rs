@@ -66,6 +66,12 @@ pub fn list_suffix(opened_at: DateTime<Utc>, case_id: Uuid) -> Vec<u8> {
     [millis.to_be_bytes().as_slice(), case_id.as_bytes()].concat()
 }
 
+/// The opening time a list suffix (see [`list_suffix`]) carries.
+pub fn list_suffix_time(suffix: &[u8]) -> Option<DateTime<Utc>> {
+    let millis = u64::from_be_bytes(suffix.get(..8)?.try_into().ok()?) ^ (1 << 63);
+    DateTime::from_timestamp_millis(millis as i64)
+}
+
 /// Every case, by opening time.
 pub fn all_list_prefix() -> Vec<u8> {
     b"l:a:".to_vec()
