@@ -52,12 +52,12 @@ export function renderCase(root, c, headers, reload) {
       whistle ? [el("dt", {}, "吹哨单位"), el("dd", {}, d.township)] : [el("dt", {}, "提交方式"), el("dd", {}, d.anonymous ? "匿名" : (c.township || ""))],
       el("dt", {}, "提出时间"), el("dd", {}, when(c.opened_at)),
       whistle && d.location ? [el("dt", {}, "地点"), el("dd", {}, d.location)] : "",
-      whistle && d.satisfaction ? [el("dt", {}, "评价"), el("dd", {}, SATISFACTION_ZH[d.satisfaction])] : "",
-      !whistle && d.satisfaction ? [el("dt", {}, "评价"), el("dd", {}, SATISFACTION_ZH[d.satisfaction])] : ""),
+      d.satisfaction ? [el("dt", {}, "评价"), el("dd", {}, SATISFACTION_ZH[d.satisfaction])] : ""),
     el("p", { class: "body" }, whistle ? d.description : d.body));
   const parts = [head];
   if (d.duplicate_of) parts.push(el("section", { id: "duplicate-of", class: "notice" }, "本事项已标记为重复，原事项：",
-    el("a", { href: `#/cases/${d.duplicate_of}`, class: "case-link" }, "查看原事项"), "。原事项办理进展会同步通知本单位。"));
+    el("a", { href: `#/cases/${d.duplicate_of}`, class: "case-link" }, "查看原事项"),
+    whistle ? "。原事项的办理进展会同步通知本单位。" : "。"));
   if ((c.duplicates || []).length) parts.push(el("section", { id: "duplicates" }, el("h3", {}, "已合并的重复事项"),
     el("ul", {}, c.duplicates.map((x) => el("li", { "data-case": x.case_id }, x.unit || "", " ",
       el("a", { href: `#/cases/${x.case_id}`, class: "case-link" }, "查看"))))));
