@@ -690,5 +690,10 @@ async fn duplicates_threads_and_hand_overs_work_through_the_page() {
     take(&browser, "unlink", &[]).await;
     status_is(&browser, "办理中").await;
     part_is(&browser, "住建局", "summoned").await;
+    // Linked again by pasting the original's address instead of picking it.
+    browser.click("#actions button[data-action='duplicate']").await;
+    browser.type_into("#act-of", &format!("{url}/#/cases/{original}")).await;
+    browser.click("#act-submit").await;
+    status_is(&browser, "重复（已合并）").await;
     browser.quit().await;
 }

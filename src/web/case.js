@@ -222,10 +222,12 @@ function openForm(form, a, c, headers, reload) {
         if (!data.items.length) choices.replaceChildren(el("p", { class: "muted" }, "近期没有相似事项，可填写原事项编号。"));
       }).catch(() => choices.replaceChildren());
       inputs = [el("p", { class: "muted" }, "标记后本事项关闭，各部门时限停止，本单位跟进原事项；可随时取消标记。"), choices,
-        field("act-of", "或填写原事项编号（案件页地址中的编号）", el("input", { id: "act-of", type: "text", autocomplete: "off" }))];
+        field("act-of", "或粘贴原事项的案件页地址（或编号）", el("input", { id: "act-of", type: "text", autocomplete: "off" }))];
       submit = () => {
         const picked = document.querySelector("input[name=act-of]:checked");
-        return run({ of: (picked && picked.value) || value("of") }, "已标记为重复，本事项关闭并跟进原事项。");
+        // A pasted case-page address works as well as the bare id.
+        const typed = (value("of") || "").match(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i);
+        return run({ of: (picked && picked.value) || (typed ? typed[0] : value("of")) }, "已标记为重复，本事项关闭并跟进原事项。");
       };
       break;
     }
