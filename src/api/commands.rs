@@ -103,7 +103,13 @@ fn known_departments(state: &Shared, departments: &[String]) -> Result<(), ApiEr
 
 /// Runs a command and answers with the case.
 pub(super) async fn run(state: &Shared, cmd: Command, created: bool) -> Result<Response, ApiError> {
-    let result = state.executor.execute(&cmd, state.clock.now()).await;
+    let done = execute_counted(state, &cmd).await?;
+    Ok(reply(state, &cmd, &done, created, serde_json::Map::new()))
+}
+
+/// Runs a command through the executor, counting it for /metrics.
+async fn execute_counted(state: &Shared, cmd: &Command) -> Result<Executed, ApiError> {
+    let result = state.executor.execute(cmd, state.clock.now()).await;
     match &result {
         Ok(done) if !done.repeated => {
             state.metrics.appends.fetch_add(1, Ordering::Relaxed);
@@ -116,14 +122,33 @@ pub(super) async fn run(state: &Shared, cmd: Command, created: bool) -> Result<R
         }
         _ => {}
     }
-    let done = result?;
+    Ok(result?)
+}
+
+/// The answer to a command: the case as it left it, and `fields` besides (a creation's
+/// follow-up code, its possible duplicates).
+fn reply(
+    state: &Shared,
+    cmd: &Command,
+    done: &Executed,
+    created: bool,
+    fields: serde_json::Map<String, Value>,
+) -> Response {
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    let mut response = (status, Json(answer(state, &cmd, &done))).into_response();
+    let mut body = answer(state, cmd, done);
+    if let Some(out) = body.as_object_mut() {
+        out.extend(fields);
+    }
+    let mut response = (status, Json(body)).into_response();
     // The same position as a header, for clients that pass it on as X-Min-Position.
     if let Ok(value) = axum::http::HeaderValue::from_str(&done.position.to_string()) {
         response.headers_mut().insert(super::POSITION_HEADER, value);
     }
-    Ok(response)
+    response
+}
+
+fn fields<const N: usize>(pairs: [(&str, Value); N]) -> serde_json::Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 fn answer(state: &Shared, cmd: &Command, done: &Executed) -> Value {
@@ -193,23 +218,11 @@ pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes
         location: req.location,
         urgency: req.urgency.unwrap_or_default(),
     };
-    let response = run(&state, Command::new(command_id, case_id, actor, body), true).await?;
+    let cmd = Command::new(command_id, case_id, actor, body);
+    let done = execute_counted(&state, &cmd).await?;
     state.fingerprints.put(case_id, known);
     let possible = looking.await.map_err(|e| ApiError::unavailable(format!("looking for duplicates: {e}")))??;
-    with_fields(response, json!({ "possible_duplicates": possible })).await
-}
-
-/// Adds fields to a command's JSON answer, keeping its status and headers.
-async fn with_fields(response: Response, fields: Value) -> Result<Response, ApiError> {
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, super::REQUEST_BODY_BYTES_MAX * 16)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::unavailable(e.to_string()))?;
-    if let (Some(out), Some(add)) = (value.as_object_mut(), fields.as_object()) {
-        out.extend(add.clone());
-    }
-    Ok(Response::from_parts(parts, axum::body::Body::from(serde_json::to_vec(&value).unwrap_or_default())))
+    Ok(reply(&state, &cmd, &done, true, fields([("possible_duplicates", json!(possible))])))
 }
 
 /// Command and case ids for a creation: derived from the Idempotency-Key (and the
@@ -253,11 +266,7 @@ pub async fn whistle_action(
         },
         "reopen" => CommandBody::ReopenWhistle { reason: required(req.reason, "reason")? },
         "withdraw" => CommandBody::WithdrawWhistle { reason: req.reason },
-        "duplicate" => {
-            let of = required(req.of, "of")?;
-            visible_case(&state, &actor, case_id).await?;
-            CommandBody::MarkDuplicate { original: super::links::check_original(&state, &actor, case_id, &of).await? }
-        }
+        "duplicate" => duplicate_of(req.of.as_deref())?,
         "unlink" => CommandBody::UnlinkDuplicate,
         "hand-overs" => CommandBody::ProposeHandOver {
             to: known_department(&state, required(req.to, "to")?, "to")?,
@@ -271,6 +280,7 @@ pub async fn whistle_action(
         other => return Err(ApiError::not_found(format!("no whistle action {other:?}"))),
     };
     visible_case(&state, &actor, case_id).await?;
+    let body = with_original(&state, &actor, case_id, body, req.of.as_deref()).await?;
     let command_id = command_id(&state.secret, &headers, &actor, &format!("{case_id}/{action}"))?;
     run(&state, Command::new(command_id, case_id, actor, body), false).await
 }
@@ -290,10 +300,10 @@ pub async fn submit(State(state): State<Shared>, headers: HeaderMap, bytes: Byte
         CommandBody::SubmitFeedback { topic: req.topic, body: req.body, anonymous: req.anonymous },
     );
     cmd.follow_up_code = code.clone();
-    let response = run(&state, cmd, true).await?;
-    let Some(code) = code else { return Ok(response) };
+    let done = execute_counted(&state, &cmd).await?;
     // The code is shown here only: the service keeps its hash.
-    with_fields(response, json!({ "follow_up_code": code })).await
+    let extra = code.map(|code| fields([("follow_up_code", Value::String(code))])).unwrap_or_default();
+    Ok(reply(&state, &cmd, &done, true, extra))
 }
 
 /// A follow-up code: random, or derived from the installation secret and the
@@ -316,17 +326,13 @@ pub async fn feedback_action(
     let who = caller(&state, &headers)?;
     let case_id = super::parse_id(&id)?;
     let req = action_body(&bytes)?;
-    let body = match action.as_str() {
+    let req_of = req.of.clone();
+    let mut body = match action.as_str() {
         "reply" => CommandBody::ReplyFeedback { body: required(req.body, "body")? },
         "resolve" => CommandBody::ResolveFeedback { summary: required(req.summary, "summary")? },
         "rate" => CommandBody::RateFeedback { satisfaction: required(req.satisfaction, "satisfaction")? },
         "reopen" => CommandBody::ReopenFeedback { reason: required(req.reason, "reason")? },
-        "duplicate" => {
-            let of = required(req.of, "of")?;
-            let actor = who.actor()?;
-            visible_case(&state, actor, case_id).await?;
-            CommandBody::MarkDuplicate { original: super::links::check_original(&state, actor, case_id, &of).await? }
-        }
+        "duplicate" => duplicate_of(req.of.as_deref())?,
         "unlink" => CommandBody::UnlinkDuplicate,
         other => return Err(ApiError::not_found(format!("no feedback action {other:?}"))),
     };
@@ -340,6 +346,7 @@ pub async fn feedback_action(
         }
         (Some(actor), _) => {
             visible_case(&state, actor, case_id).await?;
+            body = with_original(&state, actor, case_id, body, req_of.as_deref()).await?;
             (actor.clone(), None)
         }
         (None, _) => {
@@ -353,6 +360,30 @@ pub async fn feedback_action(
     let mut cmd = Command::new(command_id, case_id, actor, body);
     cmd.follow_up_code = code;
     run(&state, cmd, false).await
+}
+
+/// A duplicate mark waiting for its original: `of` is required, and checked (by
+/// [`with_original`]) only once the case itself is known to be in the caller's scope, so an
+/// out-of-scope case is 404 whatever `of` says.
+fn duplicate_of(of: Option<&str>) -> Result<CommandBody, ApiError> {
+    required(of, "of")?;
+    Ok(CommandBody::MarkDuplicate { original: Uuid::nil() })
+}
+
+/// Fills in a duplicate mark's original, checked for the caller; other commands pass through.
+async fn with_original(
+    state: &Shared,
+    actor: &Actor,
+    case_id: Uuid,
+    body: CommandBody,
+    of: Option<&str>,
+) -> Result<CommandBody, ApiError> {
+    match (body, of) {
+        (CommandBody::MarkDuplicate { .. }, Some(of)) => {
+            Ok(CommandBody::MarkDuplicate { original: super::links::check_original(state, actor, case_id, of).await? })
+        }
+        (body, _) => Ok(body),
+    }
 }
 
 /// Whether a follow-up code belongs to this (anonymous) feedback.

@@ -63,10 +63,9 @@ pub struct Known {
 }
 
 impl Known {
-    /// A case as its state shows it: a whistle's title and description, a feedback's body.
-    pub fn of(state: &CaseState) -> Option<Known> {
-        let view = CaseView { state: state.clone(), ..CaseView::new(Uuid::nil()) };
-        let fingerprint = match state {
+    /// A case as its view shows it: a whistle's title and description, a feedback's body.
+    pub fn of(view: &CaseView) -> Option<Known> {
+        let fingerprint = match &view.state {
             CaseState::Whistle(c) => Fingerprint::of(&c.kind.title, &c.kind.description),
             CaseState::Feedback(c) => Fingerprint::of("", &c.kind.body),
             _ => return None,
@@ -109,7 +108,7 @@ impl FingerprintCache {
             return Ok(Some(found.clone()));
         }
         let Some(view) = state.views.case(case_id)? else { return Ok(None) };
-        Ok(Known::of(&view.state).map(|known| self.put(case_id, known)))
+        Ok(Known::of(&view).map(|known| self.put(case_id, known)))
     }
 }
 

@@ -274,7 +274,7 @@ pub async fn list_cases(
     let mut scanned = 0;
     // A page ends where it is full: the cursor then points after its last case, not after
     // the last one read (which may have matched too).
-    let mut full = false;
+    let mut last_shown = None;
     'pages: while scanned < PAGE_SCAN_MAX {
         let (ids, next) = state.views.list(&prefix, cursor.as_deref(), limit)?;
         scanned += ids.len();
@@ -295,7 +295,7 @@ pub async fn list_cases(
                 item["actions"] = actions;
                 items.push(item);
                 if items.len() == limit {
-                    full = true;
+                    last_shown = view.opened_at().map(|at| crate::projector::keys::list_suffix(at, id));
                     break 'pages;
                 }
             }
@@ -305,15 +305,11 @@ pub async fn list_cases(
             break;
         }
     }
-    // The next page starts after the last case shown.
-    if full {
-        cursor = items.last().and_then(|item| {
-            let id = item["id"].as_str().and_then(|t| Uuid::parse_str(t).ok())?;
-            let opened: chrono::DateTime<chrono::Utc> = serde_json::from_value(item["opened_at"].clone()).ok()?;
-            Some(crate::projector::keys::list_suffix(opened, id))
-        });
+    // A full page: the next one starts after its last case.
+    if last_shown.is_some() {
+        cursor = last_shown;
     }
-    Ok(Json(json!({ "items": items, "next_cursor": cursor.map(|c| encode_cursor(&c)), "scanned": scanned })))
+    Ok(Json(json!({ "items": items, "next_cursor": cursor.map(|c| encode_cursor(&c)) })))
 }
 
 fn matches_filters(view: &CaseView, q: &ListQuery) -> bool {
@@ -366,7 +362,7 @@ async fn case_answer(state: &Shared, who: &super::Caller, case_id: Uuid) -> Resu
     let history_of = |records: &[crate::log::StoredRecord], upto: u64| -> Vec<crate::domain::Event> {
         records.iter().filter(|r| r.position <= upto).filter_map(|r| r.decode().ok()).flat_map(|c| c.events).collect()
     };
-    let view = match state.views.case(case_id)? {
+    let (view, history) = match state.views.case(case_id)? {
         Some(view) => {
             let history = history_of(&records, view.last_position);
             (view, history)
@@ -377,7 +373,6 @@ async fn case_answer(state: &Shared, who: &super::Caller, case_id: Uuid) -> Resu
             (CaseView { state: case_state, armed, ..CaseView::new(case_id) }, history_of(&records, u64::MAX))
         }
     };
-    let (view, history) = view;
     let anonymous = Actor::anonymous();
     let asker = match (&who.actor, &who.follow_up_code) {
         (Some(actor), _) if super::links::can_see_view(actor, &view) => {

@@ -461,10 +461,15 @@ fn decide_whistle(case: &Case<Whistle>, cmd: &Command, now: DateTime<Utc>) -> De
         if matches!(cmd.actor.role, Role::Anonymous | Role::System) {
             return Err(Rejection::Forbidden("sign in to comment on a whistle".into()));
         }
-        return decide_comment(case, cmd, now).unwrap_or_else(|| unreachable!("a comment command"));
+        return decide_comment(case, cmd, now);
     }
-    if let Some(decision) = decide_hand_over(case, cmd) {
-        return decision;
+    if matches!(
+        cmd.body,
+        CommandBody::ProposeHandOver { .. }
+            | CommandBody::DecideHandOver { .. }
+            | CommandBody::ReassignDepartment { .. }
+    ) {
+        return decide_hand_over(case, cmd);
     }
     match &cmd.body {
         CommandBody::MarkDuplicate { original } => {
@@ -584,9 +589,9 @@ fn status_zh(status: WhistleStatus) -> &'static str {
 // Duplicates, comments, hand-overs
 
 /// A comment or its retraction, for an actor the case's kind has already let in.
-fn decide_comment<K>(case: &Case<K>, cmd: &Command, now: DateTime<Utc>) -> Option<Decision> {
-    Some(match &cmd.body {
-        CommandBody::AddComment { body, mentions } => (|| {
+fn decide_comment<K>(case: &Case<K>, cmd: &Command, now: DateTime<Utc>) -> Decision {
+    match &cmd.body {
+        CommandBody::AddComment { body, mentions } => {
             if case.comments.len() >= COMMENTS_PER_CASE_MAX {
                 return Err(Rejection::Conflict(format!(
                     "this case's thread holds its most comments ({COMMENTS_PER_CASE_MAX})"
@@ -601,8 +606,8 @@ fn decide_comment<K>(case: &Case<K>, cmd: &Command, now: DateTime<Utc>) -> Optio
             }
             let number = case.comments.len() as u32 + 1;
             Ok(vec![EventBody::CommentAdded { number, body, mentions: named }])
-        })(),
-        CommandBody::RetractComment { number } => (|| {
+        }
+        CommandBody::RetractComment { number } => {
             let comment = case
                 .comments
                 .iter()
@@ -620,9 +625,9 @@ fn decide_comment<K>(case: &Case<K>, cmd: &Command, now: DateTime<Utc>) -> Optio
                 )));
             }
             Ok(vec![EventBody::CommentRetracted { number: *number }])
-        })(),
-        _ => return None,
-    })
+        }
+        _ => Err(Rejection::NotFound("not a comment".into())),
+    }
 }
 
 /// Whether a department takes part in the whistle (or did, before a duplicate link released it).
@@ -664,10 +669,10 @@ fn decide_link(case_id: Uuid, original: Uuid, duplicate: bool, closed: Option<&s
     Ok(vec![EventBody::MarkedDuplicate { original }])
 }
 
-fn decide_hand_over(case: &Case<Whistle>, cmd: &Command) -> Option<Decision> {
+fn decide_hand_over(case: &Case<Whistle>, cmd: &Command) -> Decision {
     let whistle = &case.kind;
-    Some(match &cmd.body {
-        CommandBody::ProposeHandOver { to, reason } => (|| {
+    match &cmd.body {
+        CommandBody::ProposeHandOver { to, reason } => {
             let part = department_part(whistle, &cmd.actor, "propose a hand-over")?;
             require_open(whistle)?;
             if !matches!(part, PartStatus::Summoned | PartStatus::Acknowledged) {
@@ -691,8 +696,8 @@ fn decide_hand_over(case: &Case<Whistle>, cmd: &Command) -> Option<Decision> {
             let reason = text("reason", reason, TEXT_CHARS_MAX)?;
             let number = whistle.hand_overs.len() as u32 + 1;
             Ok(vec![EventBody::HandOverProposed { number, from: cmd.actor.unit.clone(), to, reason }])
-        })(),
-        CommandBody::DecideHandOver { number, accept, reason, township_decides } => (|| {
+        }
+        CommandBody::DecideHandOver { number, accept, reason, township_decides } => {
             let allowed = match cmd.actor.role {
                 Role::Coordinator => true,
                 Role::Township => *township_decides && cmd.actor.unit == whistle.township,
@@ -722,8 +727,8 @@ fn decide_hand_over(case: &Case<Whistle>, cmd: &Command) -> Option<Decision> {
                 return Err(Rejection::Conflict(format!("department {} no longer has a part", proposal.from)));
             }
             Ok(vec![EventBody::HandOverAccepted { number: *number }])
-        })(),
-        CommandBody::ReassignDepartment { from, to, reason } => (|| {
+        }
+        CommandBody::ReassignDepartment { from, to, reason } => {
             require_role(&cmd.actor, Role::Coordinator, "reassign a department's part")?;
             require_open(whistle)?;
             let names = unit_names("to", &[from.clone(), to.clone()])?;
@@ -736,9 +741,9 @@ fn decide_hand_over(case: &Case<Whistle>, cmd: &Command) -> Option<Decision> {
             }
             let reason = text("reason", reason, TEXT_CHARS_MAX)?;
             Ok(vec![EventBody::DepartmentReassigned { from, to, reason }])
-        })(),
-        _ => return None,
-    })
+        }
+        _ => Err(Rejection::NotFound("not a hand-over".into())),
+    }
 }
 
 fn require_open(whistle: &Whistle) -> Result<(), Rejection> {
@@ -843,7 +848,7 @@ fn decide_feedback(case: &Case<Feedback>, cmd: &Command, now: DateTime<Utc>) -> 
             Role::Anonymous => require_submitter(feedback, cmd, "comment")?,
             _ => {}
         }
-        return decide_comment(case, cmd, now).unwrap_or_else(|| unreachable!("a comment command"));
+        return decide_comment(case, cmd, now);
     }
     match &cmd.body {
         CommandBody::MarkDuplicate { original } => {

@@ -187,8 +187,8 @@ fn derived_keys(view: &CaseView) -> BTreeMap<Vec<u8>, Option<IndexEntry>> {
         }
     }
     if let crate::domain::State::Feedback(case) = &view.state {
-        if let Some(key) = case.kind.follow_up_code_sha256.as_deref().and_then(|h| follow_up_key(h, view.case_id)) {
-            keys.insert(key, None);
+        if let Some(hash) = case.kind.follow_up_code_sha256.as_deref() {
+            keys.insert(follow_up_key(hash, view.case_id), None);
         }
     }
     keys

@@ -12,7 +12,7 @@
 //! | `l:u:` | unit ‖ 0 ‖ case id | a case the unit takes part in |
 //! | `l:s:` | kind ‖ 0 ‖ status ‖ 0 ‖ case id | cases by kind and status |
 //! | `l:o:` | case id | an overdue case |
-//! | `f:` | SHA-256 of a follow-up code (32 bytes) ‖ case id | the anonymous feedback the code follows up |
+//! | `f:` | SHA-256 of a follow-up code (hex) ‖ 0 ‖ case id | the anonymous feedback the code follows up |
 //! | `a:` | alert id | `AlertView` |
 //! | `ao:` | alert id | an open (unacknowledged) alert |
 //! | `t:` | dimension ‖ 0 ‖ unit ‖ 0 ‖ date | `StatsCell` |
@@ -119,20 +119,13 @@ pub fn list_keys(
 }
 
 /// Prefix of the follow-up index entries of one code (its SHA-256, hex as the domain keeps it).
-pub fn follow_up_prefix(code_sha256_hex: &str) -> Option<Vec<u8>> {
-    let hex = code_sha256_hex.as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let digest: Option<Vec<u8>> = (0..32)
-        .map(|i| std::str::from_utf8(&hex[2 * i..2 * i + 2]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect();
-    Some(prefixed(b"f:", &digest?))
+pub fn follow_up_prefix(code_sha256_hex: &str) -> Vec<u8> {
+    [b"f:".as_slice(), code_sha256_hex.as_bytes(), &[0]].concat()
 }
 
 /// The follow-up index entry of an anonymous feedback item.
-pub fn follow_up_key(code_sha256_hex: &str, case_id: Uuid) -> Option<Vec<u8>> {
-    follow_up_prefix(code_sha256_hex).map(|p| prefixed(&p, case_id.as_bytes()))
+pub fn follow_up_key(code_sha256_hex: &str, case_id: Uuid) -> Vec<u8> {
+    prefixed(&follow_up_prefix(code_sha256_hex), case_id.as_bytes())
 }
 
 pub fn alert_count_key(stage: crate::domain::event::AlertStage) -> Vec<u8> {

@@ -24,8 +24,8 @@ pub struct CaseView {
     /// Clocks that have stopped, with their deadlines then: what the statistics judge.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settled: Vec<SettledClock>,
-    /// Cases marked as duplicates of this one, with the unit that raised each (a township, or
-    /// a named feedback submitter): those units follow this case.
+    /// Cases marked as duplicates of this one, with the township that raised each (a whistle's
+    /// duplicate): those townships follow this case.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub duplicates: Vec<LinkedDuplicate>,
 }
@@ -127,15 +127,7 @@ impl CaseView {
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect(),
-            State::Feedback(c) => c
-                .kind
-                .submitter
-                .iter()
-                .map(|a| a.unit.clone())
-                .chain(self.followers().map(str::to_owned))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+            State::Feedback(c) => c.kind.submitter.iter().map(|a| a.unit.clone()).collect(),
             State::Empty | State::Calendar(_) | State::Report(_) => Vec::new(),
         }
     }

@@ -490,15 +490,9 @@ impl Views {
             Some(c) => prefixed(prefix, c),
             None => prefix_end(prefix),
         };
-        let mut ids = Vec::new();
-        let mut last_suffix = None;
-        for item in self.inner()?.tree.range(prefix.to_vec()..end).rev().take(max) {
-            let (key, _) = item.map_err(storage)?;
-            ids.push(list_key_case_id(prefix, &key).map_err(|m| corrupt(&key, m))?);
-            last_suffix = Some(key[prefix.len()..].to_vec());
-        }
-        let next = if ids.len() == max { last_suffix } else { None };
-        Ok((ids, next))
+        let entries = self.newest_first(prefix, prefix.to_vec(), end, max)?;
+        let next = if entries.len() == max { entries.last().map(|(_, suffix)| suffix.clone()) } else { None };
+        Ok((entries.into_iter().map(|(id, _)| id).collect(), next))
     }
 
     /// Cases of a list opened in `[from, to)`, newest first, at most `max`, each with its list
@@ -512,6 +506,18 @@ impl Views {
     ) -> Result<Vec<(Uuid, Vec<u8>)>, ViewError> {
         let start = prefixed(prefix, &list_suffix(from, Uuid::nil()));
         let end = prefixed(prefix, &list_suffix(to, Uuid::nil()));
+        self.newest_first(prefix, start, end, max)
+    }
+
+    /// The list entries under `prefix` with keys in `[start, end)`, newest first, at most `max`:
+    /// each case id with its list suffix.
+    fn newest_first(
+        &self,
+        prefix: &[u8],
+        start: Vec<u8>,
+        end: Vec<u8>,
+        max: usize,
+    ) -> Result<Vec<(Uuid, Vec<u8>)>, ViewError> {
         let mut out = Vec::new();
         for item in self.inner()?.tree.range(start..end).rev().take(max) {
             let (key, _) = item.map_err(storage)?;
@@ -528,7 +534,7 @@ impl Views {
 
     /// The anonymous feedback a follow-up code (its SHA-256, hex) belongs to.
     pub fn follow_up_case(&self, code_sha256_hex: &str) -> Result<Option<Uuid>, ViewError> {
-        let Some(prefix) = follow_up_prefix(code_sha256_hex) else { return Ok(None) };
+        let prefix = follow_up_prefix(code_sha256_hex);
         match self.inner()?.tree.scan_prefix(&prefix).next() {
             None => Ok(None),
             Some(item) => {

@@ -9,7 +9,7 @@ import {
 } from "./core.js";
 
 /** Labels of the actions, in the order buttons appear. */
-export const ACTION_ZH = {
+const ACTION_ZH = {
   ack: "报到", decline: "有异议（非本部门职责）", progress: "填写进展", handled: "报告办结",
   confirm: "确认办结并评价", reopen: "重新办理", withdraw: "撤回吹哨", departments: "增加召集部门",
   assign: "指定负责部门", reply: "回应", resolve: "解决", rate: "评价", extension: "申请延期",

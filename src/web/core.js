@@ -216,8 +216,3 @@ export async function download(path, filename) {
     say(e.message, false, e.detail);
   }
 }
-
-/** Today in Beijing, YYYY-MM-DD. */
-export function today() {
-  return new Date(Date.now() + 8 * 3600 * 1000).toISOString().slice(0, 10);
-}

@@ -19,7 +19,7 @@ function monthRange(month) {
   const last = new Date(Date.UTC(y, m, 0)).getUTCDate();
   return [`${month}-01`, `${month}-${String(last).padStart(2, "0")}`];
 }
-export function thisMonth() {
+function thisMonth() {
   const now = new Date(Date.now() + 8 * 3600 * 1000);
   return `${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, "0")}`;
 }
