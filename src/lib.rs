@@ -22,6 +22,7 @@ pub mod clock;
 pub mod demo;
 pub mod domain;
 pub mod execute;
+pub mod files;
 pub mod log;
 pub mod projector;
 pub mod reports;

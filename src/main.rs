@@ -9,7 +9,7 @@ use whistle::cli::{
 use whistle::client::{alert_line, case_line, Client, ClientError};
 use whistle::domain::Calendar;
 use whistle::projector::{self, Projector};
-use whistle::service::{load_policy, open_views, LogHandle};
+use whistle::service::{load_policy, open_views, with_org_ladder, LogHandle};
 
 /// Exit code for bad input, as clap uses for bad arguments.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -478,6 +478,7 @@ fn check(data: &std::path::Path) -> Result<(), Failure> {
 
 async fn rebuild(store: StoreArgs) -> Result<(), Failure> {
     let policy = load_policy(store.policy.as_deref()).map_err(bad_input)?;
+    let policy = with_org_ladder(policy, &store.data).map_err(bad_input)?;
     let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
     let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
     let started = std::time::Instant::now();
@@ -500,6 +501,7 @@ async fn rebuild(store: StoreArgs) -> Result<(), Failure> {
 
 async fn project(store: StoreArgs, follow: bool) -> Result<(), Failure> {
     let policy = load_policy(store.policy.as_deref()).map_err(bad_input)?;
+    let policy = with_org_ladder(policy, &store.data).map_err(bad_input)?;
     let handle = LogHandle::open(&store.data, store.nats.options().as_ref()).await.map_err(failed)?;
     let views = open_views(&store.data, store.cache_bytes()).map_err(failed)?;
     let mut projector = Projector::new(views, policy, Calendar::official()).map_err(failed)?;

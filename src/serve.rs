@@ -105,12 +105,20 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let views = open_views(&options.data, options.cache_bytes).map_err(|e| ServeError::Failed(e.to_string()))?;
     crate::service::check_views_against_log(&views, log.as_ref()).await.map_err(ServeError::Failed)?;
     let startup_head = log.head().await.map_err(|e| ServeError::Failed(e.to_string()))?;
+    let attachments = handle.files(&options.data).await.map_err(|e| ServeError::Failed(e.to_string()))?;
+    // The escalation ladder climbs to the organisation's top supervisor level.
+    let policy = options.policy.clone().with_top_level(org.top_level());
     let config = NodeConfig {
-        policy: options.policy.clone(),
+        policy: policy.clone(),
         calendar: Calendar::official(),
         alerts: org.alerts.clone(),
         reports: org.reports.clone(),
-        units: crate::alerts::NoticeUnits { office: org.office.clone(), coordinator: org.coordinator.clone() },
+        units: crate::alerts::NoticeUnits {
+            office: org.office.clone(),
+            coordinator: org.coordinator.clone(),
+            supervision: org.supervision(),
+        },
+        files: Some(attachments.clone()),
     };
     let node = Node::start(log.clone(), views.clone(), options.clock.clone(), config)
         .await
@@ -125,7 +133,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         views,
         clock: options.clock.clone(),
         org,
-        policy: options.policy,
+        policy,
+        files: attachments,
         tokens: RwLock::new(tokens),
         tokens_path: Some(files.tokens.clone()),
         tokens_loaded: RwLock::new(crate::api::token_file_modified(&files.tokens)),

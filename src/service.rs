@@ -39,6 +39,15 @@ impl LogHandle {
         }
     }
 
+    /// Where evidence files are stored: `data/attachments` beside the embedded log, the
+    /// Object Store bucket on NATS.
+    pub async fn files(&self, data: &Path) -> Result<Arc<dyn crate::files::FileStore>, crate::files::FileError> {
+        Ok(match self {
+            LogHandle::Embedded(_) => Arc::new(crate::files::FolderFiles::open(data.join("attachments"))?),
+            LogHandle::Nats(l) => Arc::new(l.files().await?),
+        })
+    }
+
     pub fn describe(&self) -> &'static str {
         match self {
             LogHandle::Embedded(_) => "embedded log",
@@ -109,6 +118,21 @@ pub fn load_policy(path: Option<&Path>) -> Result<SlaPolicy, String> {
     }
 }
 
+/// The policy with the escalation ladder of the organisation in the data folder (its
+/// `org.toml`, as `whistle serve` writes or reads it), so that projecting outside the service
+/// arms the same ladder as the service does.
+pub fn with_org_ladder(policy: SlaPolicy, data: &Path) -> Result<SlaPolicy, String> {
+    let path = data.join("org.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let org = crate::api::auth::Org::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(policy.with_top_level(org.top_level()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(policy),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 /// What a running node needs besides its log and views.
 #[derive(Clone)]
 pub struct NodeConfig {
@@ -118,6 +142,8 @@ pub struct NodeConfig {
     pub reports: crate::reports::ReportSchedule,
     /// The office's and the coordinator's names, for notices to them.
     pub units: crate::alerts::NoticeUnits,
+    /// The evidence-file store, whose orphans this node sweeps.
+    pub files: Option<Arc<dyn crate::files::FileStore>>,
 }
 
 impl Default for NodeConfig {
@@ -128,6 +154,7 @@ impl Default for NodeConfig {
             alerts: crate::alerts::AlertConfig::default(),
             reports: crate::reports::ReportSchedule::default(),
             units: crate::alerts::NoticeUnits::default(),
+            files: None,
         }
     }
 }
@@ -206,6 +233,10 @@ impl Node {
             schedule: config.reports.clone(),
         };
         tasks.push(tokio::spawn(publisher.run(stopped.clone())));
+        if let Some(files) = config.files.clone() {
+            let (views, log, clock) = (views.clone(), log.clone(), clock.clone());
+            tasks.push(tokio::spawn(crate::files::run_sweeper(files, views, log, clock, stopped.clone())));
+        }
         let delivery = Arc::new(
             crate::alerts::Delivery::new(
                 log,

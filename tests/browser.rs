@@ -18,6 +18,14 @@ use webdriver::Browser;
 /// The 报到 clock in this test: short, so the breach happens while the page is open.
 const POLICY: &str = "warn_at_percent = 0\n[clocks.ack]\ntarget = \"10s\"\n";
 
+/// An 8×8 red PNG, as a phone's photo stands in for it.
+const PHOTO_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x08, 0x00, 0x00, 0x00, 0x08, 0x08, 0x02, 0x00, 0x00, 0x00, 0x4b, 0x6d, 0x29, 0xdc, 0x00, 0x00, 0x00, 0x11, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x38, 0xa1, 0xa1, 0x81, 0x15, 0x31, 0x0c, 0x2d, 0x09, 0x00, 0x82, 0x5d, 0x46,
+    0x01, 0x6a, 0x8d, 0x16, 0x6b, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
 fn serve(data: &std::path::Path) -> ServeProcess {
     std::fs::write(data.join("policy.toml"), POLICY).unwrap();
     let policy = data.join("policy.toml");
@@ -671,6 +679,16 @@ async fn duplicates_threads_and_hand_overs_work_through_the_page() {
         )
         .await;
 
+    // 住建局 adds a photo from the page (a phone would offer its camera); it shows as a thumbnail.
+    let photo = dir.path().join("现场.png");
+    std::fs::write(&photo, PHOTO_PNG).unwrap();
+    browser.choose_file("#attach-photo", &photo).await;
+    browser.click("#files button[data-action='attach']").await;
+    let thumbnail_drawn =
+        "return [...document.querySelectorAll('#files img.thumb')].some(i => i.complete && i.naturalWidth === 8)";
+    browser.wait_until(thumbnail_drawn, WAIT).await;
+    timeline_has(&browser, "上传附件：现场.png").await;
+
     // 住建局 proposes to hand its part to 生态环境局; the coordinator accepts.
     take(&browser, "hand_over", &[("to", "生态环境局"), ("reason", "河道水质归生态环境局")]).await;
     browser.wait_for(".hand-over-row[data-number='1'][data-hand-over='pending']", WAIT).await;
@@ -678,6 +696,7 @@ async fn duplicates_threads_and_hand_overs_work_through_the_page() {
     switch_to(&browser, &serve, "市委编办").await;
     open_case(&browser, &url, &original).await;
     buttons_match_the_api(&browser, &serve, "市委编办", &original).await;
+    browser.wait_until(thumbnail_drawn, WAIT).await;
     take(&browser, "accept_hand_over", &[]).await;
     part_is(&browser, "生态环境局", "summoned").await;
     part_is(&browser, "住建局", "released").await;

@@ -116,6 +116,39 @@ fn org_check_prints_who_is_told_what_and_refuses_a_webhook_that_would_never_send
     }
 }
 
+/// The organisation tree of docs/operations.md, as an operator would copy it.
+fn documented_tree() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let start = doc.find("One city, 2 districts, 5 townships:").expect("the example is documented");
+    let end = doc[start..].find("  Each township is in exactly one district").unwrap() + start;
+    let block = doc[start..end].split_once('\n').unwrap().1;
+    block.lines().map(|l| l.get(6..).unwrap_or("")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn org_check_prints_the_ladder_of_each_district_and_refuses_a_broken_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("org.toml");
+    let tree = documented_tree();
+    std::fs::write(&file, &tree).unwrap();
+    let out = whistle(&["org", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "东城区 (东坝镇, 北湖街道, 南山镇): level 1 东城区委督查室; level 2 东城区委办, 市委督查室; level 3 市委办公厅"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("西城区 (西湖街道, 白云镇): level 1 西城区委督查室; level 2 市委督查室; level 3 市委办公厅"));
+    let broken = tree.replace("[\"西湖街道\", \"白云镇\"]", "[\"西湖街道\", \"东坝镇\"]");
+    std::fs::write(&file, broken).unwrap();
+    let out = whistle(&["org", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"东坝镇\" is in two districts"));
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn token_add_with_a_link_prints_a_sign_in_link_and_refuses_a_bad_address() {
     let dir = tempfile::tempdir().unwrap();

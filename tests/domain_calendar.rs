@@ -409,3 +409,45 @@ fn next_alert_walks_warning_breach_escalation_for_the_current_deadline() {
     assert_eq!(moved.due_at, due + Duration::hours(72));
     assert_eq!(next_alert(&moved, &running(&spec)).map(|(s, _)| s), Some(AlertStage::Warning));
 }
+
+#[test]
+fn the_ladder_climbs_one_rung_at_a_time_to_the_top_level_with_its_own_steps() {
+    use whistle::domain::clocks::next_alert_level;
+    use whistle::domain::event::AlertStage;
+    let ack = ClockRef::for_department(ClockKind::Ack, HOUSING);
+    let policy = SlaPolicy::from_toml("escalate_after = \"24h\"\nescalate_then = [\"48h\"]").unwrap().with_top_level(4);
+    let spec = Spec::starting(at("2026-03-02T09:00:00+08:00")).given(township(), raise(&[HOUSING]));
+    let running = |s: &Spec| match &s.state {
+        whistle::domain::State::Whistle(c) => c.clocks[&ack].clone(),
+        _ => unreachable!(),
+    };
+    let c = one(&armed(&spec, &policy), &ack);
+    let due = c.due_at;
+    assert_eq!(c.escalate_later, vec![due + Duration::hours(72), due + Duration::hours(120)], "48 h, and it repeats");
+    let mut spec = spec
+        .after(Duration::hours(25))
+        .given(system(), CommandBody::RecordSlaBreach { clock: ack.clone(), due_at: due });
+    for (level, after) in [(2u8, 24i64), (3, 72), (4, 120)] {
+        assert_eq!(
+            next_alert_level(&c, &running(&spec)),
+            Some((AlertStage::Escalation, due + Duration::hours(after), level))
+        );
+        // Not before the rung below it is recorded.
+        if level > 2 {
+            let skipped = CommandBody::RecordSlaEscalation { clock: ack.clone(), due_at: due, level: level + 1 };
+            let rejection = spec.then_rejected(system(), skipped);
+            assert!(rejection.to_string().contains(&format!("level {level} yet")), "{rejection}");
+        }
+        spec = spec
+            .after(Duration::hours(48))
+            .given(system(), CommandBody::RecordSlaEscalation { clock: ack.clone(), due_at: due, level });
+        // A repeat of a recorded rung records nothing.
+        let repeat = CommandBody::RecordSlaEscalation { clock: ack.clone(), due_at: due, level };
+        assert!(spec.when(system(), repeat).unwrap().is_empty());
+    }
+    assert_eq!(next_alert_level(&c, &running(&spec)), None, "the top is level 4");
+    // The default ladder stops at level 2, as organisations without a third level expect.
+    let c = one(&armed(&spec, &SlaPolicy::default()), &ack);
+    assert!(c.escalate_later.is_empty());
+    assert!(SlaPolicy::from_toml("escalate_then = [\"0s\"]").is_err());
+}

@@ -571,6 +571,136 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
     drop(stop_cluster);
 }
 
+/// Evidence files on a 3-node cluster (Object Store with three replicas): uploads go on while
+/// a node is killed; every upload answered 201 is then served, byte for byte, by both instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_losing_a_node_keeps_every_acknowledged_file() {
+    let _turn = HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster");
+    let mut org = whistle::api::auth::Org::demo();
+    org.attachments.max_per_case = 50;
+    std::fs::write(dir.path().join("org.toml"), org.to_toml()).unwrap();
+    let data1 = cluster.join("whistle-1");
+    let token_out = std::process::Command::new(env!("CARGO_BIN_EXE_whistle"))
+        .args(["token", "add", "--role", "township", "--unit", "东坝镇", "--data"])
+        .arg(&data1)
+        .arg("--config")
+        .arg(dir.path().join("org.toml"))
+        .output()
+        .unwrap();
+    assert!(token_out.status.success(), "{}", String::from_utf8_lossy(&token_out.stderr));
+    let token = String::from_utf8(token_out.stdout).unwrap().trim().to_owned();
+    let base = free_block();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-cluster.sh");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&script)
+            .args(args)
+            .env("WHISTLE_BIN", env!("CARGO_BIN_EXE_whistle"))
+            .env("NATS_SERVER", nats_server::binary())
+            .env("WHISTLE_CONFIG", dir.path().join("org.toml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let cluster_dir = cluster.to_str().unwrap().to_owned();
+    run(&["start", &cluster_dir, &base.to_string()]);
+    let stop_cluster = StopOnDrop(script.clone(), cluster_dir.clone());
+    let urls = [format!("http://127.0.0.1:{}", base + 20), format!("http://127.0.0.1:{}", base + 21)];
+    for url in &urls {
+        wait_ready(url).await;
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let raised: Value = http
+        .post(format!("{}/v1/whistles", urls[0]))
+        .bearer_auth(&token)
+        .json(&json!({ "title": "河道垃圾", "description": "现场照片", "departments": ["住建局"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let case = raised["case"]["id"].as_str().unwrap().to_owned();
+    // Thirty photos of 40–70 KB (several Object Store chunks each), node 2 killed after ten.
+    let mut acknowledged: Vec<(u64, String)> = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..30u32 {
+        if i == 10 {
+            run(&["node", &cluster_dir, "2", "kill"]);
+        }
+        let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        let mut rng = Rng::new(u64::from(i) + 1);
+        bytes.extend((0..40_000 + i * 1_000).map(|_| rng.below(256) as u8));
+        let sha256 = whistle::files::sha256_hex(&bytes);
+        // As a person would: the same upload again (same Idempotency-Key) until it is taken,
+        // while the cluster elects new leaders.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = http
+                .post(format!("{}/v1/cases/{case}/attachments", urls[(i % 2) as usize]))
+                .query(&[("name", format!("照片{i}.png"))])
+                .bearer_auth(&token)
+                .header("Idempotency-Key", format!("photo-{i}"))
+                .body(bytes.clone())
+                .send()
+                .await;
+            match answer {
+                Ok(res) if res.status() == StatusCode::CREATED => {
+                    let body: Value = res.json().await.unwrap();
+                    let number = body["case"]["detail"]["attachments"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|a| a["sha256"] == sha256.as_str())
+                        .expect("the answer's case lists the file")["number"]
+                        .as_u64()
+                        .unwrap();
+                    acknowledged.push((number, sha256));
+                    break;
+                }
+                Ok(res) => refused.push(format!("{i}: {}", res.status())),
+                Err(e) => refused.push(format!("{i}: {e}")),
+            }
+            assert!(Instant::now() < deadline, "upload {i} never taken: {refused:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    eprintln!(
+        "files: {} acknowledged, {} attempts refused while the cluster recovered",
+        acknowledged.len(),
+        refused.len()
+    );
+    assert_eq!(acknowledged.len(), 30, "every upload was taken in the end, without node 2");
+    // Node 2 is still down: every acknowledged file comes back from either instance.
+    for url in &urls {
+        for (number, sha256) in &acknowledged {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let res =
+                    http.get(format!("{url}/v1/cases/{case}/attachments/{number}")).bearer_auth(&token).send().await;
+                if let Ok(res) = res {
+                    if res.status() == StatusCode::OK {
+                        let body = res.bytes().await.unwrap();
+                        assert_eq!(&whistle::files::sha256_hex(&body), sha256, "file {number} from {url}");
+                        break;
+                    }
+                    // The views of the other instance may trail by a moment; nothing else.
+                    assert!(
+                        res.status() == StatusCode::NOT_FOUND || res.status().is_server_error(),
+                        "{}",
+                        res.status()
+                    );
+                }
+                assert!(Instant::now() < deadline, "file {number} not served by {url}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    run(&["node", &cluster_dir, "2", "start"]);
+    drop(stop_cluster);
+}
+
 /// Stops the local cluster even when the test fails.
 struct StopOnDrop(std::path::PathBuf, String);
 

@@ -92,6 +92,13 @@ fn examples() -> Vec<EventBody> {
         },
         EventBody::CommentAdded { number: 2, body: "已到现场".into(), mentions: vec![] },
         EventBody::CommentRetracted { number: 2 },
+        EventBody::AttachmentAdded {
+            number: 1,
+            name: "河道.jpg".into(),
+            size: 204_800,
+            content_type: "image/jpeg".into(),
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        },
         EventBody::HandOverProposed {
             number: 1,
             from: "城管局".into(),
@@ -151,7 +158,7 @@ fn every_event_type_has_an_example_and_a_schema() {
     let schema_types: BTreeSet<String> = event_schemas().into_iter().map(|s| s.type_name).collect();
     let example_types: BTreeSet<String> = examples().iter().map(|b| b.type_name().to_owned()).collect();
     assert_eq!(schema_types, example_types);
-    assert_eq!(schema_types.len(), 33);
+    assert_eq!(schema_types.len(), 34);
 }
 
 #[test]

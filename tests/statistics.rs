@@ -436,7 +436,12 @@ mod oracle {
             Some(d) => ClockRef::for_department(kind, d),
             None => ClockRef::case_wide(kind),
         };
-        let running = RunningClock { started_at: start, extensions: extensions.to_vec(), alerted: Vec::new() };
+        let running = RunningClock {
+            started_at: start,
+            extensions: extensions.to_vec(),
+            alerted: Vec::new(),
+            escalated: Vec::new(),
+        };
         whistle::domain::clocks::deadline(&clock, &running, &SlaPolicy::default(), &Calendar::official())
     }
 

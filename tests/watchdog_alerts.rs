@@ -587,6 +587,186 @@ async fn two_watchdogs_on_one_stream_store_and_deliver_each_breach_once() {
     }
 }
 
+// ----------------------------------------------------------------------------- the ladder
+
+/// Two districts, three levels: each district's 督查室 (level 1), the east district's 区委 and
+/// the city's 督查室 (level 2), the city's 市委 (level 3).
+const LADDER_ORG: &str = r#"
+townships = ["东坝镇", "西湖街道"]
+departments = ["住建局"]
+office = "市减负办"
+coordinator = "市委编办"
+
+[[districts]]
+name = "东区"
+townships = ["东坝镇"]
+
+[[districts]]
+name = "西区"
+townships = ["西湖街道"]
+
+[[supervisors]]
+unit = "东区督查室"
+level = 1
+district = "东区"
+
+[[supervisors]]
+unit = "西区督查室"
+level = 1
+district = "西区"
+
+[[supervisors]]
+unit = "东区委"
+level = 2
+district = "东区"
+
+[[supervisors]]
+unit = "市委督查室"
+level = 2
+
+[[supervisors]]
+unit = "市委"
+level = 3
+"#;
+
+/// (stage, level, case) of each alert a receiver got, in order.
+fn ladder_calls(receiver: &webhook::Receiver) -> Vec<(String, u64, String)> {
+    receiver
+        .bodies()
+        .iter()
+        .map(|b| {
+            (
+                b["stage"].as_str().unwrap().to_owned(),
+                b["level"].as_u64().unwrap(),
+                b["case_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Escalation levels recorded in the log for a case's 报到 clock, in order, and its breaches.
+async fn recorded_ladder(log: &dyn EventLog, case: Uuid) -> (usize, Vec<u8>) {
+    let (mut breaches, mut levels) = (0, Vec::new());
+    for record in log.read_case(case).await.unwrap() {
+        for e in record.decode().unwrap().events {
+            match e.body {
+                EventBody::SlaBreached { .. } => breaches += 1,
+                EventBody::SlaEscalated { level, .. } => levels.push(level),
+                _ => {}
+            }
+        }
+    }
+    (breaches, levels)
+}
+
+/// The escalation ladder on a manual clock, with `instances` services on one log: a breach
+/// reaches the level-1 supervisors above the case's township, each escalation the next level's
+/// above it, each once and as its own event; the ladder stops when the clock stops.
+async fn the_ladder_climbs_each_level_above_the_township_once(backend: Backend, instances: usize) {
+    let org = whistle::api::auth::Org::from_toml(LADDER_ORG).unwrap();
+    assert_eq!(org.top_level(), 3);
+    let units = ["东区督查室", "西区督查室", "东区委", "市委督查室", "市委"];
+    let mut receivers = BTreeMap::new();
+    let mut webhooks = Vec::new();
+    for unit in units {
+        let receiver = webhook::Receiver::start(0).await;
+        webhooks.push(WebhookConfig {
+            name: unit.into(),
+            url: receiver.url(),
+            format: WebhookFormat::Generic,
+            stages: vec!["breach".into(), "escalation".into()],
+            units: vec![unit.into()],
+            attempts: None,
+        });
+        receivers.insert(unit, receiver);
+    }
+    let config = NodeConfig {
+        policy: SlaPolicy::default().with_top_level(org.top_level()),
+        alerts: AlertConfig { webhooks, ..AlertConfig::default() },
+        reports: alerts_only(),
+        units: whistle::alerts::NoticeUnits { supervision: org.supervision(), ..Default::default() },
+        ..NodeConfig::default()
+    };
+    let clock = ManualClock::new(at("2026-03-02T10:00:00+08:00"));
+    let dir = tempfile::tempdir().unwrap();
+    let (first_log, server) = open_log(backend, dir.path()).await;
+    let mut logs = vec![first_log];
+    while logs.len() < instances {
+        let url = server.as_ref().expect("several instances share a NATS server").url();
+        logs.push(Arc::new(NatsLog::connect(&NatsOptions::new(url)).await.unwrap()));
+    }
+    let mut nodes = Vec::new();
+    for (i, log) in logs.iter().enumerate() {
+        let views = Views::open(dir.path().join(format!("views-{i}"))).unwrap();
+        nodes.push(Node::start(log.clone(), views, Arc::new(clock.clone()), config.clone()).await.unwrap());
+    }
+    let west = Actor::new(Role::Township, "西湖街道");
+    let (east_a, west_b, east_c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut last = 0;
+    for (i, (case, who)) in [(east_a, township()), (west_b, west), (east_c, township())].into_iter().enumerate() {
+        let cmd = Command::new(Uuid::now_v7(), case, who, raise(Urgency::Normal));
+        last = execute(logs[i % logs.len()].as_ref(), &cmd, clock.now()).await.unwrap().position;
+    }
+    for node in &nodes {
+        node.caught_up_to(last).await;
+    }
+    // Tue 10:00: the breaches, to each district's own 督查室.
+    clock.set(at("2026-03-03T10:00:00+08:00"));
+    receivers["东区督查室"].wait_for(2).await;
+    receivers["西区督查室"].wait_for(1).await;
+    // Wed 10:00: level 2 — the east district's 区委 for its cases, the city's 督查室 for all.
+    clock.set(at("2026-03-04T10:00:00+08:00"));
+    receivers["东区委"].wait_for(2).await;
+    receivers["市委督查室"].wait_for(3).await;
+    // C's department reports in: its ladder stops at level 2.
+    let ack =
+        Command::new(Uuid::now_v7(), east_c, Actor::new(Role::Department, HOUSING), CommandBody::AcknowledgeSummons);
+    let acked = execute(logs[0].as_ref(), &ack, clock.now()).await.unwrap().position;
+    for node in &nodes {
+        node.caught_up_to(acked).await;
+    }
+    // Thu 10:00: level 3, the city's 市委, for A and B.
+    clock.set(at("2026-03-05T10:00:00+08:00"));
+    receivers["市委"].wait_for(2).await;
+    // A week on: nothing more.
+    clock.set(at("2026-03-12T10:00:00+08:00"));
+    tokio::time::sleep(StdDuration::from_secs(1)).await;
+    let (a, b, c) = (east_a.to_string(), west_b.to_string(), east_c.to_string());
+    let sorted = |unit: &str| {
+        let mut calls = ladder_calls(&receivers[unit]);
+        calls.sort();
+        calls
+    };
+    let mut east_breaches = vec![("breach".to_owned(), 1, a.clone()), ("breach".to_owned(), 1, c.clone())];
+    east_breaches.sort();
+    assert_eq!(sorted("东区督查室"), east_breaches, "level 1 of the east district: its two breaches, once each");
+    assert_eq!(sorted("西区督查室"), vec![("breach".to_owned(), 1, b.clone())], "level 1 of the west district");
+    let mut east_two = vec![("escalation".to_owned(), 2, a.clone()), ("escalation".to_owned(), 2, c.clone())];
+    east_two.sort();
+    assert_eq!(sorted("东区委"), east_two, "level 2 of the east district: never the west's case");
+    let mut city_two: Vec<_> = [&a, &b, &c].iter().map(|id| ("escalation".to_owned(), 2, (*id).clone())).collect();
+    city_two.sort();
+    assert_eq!(sorted("市委督查室"), city_two, "level 2 of the city: every case");
+    let mut city_three = vec![("escalation".to_owned(), 3, a.clone()), ("escalation".to_owned(), 3, b.clone())];
+    city_three.sort();
+    assert_eq!(sorted("市委"), city_three, "level 3: the cases still overdue, not C");
+    assert_eq!(recorded_ladder(logs[0].as_ref(), east_a).await, (1, vec![2, 3]), "each step its own event, once");
+    assert_eq!(recorded_ladder(logs[0].as_ref(), west_b).await, (1, vec![2, 3]));
+    assert_eq!(recorded_ladder(logs[0].as_ref(), east_c).await, (1, vec![2]), "the ladder stops with the clock");
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+async fn the_ladder_climbs_each_level_above_the_township_once_on_one_instance(backend: Backend) {
+    the_ladder_climbs_each_level_above_the_township_once(backend, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ladder_climbs_each_level_above_the_township_once_with_two_instances_on_nats() {
+    the_ladder_climbs_each_level_above_the_township_once(Backend::Nats, 2).await;
+}
+
 // ----------------------------------------------------------------------------- both back ends
 
 on_both!(
@@ -598,6 +778,7 @@ on_both!(
     publishing_a_year_moves_a_deadline_whose_alerts_have_all_fired,
     the_running_watchdog_wakes_for_the_deadline_and_every_channel_hears_once,
     a_failing_webhook_receives_each_alert_exactly_once_after_retries,
+    the_ladder_climbs_each_level_above_the_township_once_on_one_instance,
     quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning,
     an_alert_on_a_holiday_waits_for_the_first_working_morning_after_it,
     a_non_urgent_escalation_waits_for_working_hours_and_an_urgent_one_goes_at_once,

@@ -80,7 +80,9 @@ pub struct WebhookConfig {
     /// three SLA stages and the 通报.
     #[serde(default)]
     pub stages: Vec<String>,
-    /// Units whose alerts to send; empty: all.
+    /// Units whose messages to send; empty: all. A department, township or office takes the
+    /// alerts of its clocks and its notices; a supervisor takes the SLA alerts that reach it
+    /// (its level, above the case's township).
     #[serde(default)]
     pub units: Vec<String>,
     /// Attempts per message before giving up (and telling operators); default 8, about 25 s
@@ -114,7 +116,10 @@ impl WebhookConfig {
     /// Whether this webhook takes `notice`. Notices to units (summons, reminder, …) go only to
     /// webhooks that name their kind; `reminder` also takes the SLA warning of the unit's clocks.
     pub fn wants(&self, notice: &AlertNotice) -> bool {
-        self.wants_kind(&notice.stage) && (self.units.is_empty() || self.units.contains(&notice.unit))
+        self.wants_kind(&notice.stage)
+            && (self.units.is_empty()
+                || self.units.contains(&notice.unit)
+                || notice.supervisors.iter().any(|s| self.units.contains(s)))
     }
 }
 
@@ -135,11 +140,44 @@ pub struct DeliverySettings {
 pub struct NoticeUnits {
     pub office: String,
     pub coordinator: String,
+    /// Which supervisors an alert reaches.
+    pub supervision: Supervision,
 }
 
 impl Default for NoticeUnits {
     fn default() -> Self {
-        NoticeUnits { office: "市减负办".into(), coordinator: "市委编办".into() }
+        NoticeUnits {
+            office: "市减负办".into(), coordinator: "市委编办".into(), supervision: Supervision::default()
+        }
+    }
+}
+
+/// Who supervises which township: the organisation's districts and supervisors (org.toml).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Supervision {
+    /// Township → its district.
+    pub districts: std::collections::BTreeMap<String, String>,
+    pub supervisors: Vec<SupervisorSeat>,
+}
+
+/// One supervisor: its unit, its rung of the ladder, the district it answers for (none: the city).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SupervisorSeat {
+    pub unit: String,
+    pub level: u8,
+    pub district: Option<String>,
+}
+
+impl Supervision {
+    /// The supervisors of `level` above a case of `township` (none: a case of the whole city,
+    /// such as feedback): those of its district and those of the whole city.
+    pub fn told(&self, township: Option<&str>, level: u8) -> Vec<String> {
+        let district = township.and_then(|t| self.districts.get(t));
+        self.supervisors
+            .iter()
+            .filter(|s| s.level == level && (s.district.is_none() || s.district.as_ref() == district))
+            .map(|s| s.unit.clone())
+            .collect()
     }
 }
 
@@ -400,7 +438,9 @@ impl Delivery {
                     if event.body.alert_stage().is_some() {
                         self.wait_projected(record.position).await;
                         let view = self.alert_view(event, record.position).await;
-                        out.push(AlertNotice::from_event(event, view.as_ref(), record.position));
+                        let mut notice = AlertNotice::from_event(event, view.as_ref(), record.position);
+                        notice.supervisors = self.units.supervision.told(notice.township.as_deref(), notice.level);
+                        out.push(notice);
                     } else if let Some(notice) =
                         AlertNotice::report(event, record.position, self.report_link.as_deref())
                     {

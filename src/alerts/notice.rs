@@ -49,6 +49,10 @@ pub struct AlertNotice {
     pub position: u64,
     /// One line in Chinese, for people.
     pub text: String,
+    /// For an SLA alert: the supervisors it reaches — those of its level above the case's
+    /// township (its district's and the whole city's; for feedback, the city's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supervisors: Vec<String>,
 }
 
 impl AlertNotice {
@@ -63,6 +67,7 @@ impl AlertNotice {
         };
         let stage = event.body.alert_stage().unwrap_or(AlertStage::Breach);
         let mut notice = AlertNotice {
+            supervisors: Vec::new(),
             alert_id: event.event_id,
             stage: stage.as_str().into(),
             level,
@@ -96,6 +101,7 @@ impl AlertNotice {
             None => text.push_str("详见 whistle 页面「三率」。"),
         }
         Some(AlertNotice {
+            supervisors: Vec::new(),
             alert_id: event.event_id,
             stage: "report".into(),
             level: 1,
@@ -123,6 +129,7 @@ impl AlertNotice {
             None => ("事件日志恢复写入".to_owned(), "【系统】事件日志已恢复写入，操作照常进行。".to_owned()),
         };
         AlertNotice {
+            supervisors: Vec::new(),
             alert_id: Uuid::now_v7(),
             stage: "operator".into(),
             level: 1,
@@ -143,6 +150,7 @@ impl AlertNotice {
     /// An operator notice: a webhook gave up on a message after its retries.
     pub fn webhook_failed(webhook: &str, failed: &AlertNotice, now: DateTime<Utc>) -> Self {
         AlertNotice {
+            supervisors: Vec::new(),
             alert_id: notice_id(failed.alert_id, "webhook_failed", webhook),
             stage: "operator".into(),
             level: 1,
@@ -167,6 +175,7 @@ impl AlertNotice {
     pub fn dead_letter(record: &StoredRecord, reason: &str, now: DateTime<Utc>) -> Self {
         let id = Uuid::from_u64_pair(0x0DEA_D1E7_7E50_0000, record.position);
         AlertNotice {
+            supervisors: Vec::new(),
             alert_id: id,
             stage: "operator".into(),
             level: 1,
@@ -317,6 +326,7 @@ impl AlertNotice {
             .as_ref()
             .and_then(|c| view.armed.iter().find(|a| &a.clock == c && a.started_at <= event.at).map(|a| a.due_at));
         AlertNotice {
+            supervisors: Vec::new(),
             alert_id: notice_id(event.event_id, kind, unit),
             stage: kind.into(),
             level: 0,

@@ -55,6 +55,8 @@ pub struct Facts<'a> {
     pub has_duplicates: bool,
     /// org.toml `[cases] township_decides_hand_overs`.
     pub township_decides: bool,
+    /// org.toml `[attachments] max_per_case`.
+    pub attachments_max: usize,
 }
 
 /// The actions `asker` may take on the case now, each with the request that performs it.
@@ -138,6 +140,18 @@ pub fn available(
         if accepts(CommandBody::UnlinkDuplicate) {
             out.push(
                 json!({ "action": "unlink", "method": "POST", "path": format!("/v1/{kind_path}/{case_id}/unlink") }),
+            );
+        }
+        let sample_file = CommandBody::AddAttachment {
+            name: "—.jpg".into(),
+            size: 1,
+            content_type: "image/jpeg".into(),
+            sha256: "0".repeat(64),
+        };
+        // Never for an anonymous submitter (the domain refuses it: a file can say who took it).
+        if state.attachments().len() < facts.attachments_max && accepts(sample_file) {
+            out.push(
+                json!({ "action": "attach", "method": "POST", "path": format!("/v1/cases/{case_id}/attachments") }),
             );
         }
         if accepts(CommandBody::AddComment { body: SAMPLE.into(), mentions: Vec::new() }) {

@@ -166,15 +166,15 @@ fn answer(state: &Shared, cmd: &Command, done: &Executed) -> Value {
 /// the case to the actor (a command then still meets the log's state when it is appended);
 /// otherwise the log does.
 pub(super) async fn visible_case(state: &Shared, actor: &Actor, case_id: Uuid) -> Result<(), ApiError> {
-    if state.executor.cached_satisfies(case_id, |case| can_see(actor, case)) {
+    if state.executor.cached_satisfies(case_id, |case| can_see(&state.org, actor, case)) {
         return Ok(());
     }
     let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     // A township also sees the original of a duplicate it raised (the views know the link).
     let follows = || -> Result<bool, ApiError> {
-        Ok(state.views.case(case_id)?.is_some_and(|v| super::links::can_see_view(actor, &v)))
+        Ok(state.views.case(case_id)?.is_some_and(|v| super::links::can_see_view(&state.org, actor, &v)))
     };
-    if !can_see(actor, &replay(&records)) && !follows()? {
+    if !can_see(&state.org, actor, &replay(&records)) && !follows()? {
         return Err(ApiError::not_found(format!("no case {case_id}")));
     }
     // The command that follows decides on what was just read: one read per uncached command.

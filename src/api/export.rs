@@ -162,7 +162,9 @@ impl Exporter {
     fn rows(&self, ids: impl Iterator<Item = CaseId>, mut emit: impl FnMut(Vec<Cell>) -> bool) -> Result<(), ApiError> {
         for id in ids {
             let Some(view) = self.state.views.case(id?)? else { continue };
-            if !can_see(&self.actor, &view.state) || self.kind.as_deref().is_some_and(|k| view.kind() != Some(k)) {
+            if !can_see(&self.state.org, &self.actor, &view.state)
+                || self.kind.as_deref().is_some_and(|k| view.kind() != Some(k))
+            {
                 continue;
             }
             for row in case_rows(&view, &self.state.org.office) {

@@ -36,8 +36,9 @@ pub const SIMILAR_COMPARED_FOR_DRAFT: usize = 100;
 
 /// Whether the actor may see the case: by its state, or because a case the actor's unit raised
 /// is linked to it as a duplicate (the unit follows the original).
-pub fn can_see_view(actor: &Actor, view: &CaseView) -> bool {
-    can_see(actor, &view.state) || (matches!(actor.role, Role::Township) && view.followers().any(|u| u == actor.unit))
+pub fn can_see_view(org: &super::auth::Org, actor: &Actor, view: &CaseView) -> bool {
+    can_see(org, actor, &view.state)
+        || (matches!(actor.role, Role::Township) && view.followers().any(|u| u == actor.unit))
 }
 
 /// What a new or existing report is compared with.
@@ -158,13 +159,13 @@ pub fn similar(state: &Shared, probe: &Probe) -> Result<Vec<Value>, ApiError> {
     alike.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
     // A township's or department's own list holds only what it may see; otherwise the case is
     // read to check.
-    let listed_is_visible = probe.kind == "whistle" && probe.actor.role != Role::Office;
+    let listed_is_visible = probe.kind == "whistle" && matches!(probe.actor.role, Role::Township | Role::Department);
     let mut out = Vec::new();
     for (score, id, status, known, suffix) in alike {
         if out.len() == probe.listed {
             break;
         }
-        if !listed_is_visible && !state.views.case(id)?.is_some_and(|v| can_see_view(&probe.actor, &v)) {
+        if !listed_is_visible && !state.views.case(id)?.is_some_and(|v| can_see_view(&state.org, &probe.actor, &v)) {
             continue;
         }
         out.push(json!({
@@ -219,7 +220,7 @@ pub async fn similar_to_case(
 ) -> Result<Json<Value>, ApiError> {
     let actor = authenticated(&state, &headers)?;
     let case_id = super::parse_id(&id)?;
-    let view = state.views.case(case_id)?.filter(|v| can_see_view(&actor, v));
+    let view = state.views.case(case_id)?.filter(|v| can_see_view(&state.org, &actor, v));
     let view = view.ok_or_else(|| ApiError::not_found(format!("no case {case_id}")))?;
     Ok(Json(json!({ "items": similar(&state, &probe_of(&view, &actor))? })))
 }
@@ -262,7 +263,7 @@ pub async fn check_original(state: &Shared, actor: &Actor, case_id: Uuid, of: &s
             CaseView { state: replay(&records), ..CaseView::new(original) }
         }
     };
-    if !view.state.exists() || !can_see_view(actor, &view) {
+    if !view.state.exists() || !can_see_view(&state.org, actor, &view) {
         return Err(ApiError::invalid_field("of", format!("no case {original}")));
     }
     let this = state.views.case(case_id)?;

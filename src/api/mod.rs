@@ -7,6 +7,7 @@
 //! produces a 500.
 
 mod actions;
+mod attachments;
 pub mod auth;
 mod commands;
 mod export;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Texts of cases as compared for possible duplicates.
     pub fingerprints: links::FingerprintCache,
+    /// Evidence files (beside the log: the data folder, or the NATS Object Store).
+    pub files: Arc<dyn crate::files::FileStore>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -113,6 +116,14 @@ pub fn app(state: Shared) -> Router {
         .route("/v1/cases/{id}/extensions", post(commands::request_extension))
         .route("/v1/cases/{id}/similar", get(links::similar_to_case))
         .route("/v1/cases/{id}/comments", post(links::comment))
+        .route(
+            "/v1/cases/{id}/attachments",
+            post(attachments::upload).layer(DefaultBodyLimit::max(
+                usize::try_from(state.org.attachments.max_bytes).unwrap_or(usize::MAX)
+                    + attachments::MULTIPART_SLACK_BYTES,
+            )),
+        )
+        .route("/v1/cases/{id}/attachments/{n}", get(attachments::download))
         .route("/v1/cases/{id}/comments/{n}/retract", post(links::retract_comment))
         .route("/v1/cases/{id}/extensions/{n}/{decision}", post(commands::decide_extension))
         .route("/v1/alerts", get(queries::alerts))
@@ -298,7 +309,12 @@ pub fn parse_json_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError
 
 /// Turns axum's body-size refusal into this API's error shape.
 pub async fn too_large(response: Response) -> Response {
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    // A handler's own 413 (a file over its limit) already says what the limit is.
+    let explained = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !explained {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",

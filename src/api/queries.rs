@@ -109,6 +109,14 @@ pub async fn metrics(State(state): State<Shared>) -> Response {
     metric("whistle_projector_lag", "Records not yet applied to the views.", "gauge", head.saturating_sub(checkpoint));
     metric("whistle_armed_clocks", "Clocks in the deadline index.", "gauge", state.views.armed_count().unwrap_or(0));
     metric("whistle_open_alerts", "Alerts not yet acknowledged.", "gauge", state.views.open_alert_count().unwrap_or(0));
+    let (files, file_bytes) = state.views.file_totals().unwrap_or((0, 0));
+    metric("whistle_attachments_total", "Evidence files attached, whole installation.", "counter", files);
+    metric(
+        "whistle_attachment_bytes_total",
+        "Bytes of evidence files attached, whole installation.",
+        "counter",
+        file_bytes,
+    );
     for stage in [AlertStage::Warning, AlertStage::Breach, AlertStage::Escalation] {
         let name = format!("whistle_alerts_{}_total", stage.as_str());
         metric(&name, "SLA alerts recorded of this stage.", "counter", state.views.alert_count(stage).unwrap_or(0));
@@ -162,8 +170,14 @@ pub async fn metrics(State(state): State<Shared>) -> Response {
 
 pub async fn me(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let actor = authenticated(&state, &headers)?;
-    let level = state.org.supervisors.iter().find(|s| s.unit == actor.unit).map(|s| s.level);
-    Ok(Json(json!({ "role": actor.role, "unit": actor.unit, "level": level })))
+    let seat = state.org.supervisors.iter().find(|s| s.unit == actor.unit && actor.role == Role::Supervisor);
+    let level = seat.map(|s| s.level);
+    let district = match actor.role {
+        Role::Supervisor => seat.and_then(|s| s.district.clone()),
+        Role::Township => state.org.district_of(&actor.unit).map(str::to_owned),
+        _ => None,
+    };
+    Ok(Json(json!({ "role": actor.role, "unit": actor.unit, "level": level, "district": district })))
 }
 
 pub async fn org(State(state): State<Shared>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -284,7 +298,10 @@ pub async fn list_cases(
                 cursor = None;
                 break 'pages;
             }
-            if super::links::can_see_view(&actor, &view) && matches_filters(&view, &q) && narrowing.matches(&view) {
+            if super::links::can_see_view(&state.org, &actor, &view)
+                && matches_filters(&view, &q)
+                && narrowing.matches(&view)
+            {
                 let asker = super::actions::Asker { actor: &actor, follow_up_code: None };
                 let facts = facts_of(&state, &view);
                 let actions = super::actions::available(id, &view.state, &facts, &asker, &state.org.departments, now);
@@ -375,7 +392,7 @@ async fn case_answer(state: &Shared, who: &super::Caller, case_id: Uuid) -> Resu
     };
     let anonymous = Actor::anonymous();
     let asker = match (&who.actor, &who.follow_up_code) {
-        (Some(actor), _) if super::links::can_see_view(actor, &view) => {
+        (Some(actor), _) if super::links::can_see_view(&state.org, actor, &view) => {
             super::actions::Asker { actor, follow_up_code: None }
         }
         (_, Some(code)) if matches_code(&view.state, code) => {
@@ -403,21 +420,24 @@ fn facts_of<'a>(state: &Shared, view: &'a CaseView) -> super::actions::Facts<'a>
         armed: &view.armed,
         has_duplicates: !view.duplicates.is_empty(),
         township_decides: state.org.cases.township_decides_hand_overs,
+        attachments_max: state.org.attachments.max_per_case,
     }
 }
 
 /// Whether an alert is in the caller's scope.
 pub fn alert_visible(state: &Shared, actor: &Actor, alert: &AlertView) -> bool {
     match actor.role {
-        Role::Supervisor | Role::Admin => true,
+        Role::Admin => true,
+        // A district's supervisors: its townships' whistles (feedback is the city's).
+        Role::Supervisor => match state.org.supervisor_district(&actor.unit) {
+            None => true,
+            Some(district) => alert.township.as_deref().and_then(|t| state.org.district_of(t)) == Some(district),
+        },
         Role::Department => alert.unit == actor.unit,
         Role::Office => alert.case_kind == "feedback",
         Role::Coordinator => alert.clock.kind == ClockKind::Dispute,
         Role::Township => alert.case_kind == "whistle" && alert.township.as_deref() == Some(actor.unit.as_str()),
-        Role::System | Role::Anonymous => {
-            let _ = state;
-            false
-        }
+        Role::System | Role::Anonymous => false,
     }
 }
 

@@ -85,10 +85,19 @@ pub async fn stats(
     let actor = authenticated(&state, &headers)?;
     may_read_statistics(&state, &actor)?;
     let q = parse_query(query)?;
-    let by = q.by.as_deref().unwrap_or("department");
+    let district = supervised_district(&state, &actor);
+    // A district's supervisors read their townships by default; the city reads departments.
+    let by = q.by.as_deref().unwrap_or(if district.is_some() { "township" } else { "department" });
     let dimension = StatsDimension::parse(by).ok_or_else(|| {
-        ApiError::invalid(format!("by is department, township, topic, office or coordinator, not {by:?}"))
+        ApiError::invalid(format!("by is department, township, district, topic, office or coordinator, not {by:?}"))
     })?;
+    if district.is_some() && !matches!(dimension, StatsDimension::Township | StatsDimension::District) {
+        return Err(super::refuse(
+            &state,
+            &actor,
+            "read statistics other than its district's, by township or district",
+        ));
+    }
     let format = Format::of(q.format.as_deref(), &headers)?;
     let today = state.clock.now().with_timezone(&beijing()).date_naive();
     let first = today.with_day(1).unwrap_or(today);
@@ -97,7 +106,13 @@ pub async fn stats(
     if from > to {
         return Err(ApiError::invalid("from is after to"));
     }
-    let rows = rows(&state, dimension, from, to)?;
+    let mut rows = rows(&state, dimension, from, to)?;
+    if let Some(district) = district {
+        rows.retain(|(unit, _)| match dimension {
+            StatsDimension::District => unit == district,
+            _ => state.org.district_of(unit) == Some(district),
+        });
+    }
     let title = format!("{}三率 {from} 至 {to}", dimension.label_zh());
     match format {
         Format::Json => {
@@ -115,6 +130,14 @@ pub async fn stats(
     }
 }
 
+/// The district a supervisor answers for (`None`: the whole city, or not a supervisor).
+fn supervised_district<'a>(state: &'a Shared, actor: &Actor) -> Option<&'a str> {
+    (actor.role == Role::Supervisor).then(|| state.org.supervisor_district(&actor.unit)).flatten()
+}
+
+/// The row of townships that belong to no district (an organisation without districts).
+pub const WHOLE_CITY_ROW: &str = "全市";
+
 /// The rows of one dimension over `[from, to]`: every unit the organisation names for it (a
 /// unit with nothing counted has a row of nulls), plus any other unit the cases name.
 pub fn rows(
@@ -123,6 +146,15 @@ pub fn rows(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<(String, StatsCell)>, ApiError> {
+    if dimension == StatsDimension::District {
+        let mut districts: std::collections::BTreeMap<String, StatsCell> =
+            state.org.districts.iter().map(|d| (d.name.clone(), StatsCell::default())).collect();
+        for (township, cell) in rows(state, StatsDimension::Township, from, to)? {
+            let district = state.org.district_of(&township).unwrap_or(WHOLE_CITY_ROW).to_owned();
+            districts.entry(district).or_default().add(&cell, 1);
+        }
+        return Ok(districts.into_iter().collect());
+    }
     let mut cells = state.views.stats(dimension, &from.to_string(), &to.to_string())?;
     let named: Vec<String> = match dimension {
         StatsDimension::Department => state.org.departments.clone(),
@@ -131,6 +163,7 @@ pub fn rows(
             crate::domain::event::FeedbackTopic::ALL.iter().map(|t| t.label_zh().to_owned()).collect()
         }
         StatsDimension::Office | StatsDimension::Coordinator => vec![ROLE_ROW.to_owned()],
+        StatsDimension::District => Vec::new(),
     };
     for unit in named {
         cells.entry(unit).or_default();
@@ -328,7 +361,7 @@ pub(super) fn attachment(body: Body, content_type: &str, filename: &str) -> Resp
         .into_response()
 }
 
-fn percent(text: &str) -> String {
+pub(super) fn percent(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
@@ -457,8 +490,8 @@ fn escape(text: &str) -> String {
 
 // ------------------------------------------------------------------------------------ 通报
 
-/// The 通报 of a period: departments and townships ranked, the office's and the
-/// coordinator's rows, each with the change against the previous period.
+/// The 通报 of a period: departments, townships and (with districts) districts ranked, the
+/// office's and the coordinator's rows, each with the change against the previous period.
 pub struct Report {
     pub period: Period,
     pub previous: Period,
@@ -468,9 +501,13 @@ pub struct Report {
 pub fn report(state: &Shared, period: Period) -> Result<Report, ApiError> {
     let previous = period.previous();
     let mut sections = Vec::new();
-    for dimension in
-        [StatsDimension::Department, StatsDimension::Township, StatsDimension::Office, StatsDimension::Coordinator]
-    {
+    let mut dimensions = vec![StatsDimension::Department, StatsDimension::Township];
+    // With districts, the 通报 ranks them too.
+    if !state.org.districts.is_empty() {
+        dimensions.push(StatsDimension::District);
+    }
+    dimensions.extend([StatsDimension::Office, StatsDimension::Coordinator]);
+    for dimension in dimensions {
         let now = rows(state, dimension, period.from, period.to)?;
         let before: BTreeMap<String, StatsCell> =
             rows(state, dimension, previous.from, previous.to)?.into_iter().collect();

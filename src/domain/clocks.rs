@@ -18,8 +18,11 @@ pub struct ArmedClock {
     pub due_at: DateTime<Utc>,
     /// When to warn; `None` when the policy never warns for this clock.
     pub warn_at: Option<DateTime<Utc>>,
-    /// When to escalate if still running; `None` when the policy never escalates.
+    /// When to escalate to level 2 if still running; `None` when the policy never escalates.
     pub escalate_at: Option<DateTime<Utc>>,
+    /// When to escalate to levels 3, 4… up to the policy's top level, if still running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalate_later: Vec<DateTime<Utc>>,
     /// True when the deadline rests on a year with no published calendar.
     pub provisional: bool,
 }
@@ -67,33 +70,42 @@ fn arm(
     let span = deadline.due_at - running.started_at;
     let warn_at = rule.warn_at_percent.map(|p| running.started_at + span * i32::from(p) / 100);
     let escalate_at = rule.escalate_after.map(|d| add_natural(deadline.due_at, d)).transpose()?;
+    let escalate_later = escalate_at.map(|at| policy.later_escalations(clock.kind, at)).unwrap_or_default();
     Ok(ArmedClock {
         clock: clock.clone(),
         started_at: running.started_at,
         due_at: deadline.due_at,
         warn_at,
         escalate_at,
+        escalate_later,
         provisional: deadline.provisional,
     })
 }
 
 /// The next alert a clock owes and when: a warning (unless the breach is already recorded),
-/// then the breach at the deadline, then the escalation. `None` once all are recorded.
+/// then the breach at the deadline, then the escalations. `None` once all are recorded.
 pub fn next_alert(armed: &ArmedClock, running: &RunningClock) -> Option<(AlertStage, DateTime<Utc>)> {
+    next_alert_level(armed, running).map(|(stage, at, _)| (stage, at))
+}
+
+/// [`next_alert`] with the supervisor level it is for: 1 for the warning and the breach, then
+/// each rung of the escalation ladder in turn (2, 3… up to the policy's top level), each once.
+pub fn next_alert_level(armed: &ArmedClock, running: &RunningClock) -> Option<(AlertStage, DateTime<Utc>, u8)> {
     let due = armed.due_at;
     let breached = running.has_alerted(AlertStage::Breach, due);
     if let Some(warn_at) = armed.warn_at {
         if !breached && !running.has_alerted(AlertStage::Warning, due) {
-            return Some((AlertStage::Warning, warn_at));
+            return Some((AlertStage::Warning, warn_at, 1));
         }
     }
     if !breached {
-        return Some((AlertStage::Breach, due));
+        return Some((AlertStage::Breach, due, 1));
     }
-    match armed.escalate_at {
-        Some(at) if !running.has_alerted(AlertStage::Escalation, due) => Some((AlertStage::Escalation, at)),
-        _ => None,
-    }
+    let ladder = armed.escalate_at.into_iter().chain(armed.escalate_later.iter().copied());
+    (2u8..)
+        .zip(ladder)
+        .find(|(level, _)| !running.has_escalated(due, *level))
+        .map(|(level, at)| (AlertStage::Escalation, at, level))
 }
 
 /// Moves a deadline by an approved extension. Working days count from the deadline's own

@@ -123,6 +123,13 @@ pub enum CommandBody {
     RetractComment {
         number: u32,
     },
+    /// An evidence file, already stored: its name, size, kind (told from its bytes) and SHA-256.
+    AddAttachment {
+        name: String,
+        size: u64,
+        content_type: String,
+        sha256: String,
+    },
     ProposeHandOver {
         to: String,
         reason: String,

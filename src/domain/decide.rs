@@ -11,6 +11,7 @@ use super::command::{Command, CommandBody};
 use super::event::{
     Actor, AlertStage, ClockKind, ClockRef, Event, EventBody, ExtensionSpan, Role, CALENDAR_CASE_ID, SCHEMA_VERSION,
 };
+use super::files;
 use super::state::{
     evolve, Case, ExtensionStatus, Feedback, FeedbackStatus, PartStatus, State, Whistle, WhistleStatus,
 };
@@ -180,6 +181,12 @@ fn decide_calendar(cmd: &Command) -> Decision {
 /// The command id the watchdog uses for one alert stage of one clock deadline: the same in
 /// every instance, so racing watchdogs store the alert once.
 pub fn sla_command_id(case_id: Uuid, clock: &ClockRef, stage: AlertStage, due_at: DateTime<Utc>) -> Uuid {
+    sla_command_id_at(case_id, clock, stage, due_at, 2)
+}
+
+/// [`sla_command_id`] of the escalation to `level`: level 2 (and every other stage) keeps the
+/// id it always had, each further level has its own.
+pub fn sla_command_id_at(case_id: Uuid, clock: &ClockRef, stage: AlertStage, due_at: DateTime<Utc>, level: u8) -> Uuid {
     let mut hasher = Sha256::new();
     hasher.update(b"whistle-sla\0");
     hasher.update(case_id.as_bytes());
@@ -187,6 +194,9 @@ pub fn sla_command_id(case_id: Uuid, clock: &ClockRef, stage: AlertStage, due_at
     hasher.update([0]);
     hasher.update(stage.as_str().as_bytes());
     hasher.update(due_at.timestamp_millis().to_be_bytes());
+    if stage == AlertStage::Escalation && level > 2 {
+        hasher.update([level]);
+    }
     let digest = hasher.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
@@ -332,6 +342,12 @@ fn decide_common<K>(
             if *level < 2 {
                 return Err(Rejection::invalid("level", "an escalation goes to level 2 or above"));
             }
+            if *level > 2 && case.clocks.get(clock).is_some_and(|r| !r.has_escalated(*due_at, *level - 1)) {
+                return Err(Rejection::Conflict(format!(
+                    "clock {clock} has not been escalated to level {} yet",
+                    *level - 1
+                )));
+            }
             sla_alert(case, cmd, clock, AlertStage::Escalation, *due_at, *due_at, now)?
                 .map(|()| EventBody::SlaEscalated { clock: clock.clone(), due_at: *due_at, level: *level })
                 .into_iter()
@@ -438,7 +454,11 @@ fn sla_alert<K>(
         )));
     }
     let superseded = stage == AlertStage::Warning && running.has_alerted(AlertStage::Breach, due_at);
-    if running.has_alerted(stage, due_at) || superseded {
+    let recorded = match cmd.body {
+        CommandBody::RecordSlaEscalation { level, .. } => running.has_escalated(due_at, level),
+        _ => running.has_alerted(stage, due_at),
+    };
+    if recorded || superseded {
         return Ok(None);
     }
     Ok(Some(()))
@@ -457,6 +477,22 @@ fn whistle_clock_owner(clock: &ClockRef) -> (Role, Option<&str>) {
 
 fn decide_whistle(case: &Case<Whistle>, cmd: &Command, now: DateTime<Utc>) -> Decision {
     let whistle = &case.kind;
+    if matches!(cmd.body, CommandBody::AddAttachment { .. }) {
+        let actor = &cmd.actor;
+        let takes_part = match actor.role {
+            Role::Township => actor.unit == whistle.township,
+            Role::Department => involved_or_suspended(whistle, &actor.unit),
+            Role::Coordinator | Role::Supervisor => true,
+            _ => false,
+        };
+        if !takes_part {
+            return Err(Rejection::Forbidden(
+                "only the township, its summoned departments, the coordinator and supervisors attach files to a whistle"
+                    .into(),
+            ));
+        }
+        return decide_attachment(case, cmd);
+    }
     if matches!(cmd.body, CommandBody::AddComment { .. } | CommandBody::RetractComment { .. }) {
         if matches!(cmd.actor.role, Role::Anonymous | Role::System) {
             return Err(Rejection::Forbidden("sign in to comment on a whistle".into()));
@@ -587,6 +623,37 @@ fn status_zh(status: WhistleStatus) -> &'static str {
 
 // ---------------------------------------------------------------------------------------------
 // Duplicates, comments, hand-overs
+
+/// An evidence file, for an actor the case's kind has already let in.
+fn decide_attachment<K>(case: &Case<K>, cmd: &Command) -> Decision {
+    let CommandBody::AddAttachment { name, size, content_type, sha256 } = &cmd.body else {
+        return Err(Rejection::NotFound("not an attachment".into()));
+    };
+    if case.attachments.len() >= files::ATTACHMENTS_PER_CASE_MAX {
+        return Err(Rejection::Conflict(format!(
+            "this case carries its most files ({})",
+            files::ATTACHMENTS_PER_CASE_MAX
+        )));
+    }
+    let name = files::clean_name(name).ok_or_else(|| Rejection::invalid("name", "a file needs a name"))?;
+    if *size == 0 {
+        return Err(Rejection::invalid("size", "the file is empty"));
+    }
+    if !files::ATTACHMENT_TYPES.contains(&content_type.as_str()) {
+        return Err(Rejection::invalid("content_type", format!("{content_type:?} is not a kind of file taken")));
+    }
+    if !files::is_sha256_hex(sha256) {
+        return Err(Rejection::invalid("sha256", "64 lowercase hex digits"));
+    }
+    let number = case.attachments.len() as u32 + 1;
+    Ok(vec![EventBody::AttachmentAdded {
+        number,
+        name,
+        size: *size,
+        content_type: content_type.clone(),
+        sha256: sha256.clone(),
+    }])
+}
 
 /// A comment or its retraction, for an actor the case's kind has already let in.
 fn decide_comment<K>(case: &Case<K>, cmd: &Command, now: DateTime<Utc>) -> Decision {
@@ -841,6 +908,18 @@ fn feedback_clock_owner(_clock: &ClockRef) -> (Role, Option<&str>) {
 
 fn decide_feedback(case: &Case<Feedback>, cmd: &Command, now: DateTime<Utc>) -> Decision {
     let feedback = &case.kind;
+    if matches!(cmd.body, CommandBody::AddAttachment { .. }) {
+        let actor = &cmd.actor;
+        // An anonymous submitter attaches nothing: a file can say who took it.
+        let takes_part = matches!(actor.role, Role::Office | Role::Supervisor)
+            || (actor.role != Role::Anonymous && feedback.submitter.as_ref() == Some(actor));
+        if !takes_part {
+            return Err(Rejection::Forbidden(
+                "only the submitter (named), the office and supervisors attach files to feedback".into(),
+            ));
+        }
+        return decide_attachment(case, cmd);
+    }
     if matches!(cmd.body, CommandBody::AddComment { .. } | CommandBody::RetractComment { .. }) {
         match cmd.actor.role {
             Role::System => return Err(Rejection::Forbidden("the system does not comment".into())),

@@ -339,6 +339,9 @@ pub enum EventBody {
     },
     /// Its author took a comment back (within the window); the comment stays in the log.
     CommentRetracted { number: u32 },
+    /// An evidence file (photo, PDF, Office document) was attached; the bytes are in the file
+    /// store under their SHA-256, never in the log.
+    AttachmentAdded { number: u32, name: String, size: u64, content_type: String, sha256: String },
     /// A summoned department proposes that another department take its part (转办).
     HandOverProposed { number: u32, from: String, to: String, reason: String },
     /// The proposal was accepted: `to` is summoned afresh, `from` released with no mark.
@@ -385,6 +388,7 @@ impl EventBody {
             EventBody::DuplicateUnlinked { .. } => "duplicate_unlinked",
             EventBody::CommentAdded { .. } => "comment_added",
             EventBody::CommentRetracted { .. } => "comment_retracted",
+            EventBody::AttachmentAdded { .. } => "attachment_added",
             EventBody::HandOverProposed { .. } => "hand_over_proposed",
             EventBody::HandOverAccepted { .. } => "hand_over_accepted",
             EventBody::HandOverRefused { .. } => "hand_over_refused",

@@ -9,12 +9,14 @@
 //! - [`clocks`]: the armed clocks of a case, with deadlines, from state + policy + calendar.
 //! - [`schema`]: JSON Schemas for every event type, generated from the types.
 //! - [`similar`]: character-bigram similarity, for spotting the same problem reported twice.
+//! - [`files`]: evidence files: the kinds taken, told from their bytes, and their limits.
 
 pub mod calendar;
 pub mod clocks;
 pub mod command;
 pub mod decide;
 pub mod event;
+pub mod files;
 pub mod policy;
 pub mod schema;
 pub mod similar;

@@ -3,7 +3,8 @@
 //!
 //! ```toml
 //! warn_at_percent = 75
-//! escalate_after = "24h"
+//! escalate_after = "24h"    # breach → level 2
+//! escalate_then = ["48h"]   # level 2 → 3, 3 → 4…; the last repeats (default: escalate_after)
 //!
 //! [clocks.ack]
 //! target = "24h"            # natural time: "24h", "90s", "1h 30m"
@@ -56,7 +57,18 @@ pub struct ClockPolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlaPolicy {
     clocks: BTreeMap<ClockKind, ClockPolicy>,
+    /// The escalation ladder's highest level: the top supervisor level of the organisation.
+    top_level: u8,
+    /// Delays between further levels (level 2 → 3, 3 → 4…); the last repeats. Empty: each
+    /// clock's `escalate_after`.
+    escalate_then: Vec<Duration>,
 }
+
+/// The escalation ladder's top level when the organisation says nothing: 1 at the breach, 2 on
+/// escalation.
+pub const TOP_LEVEL_DEFAULT: u8 = 2;
+/// Highest supervisor level an organisation may name.
+pub const LEVEL_MAX: u8 = 9;
 
 impl Default for SlaPolicy {
     fn default() -> Self {
@@ -68,13 +80,45 @@ impl Default for SlaPolicy {
         clocks.insert(ClockKind::FeedbackReply, on(Target::WorkingDays(3)));
         clocks.insert(ClockKind::FeedbackResolve, on(Target::WorkingDays(7)));
         clocks.insert(ClockKind::WhistleResolve, ClockPolicy { enabled: false, ..on(Target::WorkingDays(10)) });
-        SlaPolicy { clocks }
+        SlaPolicy { clocks, top_level: TOP_LEVEL_DEFAULT, escalate_then: Vec::new() }
     }
 }
 
 impl SlaPolicy {
     pub fn clock(&self, kind: ClockKind) -> &ClockPolicy {
         self.clocks.get(&kind).expect("every clock kind has a policy (filled from defaults)")
+    }
+
+    /// The ladder up to `top` (the organisation's highest supervisor level, at least 2).
+    pub fn with_top_level(mut self, top: u8) -> Self {
+        self.top_level = top.clamp(TOP_LEVEL_DEFAULT, LEVEL_MAX);
+        self
+    }
+
+    pub fn top_level(&self) -> u8 {
+        self.top_level
+    }
+
+    /// When each escalation above level 2 is due, for a clock of `kind` whose level-2
+    /// escalation is at `level_two`: levels 3 to the top, in order.
+    pub fn later_escalations(
+        &self,
+        kind: ClockKind,
+        level_two: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<chrono::DateTime<chrono::Utc>> {
+        let Some(first) = self.clock(kind).escalate_after else { return Vec::new() };
+        let mut out = Vec::new();
+        let mut at = level_two;
+        for level in 3..=self.top_level {
+            let step =
+                self.escalate_then.get(usize::from(level - 3)).or(self.escalate_then.last()).copied().unwrap_or(first);
+            let Some(next) = chrono::Duration::from_std(step).ok().and_then(|d| at.checked_add_signed(d)) else {
+                break;
+            };
+            out.push(next);
+            at = next;
+        }
+        out
     }
 
     /// Parses a policy file; what it leaves out keeps its default.
@@ -93,6 +137,10 @@ impl SlaPolicy {
                 "unknown clock {unknown:?}; clocks are ack, dispute, feedback_reply, feedback_resolve, whistle_resolve"
             )));
         }
+        if file.escalate_then.iter().any(|d| d.is_zero()) {
+            return Err(PolicyError::Syntax("escalate_then: every step must be longer than zero".into()));
+        }
+        policy.escalate_then = file.escalate_then;
         Ok(policy)
     }
 }
@@ -139,6 +187,8 @@ struct PolicyFile {
     warn_at_percent: Option<u8>,
     #[serde(default, deserialize_with = "duration")]
     escalate_after: Option<Duration>,
+    #[serde(default, deserialize_with = "durations")]
+    escalate_then: Vec<Duration>,
     #[serde(default)]
     clocks: BTreeMap<String, ClockEntry>,
 }
@@ -162,6 +212,12 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
     let text = String::deserialize(d)?;
     let value = parse_duration(&text).map_err(serde::de::Error::custom)?;
     Ok(Some(value))
+}
+
+/// A list of durations ("48h", "72h").
+fn durations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts.iter().map(|t| parse_duration(t).map_err(serde::de::Error::custom)).collect()
 }
 
 /// Parses a human duration ("24h", "90s", "1h 30m").

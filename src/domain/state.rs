@@ -65,8 +65,23 @@ pub struct Case<K> {
     /// The thread: who wrote each comment and when (the text is in the history).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub comments: Vec<Comment>,
+    /// Evidence files, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     #[serde(flatten)]
     pub kind: K,
+}
+
+/// One evidence file of a case: what it is and who attached it (the bytes are in the file store).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub number: u32,
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+    pub sha256: String,
+    pub by: Actor,
+    pub at: DateTime<Utc>,
 }
 
 /// One comment of a case's thread.
@@ -99,15 +114,23 @@ pub struct RunningClock {
     pub extensions: Vec<ExtensionSpan>,
     /// Alert stages already recorded, with the deadline each was for.
     pub alerted: Vec<(AlertStage, DateTime<Utc>)>,
+    /// Escalation levels already recorded, with the deadline each was for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalated: Vec<(DateTime<Utc>, u8)>,
 }
 
 impl RunningClock {
     fn started(at: DateTime<Utc>) -> Self {
-        RunningClock { started_at: at, extensions: Vec::new(), alerted: Vec::new() }
+        RunningClock { started_at: at, extensions: Vec::new(), alerted: Vec::new(), escalated: Vec::new() }
     }
 
     pub fn has_alerted(&self, stage: AlertStage, due_at: DateTime<Utc>) -> bool {
         self.alerted.iter().any(|&(s, d)| s == stage && d == due_at)
+    }
+
+    /// Whether the escalation to `level` for the deadline `due_at` is recorded.
+    pub fn has_escalated(&self, due_at: DateTime<Utc>, level: u8) -> bool {
+        self.escalated.iter().any(|&(d, l)| d == due_at && l == level)
     }
 }
 
@@ -288,6 +311,15 @@ impl State {
         }
     }
 
+    /// The evidence files attached to the case, whatever its kind.
+    pub fn attachments(&self) -> &[Attachment] {
+        match self {
+            State::Whistle(c) => &c.attachments,
+            State::Feedback(c) => &c.attachments,
+            State::Empty | State::Calendar(_) | State::Report(_) => &[],
+        }
+    }
+
     /// The case this one is linked to as a duplicate, while it is.
     pub fn duplicate_of(&self) -> Option<Uuid> {
         match self {
@@ -357,6 +389,7 @@ fn new_case<K>(event: &Event, kind: K) -> Case<K> {
         duplicate_of: None,
         suspended_clocks: BTreeMap::new(),
         comments: Vec::new(),
+        attachments: Vec::new(),
         kind,
     }
 }
@@ -473,7 +506,10 @@ fn apply_common<K>(case: &mut Case<K>, event: &Event) -> bool {
         }
         EventBody::SlaWarned { clock, due_at, .. } => record_alert(case, event, AlertStage::Warning, clock, *due_at),
         EventBody::SlaBreached { clock, due_at } => record_alert(case, event, AlertStage::Breach, clock, *due_at),
-        EventBody::SlaEscalated { clock, due_at, .. } => {
+        EventBody::SlaEscalated { clock, due_at, level } => {
+            if let Some(running) = case.clocks.get_mut(clock) {
+                running.escalated.push((*due_at, *level));
+            }
             record_alert(case, event, AlertStage::Escalation, clock, *due_at)
         }
         EventBody::AlertAcknowledged { alert_id } => {
@@ -483,6 +519,17 @@ fn apply_common<K>(case: &mut Case<K>, event: &Event) -> bool {
         }
         EventBody::CommentAdded { number, .. } => {
             case.comments.push(Comment { number: *number, by: event.actor.clone(), at: event.at, retracted: false });
+        }
+        EventBody::AttachmentAdded { number, name, size, content_type, sha256 } => {
+            case.attachments.push(Attachment {
+                number: *number,
+                name: name.clone(),
+                size: *size,
+                content_type: content_type.clone(),
+                sha256: sha256.clone(),
+                by: event.actor.clone(),
+                at: event.at,
+            });
         }
         EventBody::CommentRetracted { number } => {
             if let Some(comment) = case.comments.iter_mut().find(|c| c.number == *number) {

@@ -80,6 +80,8 @@ pub struct NatsLog {
     stream: stream::Stream,
     js: jetstream::Context,
     in_flight: Arc<Semaphore>,
+    /// Stream replicas (the file bucket is made with as many).
+    replicas: usize,
     /// Whether a case is read with one batched direct get (the stream allows direct gets, has
     /// one replica so no follower can answer behind the leader, and the server is 2.11 or later).
     direct_reads: bool,
@@ -160,7 +162,19 @@ impl NatsLog {
         let stream = ensure_stream(&js, replicas).await?;
         ensure_delivery_stream(&js, replicas).await?;
         let direct_reads = replicas == 1 && server_at_least(&client.server_info().version, (2, 11));
-        Ok(NatsLog { client, stream, js, in_flight: Arc::new(Semaphore::new(APPENDS_IN_FLIGHT_MAX)), direct_reads })
+        Ok(NatsLog {
+            client,
+            stream,
+            js,
+            replicas,
+            in_flight: Arc::new(Semaphore::new(APPENDS_IN_FLIGHT_MAX)),
+            direct_reads,
+        })
+    }
+
+    /// The evidence-file bucket, replicated like the stream.
+    pub async fn files(&self) -> Result<crate::files::NatsFiles, crate::files::FileError> {
+        crate::files::NatsFiles::open(&self.js, self.replicas).await
     }
 
     /// The connection, for publishing alerts on core NATS subjects.

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use super::keys::{
-    alert_count_key, alert_key, calendar_key, dead_letter_key, follow_up_key, index_key, list_keys, open_alert_key,
-    stats_key, status_list_prefix, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, OPEN_ALERT_COUNT_KEY,
+    alert_count_key, alert_key, attachment_key, calendar_key, dead_letter_key, follow_up_key, index_key, list_keys,
+    open_alert_key, stats_key, status_list_prefix, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, FILES_COUNT_KEY,
+    FILE_BYTES_KEY, OPEN_ALERT_COUNT_KEY,
 };
 use super::model::{
     alert_view_of, contributions, AlertView, CaseView, DeadLetter, IndexEntry, LinkedDuplicate, StatsCell,
@@ -65,6 +66,11 @@ pub fn apply_record(ctx: &mut Context, overlay: &mut Overlay, record: &StoredRec
         }
         if let EventBody::CalendarPublished { year, notice, holidays, workdays } = &event.body {
             publish_calendar(ctx, overlay, *year, notice, holidays, workdays)?;
+        }
+        if let EventBody::AttachmentAdded { size, sha256, .. } = &event.body {
+            overlay.put(attachment_key(sha256), Vec::new());
+            overlay.add_counter(FILES_COUNT_KEY.to_vec(), 1)?;
+            overlay.add_counter(FILE_BYTES_KEY.to_vec(), i64::try_from(*size).unwrap_or(i64::MAX))?;
         }
     }
     view.last_position = record.position;

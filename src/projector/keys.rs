@@ -36,6 +36,14 @@ pub const ARMED_COUNT_KEY: &[u8] = b"m:armed";
 pub const DEAD_LETTER_COUNT_KEY: &[u8] = b"m:dead";
 /// Alerts not yet acknowledged (u64 BE).
 pub const OPEN_ALERT_COUNT_KEY: &[u8] = b"m:open-alerts";
+/// Evidence files attached, and their bytes, over the whole installation.
+pub const FILES_COUNT_KEY: &[u8] = b"m:files";
+pub const FILE_BYTES_KEY: &[u8] = b"m:file-bytes";
+
+/// Marks a stored file (by its SHA-256, hex) as named by an event: the orphan sweeper keeps it.
+pub fn attachment_key(sha256: &str) -> Vec<u8> {
+    prefixed(b"x:", sha256.as_bytes())
+}
 
 pub fn case_key(case_id: Uuid) -> Vec<u8> {
     prefixed(b"c:", case_id.as_bytes())

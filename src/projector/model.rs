@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 pub use super::stats::{contributions, SettledClock, StatsCell, StatsDimension};
 use crate::domain::calendar::beijing;
-use crate::domain::clocks::{armed_clocks, deadline, next_alert, ArmedClock};
+use crate::domain::clocks::{armed_clocks, deadline, next_alert_level, ArmedClock};
 use crate::domain::event::{Actor, AlertStage, ClockKind, ClockRef, Event, Urgency};
 use crate::domain::state::{FeedbackStatus, RunningClock, State, WhistleStatus};
 use crate::domain::{Calendar, SlaPolicy};
@@ -197,7 +197,7 @@ impl CaseView {
             .iter()
             .filter_map(|armed| {
                 let running = clocks.get(&armed.clock)?;
-                let (stage, fire_at) = next_alert(armed, running)?;
+                let (stage, fire_at, level) = next_alert_level(armed, running)?;
                 let fire_at = ceil_to_millis(fire_at);
                 Some(IndexEntry {
                     case_id: self.case_id,
@@ -205,6 +205,7 @@ impl CaseView {
                     stage,
                     due_at: armed.due_at,
                     fire_at,
+                    level,
                 })
             })
             .collect()
@@ -230,6 +231,9 @@ pub struct IndexEntry {
     pub stage: AlertStage,
     pub due_at: DateTime<Utc>,
     pub fire_at: DateTime<Utc>,
+    /// The supervisor level the alert is for: 1 for a warning or a breach, the ladder's rung
+    /// for an escalation.
+    pub level: u8,
 }
 
 /// The unit that owes a clock, as named in alert subjects.

@@ -185,9 +185,13 @@ pub enum StatsDimension {
     Office,
     /// The coordinator (one row): responsibility disputes.
     Coordinator,
+    /// Each district (区/县): its townships' rows summed when asked (never projected: the
+    /// organisation says which township is in which district).
+    District,
 }
 
 impl StatsDimension {
+    /// The projected dimensions.
     pub const ALL: [StatsDimension; 5] = [
         StatsDimension::Department,
         StatsDimension::Township,
@@ -203,11 +207,13 @@ impl StatsDimension {
             StatsDimension::Topic => "topic",
             StatsDimension::Office => "office",
             StatsDimension::Coordinator => "coordinator",
+            StatsDimension::District => "district",
         }
     }
 
+    /// A projected dimension ([`StatsDimension::ALL`]) or `district`.
     pub fn parse(text: &str) -> Option<Self> {
-        StatsDimension::ALL.into_iter().find(|d| d.as_str() == text)
+        StatsDimension::ALL.into_iter().chain([StatsDimension::District]).find(|d| d.as_str() == text)
     }
 
     pub fn label_zh(self) -> &'static str {
@@ -217,6 +223,7 @@ impl StatsDimension {
             StatsDimension::Topic => "意见类别",
             StatsDimension::Office => "减负办",
             StatsDimension::Coordinator => "编办",
+            StatsDimension::District => "区县",
         }
     }
 }

@@ -73,7 +73,7 @@ fn open_inner(path: &Path, cache_bytes: u64) -> Result<Inner, ViewError> {
 }
 
 /// Version of the views' layout; views written under another are dropped and rebuilt.
-pub const VIEWS_FORMAT: u64 = 6;
+pub const VIEWS_FORMAT: u64 = 7;
 
 /// Handle on the views database. Cheap to clone; every clone follows a [`Views::reopen`]
 /// and a [`Views::compact`].
@@ -458,6 +458,16 @@ impl Views {
     /// Clocks in the deadline index: a counter the projector keeps, so reading it never scans.
     pub fn armed_count(&self) -> Result<u64, ViewError> {
         self.counter(ARMED_COUNT_KEY)
+    }
+
+    /// Whether an event names the stored file `sha256` (hex).
+    pub fn attachment_named(&self, sha256: &str) -> Result<bool, ViewError> {
+        Ok(self.get_raw(&attachment_key(sha256))?.is_some())
+    }
+
+    /// Evidence files attached over the whole installation, and their bytes.
+    pub fn file_totals(&self) -> Result<(u64, u64), ViewError> {
+        Ok((self.counter(FILES_COUNT_KEY)?, self.counter(FILE_BYTES_KEY)?))
     }
 
     pub fn alert(&self, alert_id: Uuid) -> Result<Option<AlertView>, ViewError> {

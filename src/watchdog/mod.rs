@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::domain::command::{Command, CommandBody};
-use crate::domain::decide::sla_command_id;
+use crate::domain::decide::sla_command_id_at;
 use crate::domain::event::{Actor, AlertStage};
 use crate::execute::{ExecuteError, Executor};
 use crate::log::LogError;
@@ -28,8 +28,6 @@ use crate::projector::Progress;
 pub const DUE_BATCH_MAX: usize = 256;
 /// How long a fired entry is left alone for the projector to catch up before it is tried again.
 const REFIRE_AFTER_SECONDS: i64 = 30;
-/// Level told on escalation: the supervisors above the first level.
-pub const ESCALATION_LEVEL: u8 = 2;
 
 /// What happened to one due entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,10 +118,10 @@ impl Watchdog {
             AlertStage::Escalation => CommandBody::RecordSlaEscalation {
                 clock: entry.clock.clone(),
                 due_at: entry.due_at,
-                level: ESCALATION_LEVEL,
+                level: entry.level.max(2),
             },
         };
-        let command_id = sla_command_id(entry.case_id, &entry.clock, stage, entry.due_at);
+        let command_id = sla_command_id_at(entry.case_id, &entry.clock, stage, entry.due_at, entry.level);
         let cmd = Command::new(command_id, entry.case_id, Actor::system(), body);
         match self.executor.execute(&cmd, now).await {
             Ok(done) if done.repeated || done.events.is_empty() => Ok(Fired::AlreadyStored),

@@ -41,7 +41,8 @@ async function signIn() {
     } }, "开启桌面通知")
     : "";
   $("#who").replaceChildren(
-    el("a", { href: "#/", class: "home-link" }, `${session.me.unit}（${roleZh(session.me.role)}）`), " ", notify, " ",
+    el("a", { href: "#/", class: "home-link" },
+      `${session.me.unit}（${roleZh(session.me.role)}${session.me.district ? ` · ${session.me.district}` : ""}）`), " ", notify, " ",
     el("button", { class: "secondary", id: "signout", onclick: signOut }, "退出"),
   );
   startStream();

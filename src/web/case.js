@@ -4,7 +4,7 @@
 "use strict";
 
 import {
-  $, el, api, act, say, when, session, deadline, clockZh, spanZh, actorZh,
+  $, el, api, act, say, when, session, deadline, clockZh, spanZh, actorZh, fileUrl, download, ApiFailure,
   STATUS_ZH, FEEDBACK_STATUS_ZH, STAGE_ZH, TOPIC_ZH, SATISFACTION_ZH, EXTENSION_STATUS_ZH,
 } from "./core.js";
 
@@ -16,6 +16,7 @@ const ACTION_ZH = {
   approve: "批准延期", refuse: "不批准延期", ack_alert: "已知悉",
   hand_over: "申请转办", accept_hand_over: "同意转办", refuse_hand_over: "不同意转办", reassign: "改派部门",
   duplicate: "标记为重复", unlink: "取消重复标记", comment: "留言", retract_comment: "撤回留言",
+  attach: "上传附件",
 };
 const HAND_OVER_ZH = { pending: "待决定", approved: "已同意", refused: "未同意" };
 const ORDER = Object.keys(ACTION_ZH);
@@ -69,6 +70,7 @@ export function renderCase(root, c, headers, reload) {
   if ((d.hand_overs || []).length) parts.push(handOversSection(c));
   if ((d.alerts || []).length) parts.push(alertsSection(c));
   if (session.me && !d.duplicate_of && (c.status === "open" || c.status === "resolved")) parts.push(similarSection(c));
+  parts.push(filesSection(c, headers, reload));
   parts.push(threadBox(c, headers, reload));
   parts.push(timeline(c, headers, reload));
   root.replaceChildren(...parts);
@@ -93,6 +95,57 @@ function similarSection(c) {
       : el("p", { class: "muted" }, "近期没有相似的事项"));
   }).catch((e) => box.replaceChildren(el("p", { class: "muted" }, e.message)));
   return el("section", { id: "similar" }, el("h3", {}, "可能重复的事项"), box);
+}
+
+/** Evidence files: thumbnails of photos, links to documents, and (when the caller may attach)
+ * a photo input a phone opens on its camera, a document input and the upload button. Files
+ * are never required: nothing asks for a photo as proof of work. */
+function filesSection(c, headers, reload) {
+  const files = (c.detail && c.detail.attachments) || [];
+  const attach = (c.actions || []).find((a) => a.action === "attach");
+  if (!files.length && !attach) return "";
+  const path = (n) => `/v1/cases/${c.id}/attachments/${n}`;
+  const shown = files.map((f) => {
+    if (f.content_type.startsWith("image/")) {
+      const img = el("img", { class: "thumb", alt: f.name, "data-number": f.number });
+      fileUrl(path(f.number)).then((url) => { img.src = url; }).catch(() => { img.alt = `${f.name}（无法加载）`; });
+      return el("figure", { "data-number": f.number }, img, el("figcaption", {}, f.name));
+    }
+    return el("figure", { "data-number": f.number },
+      el("a", { href: "#", class: "file-doc", onclick: (e) => { e.preventDefault(); download(path(f.number), f.name); } }, f.name),
+      el("figcaption", {}, `${Math.max(1, Math.round(f.size / 1024))} KB`));
+  });
+  const upload = attach ? uploadBox(attach, headers, reload) : "";
+  return el("section", { id: "files" }, el("h3", {}, "附件 ", el("span", { class: "muted" }, "（可选，不作为留痕要求）")),
+    shown.length ? el("div", { class: "files" }, shown) : "", upload);
+}
+
+function uploadBox(attach, headers, reload) {
+  const photo = el("input", { type: "file", id: "attach-photo", accept: "image/*", multiple: true });
+  const doc = el("input", { type: "file", id: "attach-doc", accept: ".pdf,.doc,.docx,.xls,.xlsx,.ppt,.pptx", multiple: true });
+  const send = async () => {
+    const chosen = [...photo.files, ...doc.files];
+    if (!chosen.length) return say("请先选择照片或文件。", false);
+    for (const file of chosen) {
+      try {
+        const res = await fetch(`${attach.path}?name=${encodeURIComponent(file.name)}`, {
+          method: "POST", body: file,
+          headers: { ...headers, Authorization: "Bearer " + session.token, "Content-Type": "application/octet-stream" },
+        });
+        const data = await res.json().catch(() => null);
+        if (!res.ok) throw new ApiFailure(res.status, (data && data.error) || { code: "internal" });
+        if (data && typeof data.position === "number") session.seenPosition = Math.max(session.seenPosition, data.position);
+      } catch (e) {
+        return say(`${file.name}：${e.message}`, false, e.detail);
+      }
+    }
+    say(`已上传 ${chosen.length} 个附件。`, true);
+    await reload();
+  };
+  return el("div", { class: "attach" },
+    el("label", {}, "拍照或选择照片 ", photo),
+    el("label", {}, "文件（PDF、Word、Excel） ", doc),
+    el("button", { id: "attach-send", "data-action": "attach", onclick: send }, ACTION_ZH.attach));
 }
 
 /** The comment box (when the caller may comment) with a reminder of @mentions. */
@@ -151,7 +204,7 @@ function alertsSection(c) {
 function actionsSection(c, headers, reload) {
   const list = [...(c.actions || [])].sort((a, b) => ORDER.indexOf(a.action) - ORDER.indexOf(b.action));
   // Retracting a comment sits with the comment in the timeline; writing one in the thread box.
-  const here = list.filter((a) => a.action !== "retract_comment" && a.action !== "comment");
+  const here = list.filter((a) => a.action !== "retract_comment" && a.action !== "comment" && a.action !== "attach");
   const form = el("div", { id: "action-form" });
   const buttons = here.map((a) => {
     const label = actionLabel(a);
@@ -316,6 +369,7 @@ function describe(e) {
     case "duplicate_unlinked": return ["取消重复标记，恢复办理"];
     case "comment_added": return [`留言（第${e.number}条）`, e.body];
     case "comment_retracted": return [`撤回第${e.number}条留言`];
+    case "attachment_added": return [`上传附件：${e.name}`];
     case "hand_over_proposed": return [`申请转办（第${e.number}号）：${e.from} → ${e.to}`, e.reason];
     case "hand_over_accepted": return [`同意第${e.number}号转办`];
     case "hand_over_refused": return [`不同意第${e.number}号转办`, e.reason || ""];

@@ -2,10 +2,18 @@
 // trend, downloads, and the printable 通报.
 "use strict";
 
-import { $, el, api, say, fileUrl, download } from "./core.js";
+import { $, el, api, say, fileUrl, download, session } from "./core.js";
 
 
-const DIMENSION_ZH = { department: "部门", township: "乡镇（街道）", office: "减负办", coordinator: "编办", topic: "意见类别" };
+const DIMENSION_ZH = { department: "部门", township: "乡镇（街道）", district: "区县", office: "减负办", coordinator: "编办", topic: "意见类别" };
+
+/** The dimensions the caller may read: a district's supervisor its townships and its district;
+ * others every dimension, districts only where the organisation has them. */
+function dimensions() {
+  if (session.me && session.me.role === "supervisor" && session.me.district) return ["township", "district"];
+  const tree = session.org && (session.org.districts || []).length > 0;
+  return Object.keys(DIMENSION_ZH).filter((k) => k !== "district" || tree);
+}
 const TREND_MONTHS = 6;
 
 /** YYYY-MM of the month `back` months before `month` (YYYY-MM). */
@@ -27,7 +35,7 @@ function thisMonth() {
 export function statsSection() {
   const month = el("input", { id: "stats-month", type: "month", value: thisMonth(), "aria-label": "统计月份" });
   const by = el("select", { id: "stats-by", "aria-label": "统计维度" },
-    Object.entries(DIMENSION_ZH).map(([k, v]) => el("option", { value: k }, v)));
+    dimensions().map((k) => el("option", { value: k }, DIMENSION_ZH[k])));
   month.addEventListener("change", renderStats);
   by.addEventListener("change", renderStats);
   const query = () => {
@@ -84,7 +92,7 @@ function sparkline(rates, label) {
 
 export async function renderStats() {
   const month = ($("#stats-month") && $("#stats-month").value) || thisMonth();
-  const by = ($("#stats-by") && $("#stats-by").value) || "department";
+  const by = ($("#stats-by") && $("#stats-by").value) || dimensions()[0];
   const months = [...Array(TREND_MONTHS).keys()].reverse().map((k) => monthBefore(month, k));
   const answers = await Promise.all(months.map((m) => {
     const [from, to] = monthRange(m);

@@ -40,8 +40,25 @@ impl TestServer {
 
     /// A server with its own installation secret and node configuration (e.g. webhooks).
     pub async fn start_with(start: &str, secret: &str, config: NodeConfig) -> TestServer {
+        TestServer::start_with_org(start, secret, config, Org::demo()).await
+    }
+
+    /// The demo organisation as a tree: 东坝镇 in 东区, 西湖街道 in 西区, each district with a
+    /// supervisor of its own (level 1) besides the demo's city-wide ones.
+    pub fn tree_org() -> Org {
+        let mut text = Org::demo().to_toml();
+        text.push_str(
+            "\n[[districts]]\nname = \"东区\"\ntownships = [\"东坝镇\"]\n\
+             \n[[districts]]\nname = \"西区\"\ntownships = [\"西湖街道\"]\n\
+             \n[[supervisors]]\nunit = \"东区督查室\"\nlevel = 1\ndistrict = \"东区\"\n\
+             \n[[supervisors]]\nunit = \"西区督查室\"\nlevel = 1\ndistrict = \"西区\"\n",
+        );
+        Org::from_toml(&text).expect("the tree organisation parses")
+    }
+
+    /// A server for `org`.
+    pub async fn start_with_org(start: &str, secret: &str, config: NodeConfig, org: Org) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let org = Org::demo();
         let tokens_path = dir.path().join("tokens.toml");
         let mut tokens = HashMap::new();
         for actor in org.identities() {
@@ -70,6 +87,7 @@ impl TestServer {
             secret: secret.into(),
             shutdown: tokio::sync::watch::channel(false).1,
             fingerprints: Default::default(),
+            files: Arc::new(whistle::files::FolderFiles::open(dir.path().join("attachments")).unwrap()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -110,6 +128,18 @@ impl TestServer {
         let text = res.text().await.unwrap();
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, value)
+    }
+
+    /// Uploads `bytes` as a file named `name` (a raw body, `?name=`).
+    pub async fn upload(&self, path: &str, who: Option<&str>, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).query(&[("name", name)]).body(bytes);
+        if let Some(who) = who {
+            req = req.bearer_auth(self.token(who));
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Waits until the views have caught up with the log.

@@ -1,0 +1,305 @@
+//! Where evidence files live, beside the log: files in the data folder on the embedded back end,
+//! a NATS Object Store bucket (replicated like the stream) on NATS, so every instance of a
+//! cluster serves every file. A file is stored under its SHA-256 (the same photo twice is one
+//! file) and is durable before the event that names it is appended; a file whose event never
+//! came (the append failed, the service stopped in between) is an orphan, removed by
+//! [`sweep_orphans`] once it is old enough that no upload can still be on its way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::domain::files::is_sha256_hex;
+
+/// The Object Store bucket on NATS.
+pub const BUCKET: &str = "WHISTLE_FILES";
+/// How old a file with no event naming it must be before the sweeper removes it.
+pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often the sweeper looks.
+pub const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Unfinished writes in the folder store start with this.
+const PARTIAL_PREFIX: &str = "partial-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("file store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored bytes that no longer hash to their name.
+    #[error("file {0} is damaged: its bytes no longer match its SHA-256")]
+    Damaged(String),
+}
+
+/// One stored file, as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFile {
+    pub sha256: String,
+    pub size: u64,
+    pub modified: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    /// Stores `bytes` under `sha256` (their hash, checked by the caller); Ok only once they are
+    /// durable. Storing the same file again is a no-op.
+    async fn put(&self, sha256: &str, bytes: Bytes) -> Result<(), FileError>;
+    /// The bytes stored under `sha256`, checked against it; `None` when there is no such file.
+    async fn get(&self, sha256: &str) -> Result<Option<Bytes>, FileError>;
+    async fn list(&self) -> Result<Vec<StoredFile>, FileError>;
+    async fn delete(&self, sha256: &str) -> Result<(), FileError>;
+}
+
+/// The SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn checked(sha256: &str, bytes: Bytes) -> Result<Bytes, FileError> {
+    if sha256_hex(&bytes) == sha256 {
+        Ok(bytes)
+    } else {
+        Err(FileError::Damaged(sha256.to_owned()))
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> FileError {
+    FileError::Unavailable(format!("{what}: {e}"))
+}
+
+// ------------------------------------------------------------------------------- a folder
+
+/// Files in a folder of the data folder, one per SHA-256; written to a partial file, synced,
+/// renamed into place, and the folder synced.
+pub struct FolderFiles {
+    dir: PathBuf,
+}
+
+impl FolderFiles {
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, FileError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| unavailable(&format!("cannot create {}", dir.display()), e))?;
+        Ok(FolderFiles { dir })
+    }
+
+    fn path(&self, sha256: &str) -> Result<PathBuf, FileError> {
+        if !is_sha256_hex(sha256) {
+            return Err(FileError::Unavailable(format!("{sha256:?} is not a file name of this store")));
+        }
+        Ok(self.dir.join(sha256))
+    }
+}
+
+#[async_trait]
+impl FileStore for FolderFiles {
+    async fn put(&self, sha256: &str, bytes: Bytes) -> Result<(), FileError> {
+        let path = self.path(sha256)?;
+        let dir = self.dir.clone();
+        let sha256 = sha256.to_owned();
+        tokio::task::spawn_blocking(move || -> Result<(), FileError> {
+            use std::io::Write;
+            if path.exists() {
+                return Ok(());
+            }
+            let partial = dir.join(format!("{PARTIAL_PREFIX}{sha256}-{}", uuid::Uuid::now_v7()));
+            let written = (|| {
+                let mut file = std::fs::File::create(&partial)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&partial, &path)?;
+                std::fs::File::open(&dir)?.sync_all()
+            })();
+            written.map_err(|e| {
+                let _ = std::fs::remove_file(&partial);
+                unavailable("cannot store the file", e)
+            })
+        })
+        .await
+        .map_err(|e| unavailable("file task", e))?
+    }
+
+    async fn get(&self, sha256: &str) -> Result<Option<Bytes>, FileError> {
+        let path = self.path(sha256)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => checked(sha256, Bytes::from(bytes)).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(&format!("cannot read {}", path.display()), e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<StoredFile>, FileError> {
+        let mut out = Vec::new();
+        let mut entries = tokio::fs::read_dir(&self.dir)
+            .await
+            .map_err(|e| unavailable(&format!("cannot list {}", self.dir.display()), e))?;
+        while let Some(entry) = entries.next_entry().await.map_err(|e| unavailable("cannot list files", e))? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let meta = entry.metadata().await.map_err(|e| unavailable("cannot list files", e))?;
+            let modified = meta.modified().map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now());
+            if let Some(rest) = name.strip_prefix(PARTIAL_PREFIX) {
+                // A write that never finished: listed under its hash so the sweeper takes it too.
+                let sha256 = rest.split('-').next().unwrap_or_default().to_owned();
+                out.push(StoredFile { sha256: format!("{PARTIAL_PREFIX}{sha256}"), size: meta.len(), modified });
+            } else if is_sha256_hex(&name) {
+                out.push(StoredFile { sha256: name, size: meta.len(), modified });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, sha256: &str) -> Result<(), FileError> {
+        if let Some(hash) = sha256.strip_prefix(PARTIAL_PREFIX) {
+            let mut entries = tokio::fs::read_dir(&self.dir).await.map_err(|e| unavailable("cannot list files", e))?;
+            while let Some(entry) = entries.next_entry().await.map_err(|e| unavailable("cannot list files", e))? {
+                if entry.file_name().to_string_lossy().starts_with(&format!("{PARTIAL_PREFIX}{hash}-")) {
+                    let _ = tokio::fs::remove_file(entry.path()).await;
+                }
+            }
+            return Ok(());
+        }
+        match tokio::fs::remove_file(self.path(sha256)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(unavailable("cannot remove a file", e)),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------- NATS
+
+/// A NATS Object Store bucket, with as many replicas as the stream.
+pub struct NatsFiles {
+    store: async_nats::jetstream::object_store::ObjectStore,
+}
+
+impl NatsFiles {
+    /// Opens the bucket, creating it if needed.
+    pub async fn open(js: &async_nats::jetstream::Context, replicas: usize) -> Result<Self, FileError> {
+        let store = match js.get_object_store(BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(async_nats::jetstream::object_store::Config {
+                    bucket: BUCKET.into(),
+                    description: Some("whistle: evidence files, by SHA-256".into()),
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    num_replicas: replicas.max(1),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| unavailable(&format!("cannot create the object store {BUCKET}"), e))?,
+        };
+        Ok(NatsFiles { store })
+    }
+}
+
+#[async_trait]
+impl FileStore for NatsFiles {
+    async fn put(&self, sha256: &str, bytes: Bytes) -> Result<(), FileError> {
+        if let Ok(info) = self.store.info(sha256).await {
+            if !info.deleted && info.size as u64 == bytes.len() as u64 {
+                return Ok(());
+            }
+        }
+        let mut reader = std::io::Cursor::new(bytes);
+        self.store.put(sha256, &mut reader).await.map_err(|e| unavailable("cannot store the file", e))?;
+        Ok(())
+    }
+
+    async fn get(&self, sha256: &str) -> Result<Option<Bytes>, FileError> {
+        let mut object = match self.store.get(sha256).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unavailable("cannot read the file", e)),
+        };
+        let mut bytes = Vec::with_capacity(object.info().size);
+        object.read_to_end(&mut bytes).await.map_err(|e| unavailable("cannot read the file", e))?;
+        checked(sha256, Bytes::from(bytes)).map(Some)
+    }
+
+    async fn list(&self) -> Result<Vec<StoredFile>, FileError> {
+        let mut list = self.store.list().await.map_err(|e| unavailable("cannot list files", e))?;
+        let mut out = Vec::new();
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| unavailable("cannot list files", e))?;
+            if info.deleted {
+                continue;
+            }
+            let modified = info
+                .modified
+                .and_then(|m| DateTime::<Utc>::from_timestamp(m.unix_timestamp(), m.nanosecond()))
+                .unwrap_or_else(Utc::now);
+            out.push(StoredFile { sha256: info.name, size: info.size as u64, modified });
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, sha256: &str) -> Result<(), FileError> {
+        match self.store.delete(sha256).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == async_nats::jetstream::object_store::DeleteErrorKind::NotFound => Ok(()),
+            Err(e) => Err(unavailable("cannot remove a file", e)),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------- orphans
+
+/// Removes stored files older than `grace` that no event names. Only once the views have
+/// applied everything the log held when the listing was taken, so a file whose event is in the
+/// log is never taken for an orphan. Returns how many were removed.
+pub async fn sweep_orphans(
+    files: &dyn FileStore,
+    views: &crate::projector::views::Views,
+    log: &dyn crate::log::EventLog,
+    now: DateTime<Utc>,
+    grace: std::time::Duration,
+) -> Result<usize, FileError> {
+    let head = log.head().await.map_err(|e| unavailable("cannot read the log's head", e))?;
+    let listed = files.list().await?;
+    let checkpoint = views.checkpoint().map_err(|e| unavailable("cannot read the views", e))?;
+    if checkpoint < head {
+        return Ok(0);
+    }
+    let grace = chrono::Duration::from_std(grace).unwrap_or_else(|_| chrono::Duration::hours(1));
+    let mut removed = 0;
+    for file in listed {
+        if now - file.modified < grace {
+            continue;
+        }
+        let named = is_sha256_hex(&file.sha256)
+            && views.attachment_named(&file.sha256).map_err(|e| unavailable("cannot read the views", e))?;
+        if !named {
+            files.delete(&file.sha256).await?;
+            tracing::info!(sha256 = %file.sha256, bytes = file.size, "removed a file no event names");
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Sweeps orphans every [`SWEEP_PERIOD`] until `stop`.
+pub async fn run_sweeper(
+    files: Arc<dyn FileStore>,
+    views: crate::projector::views::Views,
+    log: Arc<dyn crate::log::EventLog>,
+    clock: Arc<dyn crate::clock::Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_PERIOD) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = sweep_orphans(files.as_ref(), &views, log.as_ref(), clock.now(), ORPHAN_GRACE).await {
+            tracing::warn!("orphan files not swept: {e}");
+        }
+    }
+}
