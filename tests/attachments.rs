@@ -17,7 +17,7 @@ use backends::{open_log, Backend};
 use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use serve_process::ServeProcess;
+use serve_process::{add_token, ServeProcess};
 use uuid::Uuid;
 use whistle::domain::command::{Command, CommandBody};
 use whistle::domain::event::{Actor, Role, Urgency};
@@ -39,19 +39,6 @@ fn pdf() -> Vec<u8> {
     b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n".to_vec()
 }
 
-/// A token for `unit` in `role`, added to the data folder's token file before the service starts.
-fn token(data: &std::path::Path, config: &std::path::Path, role: &str, unit: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_whistle"))
-        .args(["token", "add", "--role", role, "--unit", unit, "--data"])
-        .arg(data)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 async fn wait_ready(url: &str) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -66,6 +53,12 @@ struct Client {
     url: String,
 }
 
+/// A response's status and JSON body (`null` when it has none).
+async fn answer(res: reqwest::Response) -> (StatusCode, Value) {
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
 impl Client {
     async fn upload(&self, token: &str, case: &str, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
         let res = self
@@ -78,8 +71,7 @@ impl Client {
             .send()
             .await
             .unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        answer(res).await
     }
 
     /// One file in a `multipart/form-data` body, as a browser's form sends it.
@@ -101,8 +93,7 @@ impl Client {
             .send()
             .await
             .unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        answer(res).await
     }
 
     async fn download(&self, token: &str, case: &str, n: u32) -> reqwest::Response {
@@ -118,9 +109,9 @@ async fn evidence_files_go_where_the_log_is_and_come_back_the_same(backend: Back
     let mut org = whistle::api::auth::Org::demo();
     org.attachments = whistle::api::auth::AttachmentRules { max_bytes: 256 * 1024, max_per_case: 3 };
     std::fs::write(&config, org.to_toml()).unwrap();
-    let township = token(&data, &config, "township", "东坝镇");
-    let other_township = token(&data, &config, "township", "西湖街道");
-    let department = token(&data, &config, "department", "住建局");
+    let township = add_token(&data, &config, "township", "东坝镇");
+    let other_township = add_token(&data, &config, "township", "西湖街道");
+    let department = add_token(&data, &config, "department", "住建局");
     let mut args = vec!["--config".to_owned(), config.to_str().unwrap().to_owned()];
     if let Some(server) = &server {
         args.extend(["--nats".to_owned(), server.url()]);

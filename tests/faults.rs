@@ -166,6 +166,18 @@ struct Outcomes {
     refused: BTreeMap<String, usize>,
 }
 
+impl Outcomes {
+    /// Answers that leave it open whether the command was stored: `outcome_unknown`, timeouts,
+    /// lost connections.
+    fn ambiguous(&self) -> usize {
+        self.refused
+            .iter()
+            .filter(|(why, _)| why.contains("outcome_unknown") || *why == "timeout" || *why == "connection")
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
 fn record(outcomes: &Mutex<Outcomes>, outcome: Result<String, String>) {
     let mut o = outcomes.lock().unwrap();
     match outcome {
@@ -198,7 +210,14 @@ async fn load(
                         let v: Value = r.json().await.unwrap_or_default();
                         v["case"]["id"].as_str().map(str::to_owned).ok_or_else(|| "created without a body".to_owned())
                     }
-                    Ok(r) => Err(r.status().to_string()),
+                    Ok(r) => {
+                        let status = r.status().to_string();
+                        let v: Value = r.json().await.unwrap_or_default();
+                        Err(match v["error"]["code"].as_str() {
+                            Some(code) => format!("{status} {code}"),
+                            None => status,
+                        })
+                    }
                     Err(e) => Err(if e.is_timeout() { "timeout".into() } else { "connection".into() }),
                 };
                 record(&outcomes, outcome);
@@ -452,8 +471,6 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
     // The summoned department's own group: each summons once too.
     let department = webhook::Receiver::start(0).await;
     let dir = tempfile::tempdir().unwrap();
-    let cluster = dir.path().join("cluster");
-    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
     let mut org = whistle::api::auth::Org::demo();
     org.alerts.webhooks.push(whistle::alerts::WebhookConfig {
         name: "supervisors".into(),
@@ -471,45 +488,11 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
         units: vec!["交通局".into()],
         attempts: None,
     });
-    std::fs::write(dir.path().join("org.toml"), org.to_toml()).unwrap();
-    // Tokens for the instances: made before start, shared by both.
-    let data1 = cluster.join("whistle-1");
-    let token_out = std::process::Command::new(env!("CARGO_BIN_EXE_whistle"))
-        .args(["token", "add", "--role", "township", "--unit", "西湖街道", "--data"])
-        .arg(&data1)
-        .arg("--config")
-        .arg(dir.path().join("org.toml"))
-        .output()
-        .unwrap();
-    assert!(token_out.status.success(), "{}", String::from_utf8_lossy(&token_out.stderr));
-    let token = String::from_utf8(token_out.stdout).unwrap().trim().to_owned();
-    let base = free_block();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-cluster.sh");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(&script)
-            .args(args)
-            .env("WHISTLE_BIN", env!("CARGO_BIN_EXE_whistle"))
-            .env("NATS_SERVER", nats_server::binary())
-            .env("WHISTLE_CONFIG", dir.path().join("org.toml"))
-            .env("WHISTLE_POLICY", dir.path().join("policy.toml"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let cluster_dir = cluster.to_str().unwrap().to_owned();
-    run(&["start", &cluster_dir, &base.to_string()]);
-    let stop_cluster = StopOnDrop(script.clone(), cluster_dir.clone());
-    let urls = vec![format!("http://127.0.0.1:{}", base + 20), format!("http://127.0.0.1:{}", base + 21)];
-    for url in &urls {
-        wait_ready(url).await;
-    }
-    let outcomes = under_load(urls, token, Duration::from_secs(8), || run(&["node", &cluster_dir, "2", "kill"])).await;
-    run(&["node", &cluster_dir, "2", "start"]);
+    let cluster = LocalCluster::start(dir.path(), &org, Some(POLICY), "西湖街道").await;
+    let token = cluster.token.clone();
+    let (urls, base) = (cluster.urls.to_vec(), cluster.base);
+    let outcomes = under_load(urls, token, Duration::from_secs(8), || cluster.node(2, "kill")).await;
+    cluster.node(2, "start");
     assert!(outcomes.acknowledged.len() >= 20, "load ran: {} ({:?})", outcomes.acknowledged.len(), outcomes.refused);
     let nats_urls = format!("nats://127.0.0.1:{base},nats://127.0.0.1:{},nats://127.0.0.1:{}", base + 1, base + 2);
     let mut options = whistle::log::nats::NatsOptions::new(nats_urls);
@@ -554,7 +537,7 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
     let missing: Vec<&String> = outcomes.acknowledged.difference(&distinct).collect();
     if !missing.is_empty() {
         for i in 1..=2 {
-            let log = std::fs::read_to_string(cluster.join(format!("whistle-{i}.log"))).unwrap_or_default();
+            let log = std::fs::read_to_string(cluster.dir.join(format!("whistle-{i}.log"))).unwrap_or_default();
             let noteworthy = |l: &&str| (l.contains("WARN") || l.contains("ERROR")) && !l.contains("whistle::watchdog");
             for line in log.lines().filter(noteworthy).take(40) {
                 eprintln!("whistle-{i}: {line}");
@@ -562,13 +545,17 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
         }
     }
     assert!(missing.is_empty(), "{} breach alerts never delivered: {missing:?}", missing.len());
-    assert_eq!(distinct, outcomes.acknowledged, "only alerts of acknowledged cases");
+    // A request answered "outcome unknown" (its acknowledgement lost with the node) or never
+    // answered may have been stored: its case is alerted like any other, but no more of them.
+    let extra: Vec<&String> = distinct.difference(&outcomes.acknowledged).collect();
+    assert!(extra.len() <= outcomes.ambiguous(), "alerts of cases never asked for: {extra:?} ({:?})", outcomes.refused);
     let summoned: Vec<String> =
         department.bodies().iter().filter_map(|b| b["case_id"].as_str().map(str::to_owned)).collect();
     let summoned_once: BTreeSet<String> = summoned.iter().cloned().collect();
     assert_eq!(summoned_once.len(), summoned.len(), "a summons was delivered twice");
-    assert_eq!(summoned_once, outcomes.acknowledged, "each acknowledged whistle's summons, once");
-    drop(stop_cluster);
+    assert!(summoned_once.is_superset(&outcomes.acknowledged), "each acknowledged whistle's summons");
+    assert_eq!(summoned_once, distinct, "a summons for every whistle stored, as for its breach");
+    drop(cluster);
 }
 
 /// Evidence files on a 3-node cluster (Object Store with three replicas): uploads go on while
@@ -577,39 +564,11 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_two_instances_deliver_
 async fn a_three_node_cluster_losing_a_node_keeps_every_acknowledged_file() {
     let _turn = HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let cluster = dir.path().join("cluster");
     let mut org = whistle::api::auth::Org::demo();
     org.attachments.max_per_case = 50;
-    std::fs::write(dir.path().join("org.toml"), org.to_toml()).unwrap();
-    let data1 = cluster.join("whistle-1");
-    let token_out = std::process::Command::new(env!("CARGO_BIN_EXE_whistle"))
-        .args(["token", "add", "--role", "township", "--unit", "东坝镇", "--data"])
-        .arg(&data1)
-        .arg("--config")
-        .arg(dir.path().join("org.toml"))
-        .output()
-        .unwrap();
-    assert!(token_out.status.success(), "{}", String::from_utf8_lossy(&token_out.stderr));
-    let token = String::from_utf8(token_out.stdout).unwrap().trim().to_owned();
-    let base = free_block();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-cluster.sh");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(&script)
-            .args(args)
-            .env("WHISTLE_BIN", env!("CARGO_BIN_EXE_whistle"))
-            .env("NATS_SERVER", nats_server::binary())
-            .env("WHISTLE_CONFIG", dir.path().join("org.toml"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let cluster_dir = cluster.to_str().unwrap().to_owned();
-    run(&["start", &cluster_dir, &base.to_string()]);
-    let stop_cluster = StopOnDrop(script.clone(), cluster_dir.clone());
-    let urls = [format!("http://127.0.0.1:{}", base + 20), format!("http://127.0.0.1:{}", base + 21)];
-    for url in &urls {
-        wait_ready(url).await;
-    }
+    let cluster = LocalCluster::start(dir.path(), &org, None, "东坝镇").await;
+    let token = cluster.token.clone();
+    let urls = &cluster.urls;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let raised: Value = http
         .post(format!("{}/v1/whistles", urls[0]))
@@ -627,7 +586,7 @@ async fn a_three_node_cluster_losing_a_node_keeps_every_acknowledged_file() {
     let mut refused = Vec::new();
     for i in 0..30u32 {
         if i == 10 {
-            run(&["node", &cluster_dir, "2", "kill"]);
+            cluster.node(2, "kill");
         }
         let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
         let mut rng = Rng::new(u64::from(i) + 1);
@@ -673,7 +632,7 @@ async fn a_three_node_cluster_losing_a_node_keeps_every_acknowledged_file() {
     );
     assert_eq!(acknowledged.len(), 30, "every upload was taken in the end, without node 2");
     // Node 2 is still down: every acknowledged file comes back from either instance.
-    for url in &urls {
+    for url in urls {
         for (number, sha256) in &acknowledged {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
@@ -697,16 +656,89 @@ async fn a_three_node_cluster_losing_a_node_keeps_every_acknowledged_file() {
             }
         }
     }
-    run(&["node", &cluster_dir, "2", "start"]);
-    drop(stop_cluster);
+    cluster.node(2, "start");
 }
 
-/// Stops the local cluster even when the test fails.
-struct StopOnDrop(std::path::PathBuf, String);
+/// deploy/local-cluster.sh: three nats-servers and two `whistle serve` instances sharing
+/// `org` (and a policy) and one township's token, stopped when dropped (also when the test
+/// fails).
+struct LocalCluster {
+    /// Where the script keeps the nodes' stores, logs and the instances' data folders.
+    dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+    policy: Option<std::path::PathBuf>,
+    script: std::path::PathBuf,
+    base: u16,
+    /// The two instances.
+    urls: [String; 2],
+    /// The township's token, taken by both instances.
+    token: String,
+}
 
-impl Drop for StopOnDrop {
+impl LocalCluster {
+    /// Writes the organisation (and policy), a token for `township` (before the start: the
+    /// script copies the first instance's token file to the second as it starts it), starts the
+    /// cluster and waits until both instances are ready.
+    async fn start(
+        parent: &std::path::Path,
+        org: &whistle::api::auth::Org,
+        policy: Option<&str>,
+        township: &str,
+    ) -> LocalCluster {
+        let config = parent.join("org.toml");
+        std::fs::write(&config, org.to_toml()).unwrap();
+        let policy = policy.map(|text| {
+            let path = parent.join("policy.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let base = free_block();
+        let dir = parent.join("cluster");
+        let token = serve_process::add_token(&dir.join("whistle-1"), &config, "township", township);
+        let cluster = LocalCluster {
+            dir,
+            token,
+            config,
+            policy,
+            script: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-cluster.sh"),
+            base,
+            urls: [format!("http://127.0.0.1:{}", base + 20), format!("http://127.0.0.1:{}", base + 21)],
+        };
+        cluster.run(&["start", cluster.dir.to_str().unwrap(), &base.to_string()]);
+        for url in &cluster.urls {
+            wait_ready(url).await;
+        }
+        cluster
+    }
+
+    fn run(&self, args: &[&str]) {
+        let mut command = std::process::Command::new(&self.script);
+        command
+            .args(args)
+            .env("WHISTLE_BIN", env!("CARGO_BIN_EXE_whistle"))
+            .env("NATS_SERVER", nats_server::binary())
+            .env("WHISTLE_CONFIG", &self.config);
+        if let Some(policy) = &self.policy {
+            command.env("WHISTLE_POLICY", policy);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `kill` or `start` nats-server `n`.
+    fn node(&self, n: u8, what: &str) {
+        self.run(&["node", self.dir.to_str().unwrap(), &n.to_string(), what]);
+    }
+}
+
+impl Drop for LocalCluster {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(&self.0).args(["stop", &self.1]).output();
+        let _ = std::process::Command::new(&self.script).args(["stop", self.dir.to_str().unwrap()]).output();
     }
 }
 

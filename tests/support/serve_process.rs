@@ -153,3 +153,17 @@ impl Drop for ServeProcess {
         self.kill();
     }
 }
+
+/// Adds a token for `unit` in `role` to a data folder's token file (as `whistle token add`
+/// does), for a service started with `--config`, which writes no demo tokens.
+pub fn add_token(data: &Path, config: &Path, role: &str, unit: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_whistle"))
+        .args(["token", "add", "--role", role, "--unit", unit, "--data"])
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
