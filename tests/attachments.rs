@@ -17,7 +17,7 @@ use backends::{open_log, Backend};
 use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use serve_process::{add_token, ServeProcess};
+use serve_process::{add_token, json_of, ServeProcess};
 use uuid::Uuid;
 use whistle::domain::command::{Command, CommandBody};
 use whistle::domain::event::{Actor, Role, Urgency};
@@ -120,17 +120,14 @@ async fn evidence_files_go_where_the_log_is_and_come_back_the_same(backend: Back
     let serve = ServeProcess::start(&data, &args);
     wait_ready(&serve.url()).await;
     let client = Client { http: reqwest::Client::new(), url: serve.url() };
-    let raised: Value = client
-        .http
-        .post(format!("{}/v1/whistles", serve.url()))
-        .bearer_auth(&township)
-        .json(&json!({ "title": "河道垃圾", "description": "村口河道", "departments": ["住建局"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raised = json_of(
+        client
+            .http
+            .post(format!("{}/v1/whistles", serve.url()))
+            .bearer_auth(&township)
+            .json(&json!({ "title": "河道垃圾", "description": "村口河道", "departments": ["住建局"] })),
+    )
+    .await;
     let case = raised["case"]["id"].as_str().unwrap().to_owned();
 
     // A photo, raw body: stored, named by its SHA-256, served inline with the same bytes.
@@ -175,17 +172,14 @@ async fn evidence_files_go_where_the_log_is_and_come_back_the_same(backend: Back
     assert_eq!(status, StatusCode::CREATED);
     let (status, answer) = client.upload(&township, &case, "四.png", png(5, 1000)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    let shown: Value = client
-        .http
-        .get(format!("{}/v1/cases/{case}", serve.url()))
-        .bearer_auth(&township)
-        .header("X-Min-Position", third["position"].to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = json_of(
+        client
+            .http
+            .get(format!("{}/v1/cases/{case}", serve.url()))
+            .bearer_auth(&township)
+            .header("X-Min-Position", third["position"].to_string()),
+    )
+    .await;
     assert_eq!(shown["detail"]["attachments"].as_array().unwrap().len(), 3, "{shown}");
     assert!(!shown["actions"].as_array().unwrap().iter().any(|a| a["action"] == "attach"), "the case is full");
 

@@ -325,15 +325,7 @@ async fn sigkill_of_serve_under_load_loses_nothing_acknowledged_and_doubles_no_a
     let deadline = Instant::now() + Duration::from_secs(60);
     for id in &outcomes.acknowledged {
         loop {
-            let v: Value = http
-                .get(format!("{url}/v1/cases/{id}"))
-                .bearer_auth(&supervisor)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = serve_process::json_of(http.get(format!("{url}/v1/cases/{id}")).bearer_auth(&supervisor)).await;
             let history = v["history"].as_array().cloned().unwrap_or_default();
             let raised = history.iter().filter(|e| e["type"] == "whistle_raised").count();
             assert_eq!(raised, 1, "acknowledged case {id} stored once: {v}");
@@ -570,16 +562,12 @@ async fn a_three_node_cluster_losing_a_node_keeps_every_acknowledged_file() {
     let token = cluster.token.clone();
     let urls = &cluster.urls;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let raised: Value = http
-        .post(format!("{}/v1/whistles", urls[0]))
-        .bearer_auth(&token)
-        .json(&json!({ "title": "河道垃圾", "description": "现场照片", "departments": ["住建局"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raised = serve_process::json_of(
+        http.post(format!("{}/v1/whistles", urls[0]))
+            .bearer_auth(&token)
+            .json(&json!({ "title": "河道垃圾", "description": "现场照片", "departments": ["住建局"] })),
+    )
+    .await;
     let case = raised["case"]["id"].as_str().unwrap().to_owned();
     // Thirty photos of 40–70 KB (several Object Store chunks each), node 2 killed after ten.
     let mut acknowledged: Vec<(u64, String)> = Vec::new();

@@ -167,3 +167,9 @@ pub fn add_token(data: &Path, config: &Path, role: &str, unit: &str) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// Sends a request and reads its JSON answer (the test fails on a transport error or a body
+/// that is not JSON).
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
