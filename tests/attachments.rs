@@ -168,6 +168,7 @@ async fn evidence_files_go_where_the_log_is_and_come_back_the_same(backend: Back
     assert!(answer["error"]["message"].as_str().unwrap().contains("0.2 MiB"), "{answer}");
     let (status, answer) = client.upload(&township, &case, "脚本.html", b"<html><script>".to_vec()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
+    assert_eq!(answer["error"]["code"], "unsupported_media_type", "the code clients already know");
     let (status, third) = client.upload(&township, &case, "三.png", png(4, 1000)).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, answer) = client.upload(&township, &case, "四.png", png(5, 1000)).await;

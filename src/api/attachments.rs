@@ -47,7 +47,7 @@ pub async fn upload(
     let content_type = detect(&bytes).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_type",
+            "unsupported_media_type",
             "only photos (JPEG, PNG, GIF, WebP, HEIC), PDF and Office documents are taken",
         )
     })?;

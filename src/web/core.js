@@ -23,8 +23,10 @@ const CODE_ZH = {
   forbidden: "您的角色无权进行此操作",
   not_found: "找不到该事项，或不在您的权限范围内",
   conflict: "该事项的当前状态不允许此操作（可能已有他人办理），页面已刷新",
-  too_large: "内容过长",
-  unsupported_media_type: "内容格式不受支持",
+  too_large: "内容过长或文件过大",
+  unsupported_media_type: "内容格式不受支持（附件只收照片、PDF 和 Office 文档）",
+  file_missing: "附件文件缺失，请联系管理员从备份恢复",
+  file_damaged: "附件文件已损坏，请联系管理员从备份恢复",
   invalid_field: "填写有误",
   unavailable: "系统暂时无法保存，本次未保存任何内容，请稍后重试",
   catching_up: "数据正在同步，请稍后刷新",
@@ -37,6 +39,7 @@ const FIELD_ZH = {
   summary: "办理结果", body: "内容", satisfaction: "评价", ratings: "分部门评价", topic: "问题类型",
   working_days: "延期工作日数", hours: "延期小时数", clock: "时限", category: "类别", location: "地点",
   q: "搜索内容", from: "开始日期", to: "结束日期", level: "级别", of: "原事项编号",
+  name: "文件名", file: "文件",
 };
 
 /** One Chinese sentence for an error answer `{code, message, field}`. */
