@@ -1396,3 +1396,52 @@ async fn a_district_supervisor_hears_only_its_districts_extension_requests() {
     };
     assert!(!heard.contains(&id), "西区's supervisor hears nothing of 东坝镇's case: {heard}");
 }
+
+/// Regression: a district's supervisor heard the office's extension requests on feedback on its
+/// live stream, saw feedback alerts in its list and had them sent to its group — a named
+/// feedback item carries its submitter's township, and that was taken for a whistle's township,
+/// although feedback is the city's and its case is out of that supervisor's scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_district_supervisor_hears_nothing_of_the_citys_feedback() {
+    let receiver = webhook::Receiver::start(0).await;
+    let org = TestServer::tree_org();
+    let mut config = with_webhook(receiver.url());
+    config.alerts.webhooks[0].units = vec!["东区督查室".into()];
+    config.units.supervision = org.supervision();
+    let s = TestServer::start_with_org(START, "test-secret", config, org).await;
+    tokio::time::timeout(Duration::from_secs(20), s.node.as_ref().unwrap().delivery.claiming()).await.unwrap();
+    let open = |who: &'static str| s.http.get(format!("{}/v1/alerts/stream", s.base)).bearer_auth(s.token(who)).send();
+    let (mut east, mut city) = (open(SUP_IN).await.unwrap(), open(SUP).await.unwrap());
+    let whistle = raise(&s).await;
+    let (feedback, _) = submit(&s, false).await;
+    let (status, body) = s
+        .call(
+            "POST",
+            &format!("/v1/cases/{feedback}/extensions"),
+            Some(OFFICE),
+            Some(json!({"clock": "feedback_reply", "working_days": 2, "reason": "需要调研"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let text = read_sse_until(&mut city, "【延期申请】").await;
+    assert!(text.contains(&feedback), "{text}");
+    let quiet = tokio::time::timeout(Duration::from_millis(800), east.chunk()).await;
+    let heard = match quiet {
+        Ok(Ok(Some(chunk))) => String::from_utf8_lossy(&chunk).into_owned(),
+        _ => String::new(),
+    };
+    assert!(!heard.contains(&feedback), "东区's supervisor hears nothing of the city's feedback: {heard}");
+    // Past both deadlines: the whistle's breach reaches 东区's group; the feedback's does not.
+    s.clock.advance(ChronoDuration::days(10));
+    wait_for_alert(&s, &whistle).await;
+    wait_for_alert(&s, &feedback).await;
+    let bodies = receiver.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cases: Vec<String> =
+        receiver.bodies().iter().filter_map(|b| b["case_id"].as_str().map(str::to_owned)).collect();
+    assert!(cases.contains(&whistle), "{bodies:?}");
+    assert!(!cases.contains(&feedback), "the feedback's alerts go to the city's supervisors only: {cases:?}");
+    let (_, alerts) = s.call("GET", "/v1/alerts", Some(SUP_IN), None).await;
+    let listed: Vec<&str> = alerts["items"].as_array().unwrap().iter().filter_map(|a| a["case_id"].as_str()).collect();
+    assert!(listed.contains(&whistle.as_str()) && !listed.contains(&feedback.as_str()), "{listed:?}");
+}

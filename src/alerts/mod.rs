@@ -439,7 +439,10 @@ impl Delivery {
                         self.wait_projected(record.position).await;
                         let view = self.alert_view(event, record.position).await;
                         let mut notice = AlertNotice::from_event(event, view.as_ref(), record.position);
-                        notice.supervisors = self.units.supervision.told(notice.township.as_deref(), notice.level);
+                        // Only a whistle's township places it in a district; feedback is the city's.
+                        let township =
+                            notice.township.as_deref().filter(|_| notice.case_kind.as_deref() == Some("whistle"));
+                        notice.supervisors = self.units.supervision.told(township, notice.level);
                         out.push(notice);
                     } else if let Some(notice) =
                         AlertNotice::report(event, record.position, self.report_link.as_deref())

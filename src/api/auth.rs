@@ -217,6 +217,22 @@ impl Org {
         self.supervisors.iter().find(|s| s.unit == unit).and_then(|s| s.district.as_deref())
     }
 
+    /// The district `actor` is confined to: a district's supervisor's (`None` for everyone else,
+    /// whose scope is not a district).
+    pub fn scope_district(&self, actor: &Actor) -> Option<&str> {
+        (actor.role == Role::Supervisor).then(|| self.supervisor_district(&actor.unit)).flatten()
+    }
+
+    /// Whether a case is within `actor`'s district, when `actor` is confined to one: only a
+    /// whistle belongs to a district (its township's); feedback is the city's, whatever township
+    /// its submitter is from. Always true for callers not confined to a district.
+    pub fn within_district(&self, actor: &Actor, case_kind: &str, township: Option<&str>) -> bool {
+        match self.scope_district(actor) {
+            None => true,
+            Some(district) => case_kind == "whistle" && township.and_then(|t| self.district_of(t)) == Some(district),
+        }
+    }
+
     /// Who supervises which township, for alert delivery.
     pub fn supervision(&self) -> crate::alerts::Supervision {
         crate::alerts::Supervision {
@@ -447,11 +463,8 @@ pub fn add_token(path: &Path, actor: &Actor, label: &str) -> Result<String, Stri
 /// burden-reduction office, so only supervisors of the whole city see it.
 pub fn can_see(org: &Org, actor: &Actor, state: &State) -> bool {
     match (actor.role, state) {
-        (Role::Supervisor, State::Whistle(c)) => match org.supervisor_district(&actor.unit) {
-            None => true,
-            Some(district) => org.district_of(&c.kind.township) == Some(district),
-        },
-        (Role::Supervisor, State::Feedback(_)) => org.supervisor_district(&actor.unit).is_none(),
+        (Role::Supervisor, State::Whistle(c)) => org.within_district(actor, "whistle", Some(&c.kind.township)),
+        (Role::Supervisor, State::Feedback(_)) => org.within_district(actor, "feedback", None),
         (Role::Admin, State::Whistle(_) | State::Feedback(_)) => true,
         (Role::Township, State::Whistle(c)) => c.kind.township == actor.unit,
         (Role::Township, State::Feedback(c)) => c.kind.submitter.as_ref() == Some(actor),

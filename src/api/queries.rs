@@ -428,11 +428,7 @@ fn facts_of<'a>(state: &Shared, view: &'a CaseView) -> super::actions::Facts<'a>
 pub fn alert_visible(state: &Shared, actor: &Actor, alert: &AlertView) -> bool {
     match actor.role {
         Role::Admin => true,
-        // A district's supervisors: its townships' whistles (feedback is the city's).
-        Role::Supervisor => match state.org.supervisor_district(&actor.unit) {
-            None => true,
-            Some(district) => alert.township.as_deref().and_then(|t| state.org.district_of(t)) == Some(district),
-        },
+        Role::Supervisor => state.org.within_district(actor, &alert.case_kind, alert.township.as_deref()),
         Role::Department => alert.unit == actor.unit,
         Role::Office => alert.case_kind == "feedback",
         Role::Coordinator => alert.clock.kind == ClockKind::Dispute,

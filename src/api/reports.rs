@@ -85,7 +85,7 @@ pub async fn stats(
     let actor = authenticated(&state, &headers)?;
     may_read_statistics(&state, &actor)?;
     let q = parse_query(query)?;
-    let district = supervised_district(&state, &actor);
+    let district = state.org.scope_district(&actor);
     // A district's supervisors read their townships by default; the city reads departments.
     let by = q.by.as_deref().unwrap_or(if district.is_some() { "township" } else { "department" });
     let dimension = StatsDimension::parse(by).ok_or_else(|| {
@@ -128,11 +128,6 @@ pub async fn stats(
         }
         Format::Html => Ok(html_page(&title, None, &[(dimension.label_zh(), stats_table(dimension, &rows))])),
     }
-}
-
-/// The district a supervisor answers for (`None`: the whole city, or not a supervisor).
-fn supervised_district<'a>(state: &'a Shared, actor: &Actor) -> Option<&'a str> {
-    (actor.role == Role::Supervisor).then(|| state.org.supervisor_district(&actor.unit)).flatten()
 }
 
 /// The row of townships that belong to no district (an organisation without districts).

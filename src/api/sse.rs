@@ -86,18 +86,16 @@ async fn notices_for(
     struct Recipient {
         unit: String,
         #[serde(default)]
+        case_kind: Option<String>,
+        #[serde(default)]
         township: Option<String>,
     }
-    // A district's supervisor hears the supervisors' notices (an extension request…) of its own
-    // townships' cases, and those of no township (the 通报).
-    let district = match actor.role {
-        Role::Supervisor => state.org.supervisor_district(&actor.unit).map(str::to_owned),
-        _ => None,
-    };
-    let org = state.clone();
-    let in_district = move |township: Option<&str>| match (&district, township) {
-        (Some(d), Some(t)) => org.org.district_of(t) == Some(d.as_str()),
-        _ => true,
+    // A district's supervisor hears the supervisors' notices (an extension request…) of the cases
+    // in its district, and those about no case (the 通报).
+    let (scope, actor) = (state.clone(), actor.clone());
+    let in_scope = move |n: &Recipient| match &n.case_kind {
+        Some(kind) => scope.org.within_district(&actor, kind, n.township.as_deref()),
+        None => true,
     };
     // The subject's last token names the recipient, so other units' notices are passed over
     // without decoding them (a token can stand for more than one name: the payload decides).
@@ -106,8 +104,7 @@ async fn notices_for(
         Ok(watched) => watched
             .filter_map(move |(subject, payload)| {
                 let mine = subject.ends_with(&suffix)
-                    && serde_json::from_slice::<Recipient>(&payload)
-                        .is_ok_and(|n| n.unit == recipient && in_district(n.township.as_deref()));
+                    && serde_json::from_slice::<Recipient>(&payload).is_ok_and(|n| n.unit == recipient && in_scope(&n));
                 let out = mine.then(|| Ok(Event::default().event("notice").data(String::from_utf8_lossy(&payload))));
                 std::future::ready(out)
             })
