@@ -1,5 +1,5 @@
 //! Where evidence files live, beside the log: files in the data folder on the embedded back end,
-//! a NATS Object Store bucket (replicated like the stream) on NATS, so every instance of a
+//! a NATS Object Store bucket (replicated like the stream: `crate::log::object_store`) on NATS, so every instance of a
 //! cluster serves every file. A file is stored under its SHA-256 (the same photo twice is one
 //! file) and is durable before the event that names it is appended; a file whose event never
 //! came (the append failed, the service stopped in between) is an orphan, removed by
@@ -11,20 +11,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use crate::domain::files::is_sha256_hex;
 
-/// The Object Store bucket on NATS.
-pub const BUCKET: &str = "WHISTLE_FILES";
 /// How old a file with no event naming it must be before the sweeper removes it.
 pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// How often the sweeper looks.
 pub const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Unfinished writes in the folder store start with this.
 const PARTIAL_PREFIX: &str = "partial-";
+
+/// Whether a name in the folder is an unfinished write (a prefix, nothing that leaves it).
+fn is_partial(name: &str) -> bool {
+    name.starts_with(PARTIAL_PREFIX) && !name.contains(['/', '\\']) && !name.contains("..")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -38,7 +38,8 @@ pub enum FileError {
 /// One stored file, as a listing shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredFile {
-    pub sha256: String,
+    /// What it is stored under: its SHA-256 (hex), or the name of a write that never finished.
+    pub name: String,
     pub size: u64,
     pub modified: DateTime<Utc>,
 }
@@ -51,19 +52,13 @@ pub trait FileStore: Send + Sync {
     /// The bytes stored under `sha256`, checked against it; `None` when there is no such file.
     async fn get(&self, sha256: &str) -> Result<Option<Bytes>, FileError>;
     async fn list(&self) -> Result<Vec<StoredFile>, FileError>;
-    async fn delete(&self, sha256: &str) -> Result<(), FileError>;
+    /// Removes what is stored under `name` (a listed name); removing nothing is not an error.
+    async fn delete(&self, name: &str) -> Result<(), FileError>;
 }
 
-/// The SHA-256 of `bytes`, as lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
+pub use crate::domain::files::sha256_hex;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn checked(sha256: &str, bytes: Bytes) -> Result<Bytes, FileError> {
+pub(crate) fn checked(sha256: &str, bytes: Bytes) -> Result<Bytes, FileError> {
     if sha256_hex(&bytes) == sha256 {
         Ok(bytes)
     } else {
@@ -71,7 +66,7 @@ fn checked(sha256: &str, bytes: Bytes) -> Result<Bytes, FileError> {
     }
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> FileError {
+pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> FileError {
     FileError::Unavailable(format!("{what}: {e}"))
 }
 
@@ -90,11 +85,12 @@ impl FolderFiles {
         Ok(FolderFiles { dir })
     }
 
-    fn path(&self, sha256: &str) -> Result<PathBuf, FileError> {
-        if !is_sha256_hex(sha256) {
-            return Err(FileError::Unavailable(format!("{sha256:?} is not a file name of this store")));
+    /// The path of a stored file or of an unfinished write, by its name in the folder.
+    fn path(&self, name: &str) -> Result<PathBuf, FileError> {
+        if !is_sha256_hex(name) && !is_partial(name) {
+            return Err(FileError::Unavailable(format!("{name:?} is not a file name of this store")));
         }
-        Ok(self.dir.join(sha256))
+        Ok(self.dir.join(name))
     }
 }
 
@@ -144,107 +140,18 @@ impl FileStore for FolderFiles {
             let name = entry.file_name().to_string_lossy().into_owned();
             let meta = entry.metadata().await.map_err(|e| unavailable("cannot list files", e))?;
             let modified = meta.modified().map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now());
-            if let Some(rest) = name.strip_prefix(PARTIAL_PREFIX) {
-                // A write that never finished: listed under its hash so the sweeper takes it too.
-                let sha256 = rest.split('-').next().unwrap_or_default().to_owned();
-                out.push(StoredFile { sha256: format!("{PARTIAL_PREFIX}{sha256}"), size: meta.len(), modified });
-            } else if is_sha256_hex(&name) {
-                out.push(StoredFile { sha256: name, size: meta.len(), modified });
+            // Unfinished writes are listed too, so the sweeper takes them once old.
+            if is_sha256_hex(&name) || is_partial(&name) {
+                out.push(StoredFile { name, size: meta.len(), modified });
             }
         }
         Ok(out)
     }
 
-    async fn delete(&self, sha256: &str) -> Result<(), FileError> {
-        if let Some(hash) = sha256.strip_prefix(PARTIAL_PREFIX) {
-            let mut entries = tokio::fs::read_dir(&self.dir).await.map_err(|e| unavailable("cannot list files", e))?;
-            while let Some(entry) = entries.next_entry().await.map_err(|e| unavailable("cannot list files", e))? {
-                if entry.file_name().to_string_lossy().starts_with(&format!("{PARTIAL_PREFIX}{hash}-")) {
-                    let _ = tokio::fs::remove_file(entry.path()).await;
-                }
-            }
-            return Ok(());
-        }
-        match tokio::fs::remove_file(self.path(sha256)?).await {
+    async fn delete(&self, name: &str) -> Result<(), FileError> {
+        match tokio::fs::remove_file(self.path(name)?).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(unavailable("cannot remove a file", e)),
-        }
-    }
-}
-
-// ------------------------------------------------------------------------------- NATS
-
-/// A NATS Object Store bucket, with as many replicas as the stream.
-pub struct NatsFiles {
-    store: async_nats::jetstream::object_store::ObjectStore,
-}
-
-impl NatsFiles {
-    /// Opens the bucket, creating it if needed.
-    pub async fn open(js: &async_nats::jetstream::Context, replicas: usize) -> Result<Self, FileError> {
-        let store = match js.get_object_store(BUCKET).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(async_nats::jetstream::object_store::Config {
-                    bucket: BUCKET.into(),
-                    description: Some("whistle: evidence files, by SHA-256".into()),
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    num_replicas: replicas.max(1),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| unavailable(&format!("cannot create the object store {BUCKET}"), e))?,
-        };
-        Ok(NatsFiles { store })
-    }
-}
-
-#[async_trait]
-impl FileStore for NatsFiles {
-    async fn put(&self, sha256: &str, bytes: Bytes) -> Result<(), FileError> {
-        if let Ok(info) = self.store.info(sha256).await {
-            if !info.deleted && info.size as u64 == bytes.len() as u64 {
-                return Ok(());
-            }
-        }
-        let mut reader = std::io::Cursor::new(bytes);
-        self.store.put(sha256, &mut reader).await.map_err(|e| unavailable("cannot store the file", e))?;
-        Ok(())
-    }
-
-    async fn get(&self, sha256: &str) -> Result<Option<Bytes>, FileError> {
-        let mut object = match self.store.get(sha256).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(unavailable("cannot read the file", e)),
-        };
-        let mut bytes = Vec::with_capacity(object.info().size);
-        object.read_to_end(&mut bytes).await.map_err(|e| unavailable("cannot read the file", e))?;
-        checked(sha256, Bytes::from(bytes)).map(Some)
-    }
-
-    async fn list(&self) -> Result<Vec<StoredFile>, FileError> {
-        let mut list = self.store.list().await.map_err(|e| unavailable("cannot list files", e))?;
-        let mut out = Vec::new();
-        while let Some(info) = list.next().await {
-            let info = info.map_err(|e| unavailable("cannot list files", e))?;
-            if info.deleted {
-                continue;
-            }
-            let modified = info
-                .modified
-                .and_then(|m| DateTime::<Utc>::from_timestamp(m.unix_timestamp(), m.nanosecond()))
-                .unwrap_or_else(Utc::now);
-            out.push(StoredFile { sha256: info.name, size: info.size as u64, modified });
-        }
-        Ok(out)
-    }
-
-    async fn delete(&self, sha256: &str) -> Result<(), FileError> {
-        match self.store.delete(sha256).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == async_nats::jetstream::object_store::DeleteErrorKind::NotFound => Ok(()),
             Err(e) => Err(unavailable("cannot remove a file", e)),
         }
     }
@@ -274,11 +181,11 @@ pub async fn sweep_orphans(
         if now - file.modified < grace {
             continue;
         }
-        let named = is_sha256_hex(&file.sha256)
-            && views.attachment_named(&file.sha256).map_err(|e| unavailable("cannot read the views", e))?;
+        let named = is_sha256_hex(&file.name)
+            && views.attachment_named(&file.name).map_err(|e| unavailable("cannot read the views", e))?;
         if !named {
-            files.delete(&file.sha256).await?;
-            tracing::info!(sha256 = %file.sha256, bytes = file.size, "removed a file no event names");
+            files.delete(&file.name).await?;
+            tracing::info!(name = %file.name, bytes = file.size, "removed a file no event names");
             removed += 1;
         }
     }

@@ -503,11 +503,7 @@ async fn each_unit_hears_its_own_notices_on_the_live_stream() {
     let id = raise(&s).await;
     let text = read_sse_until(&mut housing, "event: notice").await;
     assert!(text.contains("【召集报到】") && text.contains(&id), "{text}");
-    let quiet = tokio::time::timeout(Duration::from_millis(800), transport.chunk()).await;
-    let heard = match quiet {
-        Ok(Ok(Some(chunk))) => String::from_utf8_lossy(&chunk).into_owned(),
-        _ => String::new(),
-    };
+    let heard = heard_soon(&mut transport).await;
     assert!(!heard.contains("event: notice"), "交通局 is not summoned: {heard}");
 }
 
@@ -524,6 +520,14 @@ async fn the_dashboard_page_carries_a_content_security_policy() {
     assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
     let script = s.http.get(format!("{}/assets/app.js", s.base)).send().await.unwrap();
     assert_eq!(script.headers()["x-content-type-options"], "nosniff");
+}
+
+/// What a live stream sends within 800 ms (empty if nothing).
+async fn heard_soon(res: &mut reqwest::Response) -> String {
+    match tokio::time::timeout(Duration::from_millis(800), res.chunk()).await {
+        Ok(Ok(Some(chunk))) => String::from_utf8_lossy(&chunk).into_owned(),
+        _ => String::new(),
+    }
 }
 
 async fn read_sse_until(res: &mut reqwest::Response, needle: &str) -> String {
@@ -1389,11 +1393,7 @@ async fn a_district_supervisor_hears_only_its_districts_extension_requests() {
         let text = read_sse_until(stream, "【延期申请】").await;
         assert!(text.contains(&id), "{text}");
     }
-    let quiet = tokio::time::timeout(Duration::from_millis(800), west.chunk()).await;
-    let heard = match quiet {
-        Ok(Ok(Some(chunk))) => String::from_utf8_lossy(&chunk).into_owned(),
-        _ => String::new(),
-    };
+    let heard = heard_soon(&mut west).await;
     assert!(!heard.contains(&id), "西区's supervisor hears nothing of 东坝镇's case: {heard}");
 }
 
@@ -1425,11 +1425,7 @@ async fn a_district_supervisor_hears_nothing_of_the_citys_feedback() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let text = read_sse_until(&mut city, "【延期申请】").await;
     assert!(text.contains(&feedback), "{text}");
-    let quiet = tokio::time::timeout(Duration::from_millis(800), east.chunk()).await;
-    let heard = match quiet {
-        Ok(Ok(Some(chunk))) => String::from_utf8_lossy(&chunk).into_owned(),
-        _ => String::new(),
-    };
+    let heard = heard_soon(&mut east).await;
     assert!(!heard.contains(&feedback), "东区's supervisor hears nothing of the city's feedback: {heard}");
     // Past both deadlines: the whistle's breach reaches 东区's group; the feedback's does not.
     s.clock.advance(ChronoDuration::days(10));

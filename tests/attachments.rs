@@ -191,7 +191,7 @@ async fn evidence_files_go_where_the_log_is_and_come_back_the_same(backend: Back
             Arc::new(NatsLog::connect(&NatsOptions::new(server.url())).await.unwrap().files().await.unwrap())
         }
     };
-    let mut names: Vec<String> = stored.list().await.unwrap().into_iter().map(|f| f.sha256).collect();
+    let mut names: Vec<String> = stored.list().await.unwrap().into_iter().map(|f| f.name).collect();
     names.sort();
     let mut expected = vec![sha256_hex(&photo), sha256_hex(&pdf()), sha256_hex(&png(4, 1000))];
     expected.sort();

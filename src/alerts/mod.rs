@@ -157,15 +157,7 @@ impl Default for NoticeUnits {
 pub struct Supervision {
     /// Township → its district.
     pub districts: std::collections::BTreeMap<String, String>,
-    pub supervisors: Vec<SupervisorSeat>,
-}
-
-/// One supervisor: its unit, its rung of the ladder, the district it answers for (none: the city).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SupervisorSeat {
-    pub unit: String,
-    pub level: u8,
-    pub district: Option<String>,
+    pub supervisors: Vec<crate::api::auth::Supervisor>,
 }
 
 impl Supervision {

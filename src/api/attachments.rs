@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::{authenticated, command_id, parse_id, ApiError, Shared};
 use crate::domain::command::{Command, CommandBody};
 use crate::domain::files::{clean_name, detect, is_image};
+use crate::domain::State as CaseState;
 use crate::execute::replay;
 
 /// Room for the multipart framing around a file of the largest size allowed.
@@ -35,7 +36,7 @@ pub async fn upload(
     let case_id = parse_id(&id)?;
     let actor = authenticated(&state, &headers)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    super::commands::visible_case(&state, &actor, case_id).await?;
+    let read = super::commands::visible_case(&state, &actor, case_id).await?;
     let (name, bytes) = body_file(&state, &headers, query, request).await?;
     let limits = &state.org.attachments;
     if bytes.is_empty() {
@@ -63,7 +64,10 @@ pub async fn upload(
     };
     let cmd = Command::new(command_id, case_id, actor, body);
     // Refused before anything is stored: who may attach, and how many files the case has.
-    let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let records = match read {
+        Some(records) => records,
+        None => state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?,
+    };
     let current = replay(&records);
     let command = cmd.command_id.to_string();
     let repeated = records.iter().any(|r| r.msg_id.as_deref() == Some(command.as_str()));
@@ -92,9 +96,9 @@ async fn body_file(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
-    let failed = |e: &dyn std::fmt::Display| {
-        let text = e.to_string();
-        if text.contains("length limit") || text.contains("too large") {
+    // axum answers a body over the route's limit with 413: say what the limit is.
+    let failed = |status: StatusCode, text: String| {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
             too_large(state.org.attachments.max_bytes)
         } else {
             ApiError::bad_request(format!("cannot read the upload: {text}"))
@@ -102,17 +106,17 @@ async fn body_file(
     };
     if !multipart {
         let name = query.name.ok_or_else(|| ApiError::invalid_field("name", "name the file: ?name=照片.jpg"))?;
-        let bytes = Bytes::from_request(request, state).await.map_err(|e| failed(&e))?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| failed(e.status(), e.body_text()))?;
         return Ok((name, bytes));
     }
-    let mut form = Multipart::from_request(request, state).await.map_err(|e| failed(&e))?;
+    let mut form = Multipart::from_request(request, state).await.map_err(|e| failed(e.status(), e.body_text()))?;
     let mut found = None;
-    while let Some(field) = form.next_field().await.map_err(|e| failed(&e))? {
+    while let Some(field) = form.next_field().await.map_err(|e| failed(e.status(), e.body_text()))? {
         let Some(file_name) = field.file_name().map(str::to_owned) else { continue };
         if found.is_some() {
             return Err(ApiError::bad_request("send one file per request"));
         }
-        let bytes = field.bytes().await.map_err(|e| failed(&e))?;
+        let bytes = field.bytes().await.map_err(|e| failed(e.status(), e.body_text()))?;
         found = Some((query.name.clone().unwrap_or(file_name), bytes));
     }
     found.ok_or_else(|| ApiError::invalid_field("file", "the form holds no file"))
@@ -134,18 +138,21 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let case_id = parse_id(&id)?;
     let actor = authenticated(&state, &headers)?;
-    super::commands::visible_case(&state, &actor, case_id).await?;
+    let read = super::commands::visible_case(&state, &actor, case_id).await?;
     let not_found = || ApiError::not_found(format!("no file {number} on case {case_id}"));
     let number: u32 = number.parse().map_err(|_| not_found())?;
-    let view = state.views.case(case_id)?;
-    let from_views = view.as_ref().and_then(|v| v.state.attachments().iter().find(|a| a.number == number).cloned());
-    let attachment = match from_views {
-        Some(a) => a,
-        None => {
-            let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
-            replay(&records).attachments().iter().find(|a| a.number == number).cloned().ok_or_else(not_found)?
-        }
+    let find = |case: &CaseState| case.attachments().iter().find(|a| a.number == number).cloned();
+    // What the scope check read, else the views, else (a file just attached) the log.
+    let found = match read {
+        Some(records) => find(&replay(&records)),
+        None => match state.views.case(case_id)?.and_then(|v| find(&v.state)) {
+            Some(a) => Some(a),
+            None => {
+                find(&replay(&state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?))
+            }
+        },
     };
+    let attachment = found.ok_or_else(not_found)?;
     let bytes = match state.files.get(&attachment.sha256).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {

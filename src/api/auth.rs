@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::domain::event::{Actor, Role};
 use crate::domain::state::State;
@@ -93,7 +92,7 @@ fn is_default_alerts(a: &crate::alerts::AlertConfig) -> bool {
     *a == crate::alerts::AlertConfig::default()
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Supervisor {
     pub unit: String,
@@ -241,15 +240,7 @@ impl Org {
                 .iter()
                 .flat_map(|d| d.townships.iter().map(|t| (t.clone(), d.name.clone())))
                 .collect(),
-            supervisors: self
-                .supervisors
-                .iter()
-                .map(|s| crate::alerts::SupervisorSeat {
-                    unit: s.unit.clone(),
-                    level: s.level,
-                    district: s.district.clone(),
-                })
-                .collect(),
+            supervisors: self.supervisors.clone(),
         }
     }
 
@@ -440,7 +431,7 @@ pub fn new_token() -> String {
 }
 
 pub fn token_sha256(token: &str) -> String {
-    Sha256::digest(token.trim().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::domain::files::sha256_hex(token.trim().as_bytes())
 }
 
 /// Adds a token for `actor` to the token file and returns it (the only time it is shown).

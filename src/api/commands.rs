@@ -164,10 +164,14 @@ fn answer(state: &Shared, cmd: &Command, done: &Executed) -> Value {
 /// Reads a case from the log for a scope check: unknown or out of scope is 404.
 /// 404 unless the actor may see the case. The executor's cached copy answers when it shows
 /// the case to the actor (a command then still meets the log's state when it is appended);
-/// otherwise the log does.
-pub(super) async fn visible_case(state: &Shared, actor: &Actor, case_id: Uuid) -> Result<(), ApiError> {
+/// otherwise the log does, and the records read are returned for the caller to use.
+pub(super) async fn visible_case(
+    state: &Shared,
+    actor: &Actor,
+    case_id: Uuid,
+) -> Result<Option<Vec<crate::log::StoredRecord>>, ApiError> {
     if state.executor.cached_satisfies(case_id, |case| can_see(&state.org, actor, case)) {
-        return Ok(());
+        return Ok(None);
     }
     let records = state.log.read_case(case_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     // A township also sees the original of a duplicate it raised (the views know the link).
@@ -179,7 +183,7 @@ pub(super) async fn visible_case(state: &Shared, actor: &Actor, case_id: Uuid) -
     }
     // The command that follows decides on what was just read: one read per uncached command.
     state.executor.learn(case_id, &records);
-    Ok(())
+    Ok(Some(records))
 }
 
 pub async fn raise(State(state): State<Shared>, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {

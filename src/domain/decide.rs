@@ -141,7 +141,7 @@ pub fn event_id(command_id: Uuid, index: usize, now: DateTime<Utc>) -> Uuid {
 
 /// SHA-256 of an anonymous follow-up code, lower-case hex.
 pub fn follow_up_code_sha256(code: &str) -> String {
-    Sha256::digest(code.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    files::sha256_hex(code.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------

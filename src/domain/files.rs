@@ -8,7 +8,7 @@ pub const ATTACHMENTS_PER_CASE_MAX: usize = 50;
 pub const ATTACHMENT_NAME_CHARS_MAX: usize = 120;
 
 /// The kinds taken: images (shown inline), PDF and Office documents (downloaded).
-pub const ATTACHMENT_TYPES: [&str; 11] = [
+pub const ATTACHMENT_TYPES: [&str; 10] = [
     "image/jpeg",
     "image/png",
     "image/gif",
@@ -18,7 +18,6 @@ pub const ATTACHMENT_TYPES: [&str; 11] = [
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "application/msword",
     "application/x-ole-storage",
 ];
 
@@ -93,6 +92,12 @@ pub fn clean_name(name: &str) -> Option<String> {
     };
     let keep = ATTACHMENT_NAME_CHARS_MAX - ext.chars().count();
     Some(cleaned.chars().take(keep).collect::<String>() + &ext)
+}
+
+/// The SHA-256 of `bytes`, as lowercase hex (how this service names files and stores hashes).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether a text is a SHA-256 as this service writes it: 64 lowercase hex digits.

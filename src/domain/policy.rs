@@ -95,10 +95,6 @@ impl SlaPolicy {
         self
     }
 
-    pub fn top_level(&self) -> u8 {
-        self.top_level
-    }
-
     /// When each escalation above level 2 is due, for a clock of `kind` whose level-2
     /// escalation is at `level_two`: levels 3 to the top, in order.
     pub fn later_escalations(

@@ -12,6 +12,7 @@
 pub mod embedded;
 pub mod frame;
 pub mod nats;
+pub mod object_store;
 
 use std::pin::Pin;
 

@@ -173,8 +173,8 @@ impl NatsLog {
     }
 
     /// The evidence-file bucket, replicated like the stream.
-    pub async fn files(&self) -> Result<crate::files::NatsFiles, crate::files::FileError> {
-        crate::files::NatsFiles::open(&self.js, self.replicas).await
+    pub async fn files(&self) -> Result<super::object_store::NatsFiles, crate::files::FileError> {
+        super::object_store::NatsFiles::open(&self.js, self.replicas).await
     }
 
     /// The connection, for publishing alerts on core NATS subjects.
