@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
+use super::codec;
 use super::keys::{
     alert_count_key, alert_key, attachment_key, calendar_key, dead_letter_key, follow_up_key, index_key, list_keys,
     open_alert_key, stats_key, status_list_prefix, ARMED_COUNT_KEY, DEAD_LETTER_COUNT_KEY, FILES_COUNT_KEY,
@@ -23,6 +24,7 @@ use crate::log::StoredRecord;
 const DEAD_LETTER_PAYLOAD_MAX: usize = 64 * 1024;
 
 /// What the projector needs to derive views: the policy and the calendar so far.
+#[derive(Clone)]
 pub struct Context {
     pub policy: SlaPolicy,
     pub calendar: Calendar,
@@ -39,8 +41,103 @@ pub enum Applied {
     DeadLetter(String),
 }
 
+/// Where records are applied: one batch's [`Overlay`] on the stored views, or a
+/// [`super::fold::Fold`] of the whole log into fresh views. Both give the same views.
+pub trait ViewTarget {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ViewError>;
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>);
+    fn remove(&mut self, key: Vec<u8>);
+    /// The case as applied so far (a fresh, empty view if it does not exist yet).
+    fn case(&mut self, case_id: Uuid) -> Result<CaseView, ViewError>;
+    /// Stores a case's new view in place of `before`, with what is derived from it (index
+    /// entries, list memberships, statistics).
+    fn store_case(&mut self, before: &CaseView, after: CaseView) -> Result<(), ViewError>;
+    /// Every case that may have a running clock: open ones, and any with a pending alert.
+    fn cases_with_clocks(&mut self) -> Result<BTreeSet<Uuid>, ViewError>;
+    /// An alert view raised or acknowledged by the record being applied.
+    fn alert(&mut self, alert: AlertView);
+
+    fn put_json<T: serde::Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.put(key, codec::encode(value));
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ViewError> {
+        match self.get(key)? {
+            Some(v) => super::views::decode(key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds `delta` to the counter under `key`. A counter at zero is no key at all, so that
+    /// views folded at once and views projected record by record hold the same keys.
+    fn add_counter(&mut self, key: Vec<u8>, delta: i64) -> Result<(), ViewError> {
+        let current = match self.get(&key)? {
+            Some(v) => super::keys::u64_from(&v).map_err(|message| super::views::corrupt(&key, message))?,
+            None => 0,
+        };
+        let next = current.checked_add_signed(delta).ok_or_else(|| {
+            super::views::corrupt(
+                &key,
+                format!("counter {current} would go to {}", i128::from(current) + i128::from(delta)),
+            )
+        })?;
+        match next {
+            0 => self.remove(key),
+            n => self.put(key, n.to_be_bytes().to_vec()),
+        }
+        Ok(())
+    }
+}
+
+impl ViewTarget for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ViewError> {
+        Overlay::get(self, key)
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        Overlay::put(self, key, value);
+    }
+
+    fn remove(&mut self, key: Vec<u8>) {
+        Overlay::remove(self, key);
+    }
+
+    fn case(&mut self, case_id: Uuid) -> Result<CaseView, ViewError> {
+        Overlay::case(self, case_id)
+    }
+
+    fn store_case(&mut self, before: &CaseView, after: CaseView) -> Result<(), ViewError> {
+        replace_derived(self, before, &after)?;
+        self.set_case(after);
+        Ok(())
+    }
+
+    fn cases_with_clocks(&mut self) -> Result<BTreeSet<Uuid>, ViewError> {
+        let mut cases: BTreeSet<Uuid> = self.index_entries()?.into_iter().map(|e| e.case_id).collect();
+        for kind in ["whistle", "feedback"] {
+            cases.extend(self.list_case_ids(&status_list_prefix(kind, Some("open")))?);
+        }
+        Ok(cases)
+    }
+
+    fn alert(&mut self, alert: AlertView) {
+        self.alerts.push(alert);
+    }
+}
+
+/// Whether a case belongs in [`ViewTarget::cases_with_clocks`]: it has a pending alert, or it is
+/// in an open status list. Decided from the keys derived from it, as the overlay decides it.
+pub fn may_have_running_clock(view: &CaseView) -> bool {
+    let open = [status_list_prefix("whistle", Some("open")), status_list_prefix("feedback", Some("open"))];
+    derived_keys(view).keys().any(|k| k.starts_with(b"i:") || open.iter().any(|p| k.starts_with(p)))
+}
+
 /// Applies one record. A record that cannot be used becomes a dead letter.
-pub fn apply_record(ctx: &mut Context, overlay: &mut Overlay, record: &StoredRecord) -> Result<Applied, ViewError> {
+pub fn apply_record<T: ViewTarget>(
+    ctx: &mut Context,
+    overlay: &mut T,
+    record: &StoredRecord,
+) -> Result<Applied, ViewError> {
     let commit = match record.decode().and_then(|c| check_events(&c.events).map(|()| c)) {
         Ok(commit) => commit,
         Err(reason) => {
@@ -75,19 +172,23 @@ pub fn apply_record(ctx: &mut Context, overlay: &mut Overlay, record: &StoredRec
     }
     view.last_position = record.position;
     view.rearm(&ctx.policy, &ctx.calendar);
-    replace_derived(overlay, &before, &view)?;
     write_alerts(overlay, &view, &commit.events, record.position)?;
     for (original, linked) in links {
         follow_original(overlay, &view, original, linked)?;
     }
-    overlay.set_case(view);
+    overlay.store_case(&before, view)?;
     Ok(Applied::Events(commit.events.len()))
 }
 
 /// Records (or removes) a duplicate on its original's view, in the same batch: the unit that
 /// raised the duplicate then follows the original (sees it, lists it, hears its notices). The
 /// original's log position is left alone: it is the expected position of its own next append.
-fn follow_original(overlay: &mut Overlay, duplicate: &CaseView, original: Uuid, linked: bool) -> Result<(), ViewError> {
+fn follow_original<T: ViewTarget>(
+    overlay: &mut T,
+    duplicate: &CaseView,
+    original: Uuid,
+    linked: bool,
+) -> Result<(), ViewError> {
     let before = overlay.case(original)?;
     if !before.state.exists() {
         return Ok(());
@@ -97,9 +198,7 @@ fn follow_original(overlay: &mut Overlay, duplicate: &CaseView, original: Uuid, 
     if linked {
         after.duplicates.push(LinkedDuplicate { case_id: duplicate.case_id, unit: duplicate.raising_unit() });
     }
-    replace_derived(overlay, &before, &after)?;
-    overlay.set_case(after);
-    Ok(())
+    overlay.store_case(&before, after)
 }
 
 /// Checks what serde cannot: a known schema version, at least one event.
@@ -168,10 +267,10 @@ fn replace_derived(overlay: &mut Overlay, before: &CaseView, after: &CaseView) -
     Ok(())
 }
 
-type CellKey = (StatsDimension, String, String);
+pub type CellKey = (StatsDimension, String, String);
 
 /// A case's statistics contributions, one cell per key.
-fn summed_contributions(view: &CaseView) -> BTreeMap<CellKey, StatsCell> {
+pub fn summed_contributions(view: &CaseView) -> BTreeMap<CellKey, StatsCell> {
     let mut cells: BTreeMap<CellKey, StatsCell> = BTreeMap::new();
     for (key, cell) in contributions(view) {
         cells.entry(key).or_default().add(&cell, 1);
@@ -181,7 +280,7 @@ fn summed_contributions(view: &CaseView) -> BTreeMap<CellKey, StatsCell> {
 
 /// Keys a case view owns besides its own record: index entries (with their values) and list
 /// memberships (empty values).
-fn derived_keys(view: &CaseView) -> BTreeMap<Vec<u8>, Option<IndexEntry>> {
+pub fn derived_keys(view: &CaseView) -> BTreeMap<Vec<u8>, Option<IndexEntry>> {
     let mut keys: BTreeMap<Vec<u8>, Option<IndexEntry>> =
         view.pending_alerts().into_iter().map(|entry| (index_key(&entry), Some(entry))).collect();
     if let (Some(kind), Some(status)) = (view.kind(), view.status()) {
@@ -201,7 +300,12 @@ fn derived_keys(view: &CaseView) -> BTreeMap<Vec<u8>, Option<IndexEntry>> {
 }
 
 /// Alert views for the SLA events and acknowledgements of this commit.
-fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], position: u64) -> Result<(), ViewError> {
+fn write_alerts<T: ViewTarget>(
+    overlay: &mut T,
+    view: &CaseView,
+    events: &[Event],
+    position: u64,
+) -> Result<(), ViewError> {
     for event in events {
         match &event.body {
             EventBody::SlaWarned { .. } | EventBody::SlaBreached { .. } | EventBody::SlaEscalated { .. } => {
@@ -212,7 +316,7 @@ fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], positi
                 }
                 overlay.put_json(alert_key(alert.alert_id), &alert);
                 overlay.put(open_alert_key(alert.alert_id), Vec::new());
-                overlay.alerts.push(alert);
+                overlay.alert(alert);
             }
             EventBody::AlertAcknowledged { alert_id } => {
                 let key = alert_key(*alert_id);
@@ -224,7 +328,7 @@ fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], positi
                     stored.acknowledged_at = Some(event.at);
                     overlay.put_json(key, &stored);
                     overlay.remove(open_alert_key(*alert_id));
-                    overlay.alerts.push(stored);
+                    overlay.alert(stored);
                 }
             }
             _ => {}
@@ -234,9 +338,9 @@ fn write_alerts(overlay: &mut Overlay, view: &CaseView, events: &[Event], positi
 }
 
 /// Loads a published year into the calendar and recomputes every case with armed clocks.
-fn publish_calendar(
+fn publish_calendar<T: ViewTarget>(
     ctx: &mut Context,
-    overlay: &mut Overlay,
+    overlay: &mut T,
     year: i32,
     notice: &str,
     holidays: &[HolidayRange],
@@ -247,18 +351,12 @@ fn publish_calendar(
     ctx.calendar.load(&schedule);
     ctx.publications += 1;
     overlay.put_json(calendar_key(year), &schedule);
-    // Every case that may have a running clock: open ones, and any with a pending alert.
-    let mut cases: BTreeSet<Uuid> = overlay.index_entries()?.into_iter().map(|e| e.case_id).collect();
-    for kind in ["whistle", "feedback"] {
-        cases.extend(overlay.list_case_ids(&status_list_prefix(kind, Some("open")))?);
-    }
-    for case_id in cases {
+    for case_id in overlay.cases_with_clocks()? {
         let before = overlay.case(case_id)?;
         let mut after = before.clone();
         after.rearm(&ctx.policy, &ctx.calendar);
         if after != before {
-            replace_derived(overlay, &before, &after)?;
-            overlay.set_case(after);
+            overlay.store_case(&before, after)?;
         }
     }
     Ok(())

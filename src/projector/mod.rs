@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod codec;
+pub mod fold;
 pub mod keys;
 pub mod model;
 pub mod stats;
@@ -24,7 +25,8 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use crate::domain::{Calendar, SlaPolicy};
 use crate::log::{EventLog, LogError, StoredRecord};
-use apply::{apply_record, Applied, Context};
+use apply::{apply_record, Applied, Context, ViewTarget};
+use fold::Fold;
 use model::AlertView;
 use views::{Overlay, ViewCache, ViewError, Views};
 
@@ -40,6 +42,9 @@ const STALL_CHECK_PERIOD: Duration = Duration::from_secs(1);
 const COMPACT_CHECK_BATCHES: u64 = 64;
 /// Views are compacted only while the projector is at least this many records behind the log.
 const COMPACT_BACKLOG_MIN: u64 = 10_000;
+/// Empty views are filled by a fold of the log ([`fold`]) when it holds at least this many
+/// records; fewer are projected record by record.
+pub const FOLD_RECORDS_MIN: u64 = 1_000;
 /// Pause before trying failed views again.
 const VIEWS_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -173,44 +178,103 @@ impl Projector {
         let mut totals = self.totals;
         let publications = self.ctx.publications;
         for record in records {
-            match apply_record(&mut self.ctx, &mut overlay, record)? {
-                Applied::Events(n) => totals.events += n as u64,
-                Applied::DeadLetter(reason) if strict => {
-                    return Err(ProjectorError::Poison {
-                        position: record.position,
-                        subject: record.subject.clone(),
-                        reason,
-                    });
-                }
-                Applied::DeadLetter(reason) => {
-                    tracing::error!(position = record.position, subject = %record.subject, "dead letter: {reason}");
-                    totals.dead_letters += 1;
-                }
-            }
-            totals.records += 1;
+            apply_counted(&mut self.ctx, &mut overlay, record, strict, &mut totals)?;
         }
         let live_alerts: Vec<AlertView> =
             std::mem::take(&mut overlay.alerts).into_iter().filter(|a| a.position > self.live_after).collect();
         let (writes, values) = overlay.finish(last.position);
         self.views.apply(&writes)?;
         self.cache.absorb(values);
-        if self.ctx.publications != publications {
+        self.totals = totals;
+        self.announce(last.position, publications, live_alerts);
+        Ok(last.position)
+    }
+
+    /// Tells the rest of the service that the views now reach `position`.
+    fn announce(&mut self, position: u64, publications_before: u64, live_alerts: Vec<AlertView>) {
+        if self.ctx.publications != publications_before {
             self.calendar.send_replace(Arc::new(self.ctx.calendar.clone()));
         }
         for alert in live_alerts {
             // No listener is not an error.
             let _ = self.alerts.send(alert);
         }
-        self.totals = totals;
         // After a reopen the views may restart below what was already announced: the
         // checkpoint others wait on never goes back.
         self.checkpoint.send_if_modified(|c| {
-            let moved = last.position > *c;
-            *c = (*c).max(last.position);
+            let moved = position > *c;
+            *c = (*c).max(position);
             moved
         });
         self.applied.notify_waiters();
-        Ok(last.position)
+    }
+
+    /// Fills empty views with a fold of the log up to `head` ([`fold`]): every record applied
+    /// in memory, then the whole views written at once in place of the empty ones. Returns
+    /// false, with the views untouched, when `stop` turned true first. After a log failure the
+    /// records folded before it are installed and the failure returned.
+    async fn fold(
+        &mut self,
+        log: &dyn EventLog,
+        head: u64,
+        strict: bool,
+        stop: Option<&watch::Receiver<bool>>,
+        on_batch: &mut impl FnMut(u64, u64),
+    ) -> Result<bool, ProjectorError> {
+        let started = Instant::now();
+        let mut ctx = self.ctx.clone();
+        let mut fold = Fold::new(self.live_after);
+        let mut totals = self.totals;
+        let mut last = 0;
+        let mut failure = None;
+        let mut batches = log.subscribe(1).await?.ready_chunks(BATCH_RECORDS_MAX);
+        while last < head {
+            if stop.is_some_and(|s| *s.borrow()) {
+                return Ok(false);
+            }
+            let Some(batch) = next_batch(&mut batches).await else { break };
+            let (records, failed) = split_ok(batch);
+            for record in records.iter().take_while(|r| r.position <= head) {
+                fold.at(record.position);
+                apply_counted(&mut ctx, &mut fold, record, strict, &mut totals)?;
+                last = record.position;
+            }
+            on_batch(last, head);
+            if failed.is_some() {
+                failure = failed;
+                break;
+            }
+        }
+        if last > 0 {
+            let live_alerts = std::mem::take(&mut fold.alerts);
+            let views = self.views.clone();
+            let folded_at = started.elapsed();
+            let installed = tokio::task::spawn_blocking(move || {
+                let folded = fold.finish(last)?;
+                views.install(&folded.entries).map(|c| (c, folded.entries.len(), folded.cases))
+            })
+            .await
+            .map_err(|e| ViewError::Storage(format!("fold task failed: {e}")))??;
+            let (compaction, keys, cases) = installed;
+            tracing::info!(
+                records = totals.records - self.totals.records,
+                cases,
+                keys,
+                bytes = compaction.bytes_after,
+                fold_seconds = folded_at.as_secs_f64(),
+                seconds = started.elapsed().as_secs_f64(),
+                "views folded from the log"
+            );
+            let publications = self.ctx.publications;
+            self.ctx = ctx;
+            self.totals = totals;
+            self.cache = ViewCache::default();
+            self.announce(last, publications, live_alerts);
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(true),
+        }
     }
 
     /// Follows the log until `stop` turns true, resubscribing after log failures and reopening
@@ -229,6 +293,26 @@ impl Projector {
 
     /// Applies records as they come until the stream ends or fails (Ok) or the views fail.
     async fn follow(&mut self, log: &dyn EventLog, stop: &mut watch::Receiver<bool>) -> Result<(), ProjectorError> {
+        if self.views.checkpoint()? == 0 {
+            match log.head().await {
+                Ok(head) if head >= FOLD_RECORDS_MIN => {
+                    match self.fold(log, head, false, Some(stop), &mut |_, _| {}).await {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(()),
+                        Err(ProjectorError::Log(e)) => {
+                            tracing::warn!("log stream failed while folding, resubscribing: {e}");
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("projector cannot read the log's head: {e}");
+                    return Ok(());
+                }
+            }
+        }
         let from = self.views.checkpoint()? + 1;
         let stream = match log.subscribe(from).await {
             Ok(s) => s,
@@ -367,6 +451,13 @@ impl Projector {
         if checkpoint >= head {
             return Ok(self.totals);
         }
+        if checkpoint == 0 && head >= FOLD_RECORDS_MIN {
+            self.fold(log, head, strict, None, &mut on_batch).await?;
+            checkpoint = self.views.checkpoint()?;
+            if checkpoint >= head {
+                return Ok(self.totals);
+            }
+        }
         let mut batches = log.subscribe(checkpoint + 1).await?.ready_chunks(BATCH_RECORDS_MAX);
         while checkpoint < head {
             let Some(batch) = next_batch(&mut batches).await else { break };
@@ -402,6 +493,29 @@ async fn next_batch(batches: &mut Batches) -> Option<Vec<Result<StoredRecord, Lo
     Some(batch)
 }
 
+/// Applies one record to `target`, counting it in `totals`. In strict mode a dead letter is
+/// an error.
+fn apply_counted<T: ViewTarget>(
+    ctx: &mut Context,
+    target: &mut T,
+    record: &StoredRecord,
+    strict: bool,
+    totals: &mut Totals,
+) -> Result<(), ProjectorError> {
+    match apply_record(ctx, target, record)? {
+        Applied::Events(n) => totals.events += n as u64,
+        Applied::DeadLetter(reason) if strict => {
+            return Err(ProjectorError::Poison { position: record.position, subject: record.subject.clone(), reason });
+        }
+        Applied::DeadLetter(reason) => {
+            tracing::error!(position = record.position, subject = %record.subject, "dead letter: {reason}");
+            totals.dead_letters += 1;
+        }
+    }
+    totals.records += 1;
+    Ok(())
+}
+
 /// The records of a batch up to the first error, and that error.
 fn split_ok(batch: Vec<Result<StoredRecord, LogError>>) -> (Vec<StoredRecord>, Option<LogError>) {
     let mut records = Vec::with_capacity(batch.len());
@@ -414,23 +528,24 @@ fn split_ok(batch: Vec<Result<StoredRecord, LogError>>) -> (Vec<StoredRecord>, O
     (records, None)
 }
 
-/// Drops the views and projects the whole log again, stopping at the first poison record.
+/// Drops the views and folds the whole log into fresh ones ([`fold`]), stopping at the first
+/// poison record. A fresh copy: a rebuild leaves no space behind, however often it is run.
 pub async fn rebuild(
     views: Views,
     log: &dyn EventLog,
     policy: SlaPolicy,
     calendar: Calendar,
-    on_batch: impl FnMut(u64, u64),
+    mut on_batch: impl FnMut(u64, u64),
 ) -> Result<(Totals, String), ProjectorError> {
     views.reset()?;
     let mut projector = Projector::new(views, policy, calendar)?;
     let started = Instant::now();
+    let head = log.head().await?;
+    if head > 0 {
+        projector.fold(log, head, true, None, &mut on_batch).await?;
+    }
+    // Appended while folding.
     let totals = projector.catch_up(log, true, on_batch).await?;
-    // A fresh copy: a rebuild leaves no space behind, however often it is run.
-    let views = projector.views.clone();
-    tokio::task::spawn_blocking(move || views.compact())
-        .await
-        .map_err(|e| ViewError::Storage(format!("compaction task failed: {e}")))??;
     tracing::info!(records = totals.records, seconds = started.elapsed().as_secs_f64(), "rebuild finished");
     Ok((totals, projector.views.digest()?))
 }
