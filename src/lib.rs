@@ -13,6 +13,10 @@
 //!
 //! Every state change is an event; views and alerts are derived from the log of events.
 
+// The allocator the binary uses; linked into the library too, whose fold asks it to give
+// memory back (projector::fold::release_freed_memory).
+extern crate mimalloc;
+
 pub mod alerts;
 pub mod api;
 pub mod bench;

@@ -154,6 +154,19 @@ async fn a_fold_equals_projecting_record_by_record(backend: Backend) {
     assert_eq!(totals.dead_letters, 1);
     assert_eq!(fresh.digest().unwrap(), projected, "a fold of {head} records equals projecting them record by record");
     fresh.verify().unwrap();
+
+    // A fold that fills up installs what it holds; the rest is projected record by record.
+    let capped = Views::open(dir.path().join("capped")).unwrap();
+    let mut folding = Projector::new(capped.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
+    folding.set_fold_cases_max(100);
+    // What the views hold as each batch ends: nothing while folding, then the fold's cases and
+    // more with each batch projected after it.
+    let mut stored = Vec::new();
+    let watched = capped.clone();
+    folding.catch_up(log, false, |_, _| stored.push(watched.checkpoint().unwrap())).await.unwrap();
+    assert_eq!(capped.compactions(), folds + 1);
+    assert!(stored.iter().any(|c| *c > 0 && *c < head), "projected on after a partial fold: {stored:?}");
+    assert_eq!(capped.digest().unwrap(), projected, "a fold of 100 cases, then record by record");
 }
 
 on_both!(a_fold_equals_projecting_record_by_record);

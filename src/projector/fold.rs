@@ -68,6 +68,11 @@ impl Fold {
         }
     }
 
+    /// Cases folded so far.
+    pub fn cases(&self) -> usize {
+        self.cases.len()
+    }
+
     /// Marks the record being applied (for which alerts are live).
     pub fn at(&mut self, position: u64) {
         self.position = position;
@@ -225,4 +230,17 @@ impl ViewTarget for Fold {
             self.alerts.push(alert);
         }
     }
+}
+
+extern "C" {
+    /// mimalloc (the global allocator): frees what the calling thread's heap holds of blocks
+    /// freed by other threads, and gives unused memory back to the system.
+    fn mi_collect(force: bool);
+}
+
+/// Gives the memory a fold used back to the system: its blocks were allocated and freed on
+/// several threads, and the allocator keeps such memory until asked.
+pub fn release_freed_memory() {
+    // SAFETY: mi_collect takes no pointers and may be called from any thread at any time.
+    unsafe { mi_collect(true) }
 }

@@ -45,6 +45,10 @@ const COMPACT_BACKLOG_MIN: u64 = 10_000;
 /// Empty views are filled by a fold of the log ([`fold`]) when it holds at least this many
 /// records; fewer are projected record by record.
 pub const FOLD_RECORDS_MIN: u64 = 1_000;
+/// A fold stops taking records once it holds this many cases (~2 kB each at its peak) and
+/// installs what it has; the rest of the log is projected record by record. This bounds the
+/// memory a first start over a very long log needs.
+pub const FOLD_CASES_MAX: usize = 262_144;
 /// Pause before trying failed views again.
 const VIEWS_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -97,6 +101,8 @@ pub struct Projector {
     live_after: u64,
     /// Batches applied since the last look at the views' size.
     batches_since_compact_check: u64,
+    /// Most cases a fold holds ([`FOLD_CASES_MAX`]).
+    fold_cases_max: usize,
 }
 
 /// Alert views buffered for slow live-stream listeners; one further behind misses some and
@@ -135,6 +141,7 @@ impl Projector {
             alerts,
             live_after: start,
             batches_since_compact_check: 0,
+            fold_cases_max: FOLD_CASES_MAX,
         })
     }
 
@@ -153,6 +160,12 @@ impl Projector {
     }
 
     /// Treats records up to `position` as replay: their alerts are not broadcast.
+    /// Sets the most cases a fold holds before it installs what it has (for tests of a fold
+    /// that stops early).
+    pub fn set_fold_cases_max(&mut self, cases: usize) {
+        self.fold_cases_max = cases.max(1);
+    }
+
     pub fn set_live_after(&mut self, position: u64) {
         self.live_after = position;
     }
@@ -210,7 +223,8 @@ impl Projector {
     }
 
     /// Fills empty views with a fold of the log up to `head` ([`fold`]): every record applied
-    /// in memory, then the whole views written at once in place of the empty ones. Returns
+    /// in memory, then the whole views written at once in place of the empty ones (up to
+    /// [`FOLD_CASES_MAX`] cases: the records after are left to record-by-record projection). Returns
     /// false, with the views untouched, when `stop` turned true first. After a log failure the
     /// records folded before it are installed and the failure returned.
     async fn fold(
@@ -244,6 +258,14 @@ impl Projector {
                 failure = failed;
                 break;
             }
+            if fold.cases() >= self.fold_cases_max {
+                tracing::info!(
+                    cases = fold.cases(),
+                    position = last,
+                    "the fold is full: the rest is projected record by record"
+                );
+                break;
+            }
         }
         if last > 0 {
             let live_alerts = std::mem::take(&mut fold.alerts);
@@ -251,10 +273,14 @@ impl Projector {
             let folded_at = started.elapsed();
             let installed = tokio::task::spawn_blocking(move || {
                 let folded = fold.finish(last)?;
-                views.install(&folded.entries).map(|c| (c, folded.entries.len(), folded.cases))
+                let installed = views.install(&folded.entries).map(|c| (c, folded.entries.len(), folded.cases));
+                drop(folded);
+                fold::release_freed_memory();
+                installed
             })
             .await
             .map_err(|e| ViewError::Storage(format!("fold task failed: {e}")))??;
+            fold::release_freed_memory();
             let (compaction, keys, cases) = installed;
             tracing::info!(
                 records = totals.records - self.totals.records,
