@@ -5,6 +5,8 @@
 #[path = "support/backends.rs"]
 #[macro_use]
 mod backends;
+#[path = "support/domain.rs"]
+mod domain;
 #[path = "support/nats_server.rs"]
 mod nats_server;
 #[path = "support/serve_process.rs"]
@@ -20,7 +22,6 @@ use serde_json::{json, Value};
 use serve_process::{add_token, json_of, ServeProcess};
 use uuid::Uuid;
 use whistle::domain::command::{Command, CommandBody};
-use whistle::domain::event::{Actor, Role, Urgency};
 use whistle::domain::{Calendar, SlaPolicy};
 use whistle::execute::execute;
 use whistle::files::{sha256_hex, sweep_orphans, FileStore, FolderFiles};
@@ -216,15 +217,8 @@ async fn the_sweeper_removes_only_old_files_no_event_names(backend: Backend) {
     let mut projector = Projector::new(views.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
     let now = chrono::Utc::now();
     let case = Uuid::now_v7();
-    let township = Actor::new(Role::Township, "东坝镇");
-    let raise = CommandBody::RaiseWhistle {
-        title: "河道".into(),
-        description: "d".into(),
-        departments: vec!["住建局".into()],
-        category: None,
-        location: None,
-        urgency: Urgency::Normal,
-    };
+    let township = domain::township();
+    let raise = domain::raise(&[domain::HOUSING]);
     execute(log.as_ref(), &Command::new(Uuid::now_v7(), case, township.clone(), raise), now).await.unwrap();
     let attach = |bytes: &[u8]| CommandBody::AddAttachment {
         name: "a.png".into(),

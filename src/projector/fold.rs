@@ -18,7 +18,7 @@ use super::apply::{derived_keys, may_have_running_clock, summed_contributions, V
 use super::codec;
 use super::keys::{case_key, stats_key, ARMED_COUNT_KEY, CHECKPOINT_KEY, FORMAT_KEY};
 use super::model::{AlertView, CaseView, StatsCell};
-use super::views::{decode, ViewError, VIEWS_FORMAT};
+use super::views::{decode, fold_threads, ViewError, VIEWS_FORMAT};
 
 /// Case views kept decoded, per generation: when a generation fills, the cases of the one
 /// before it that no record touched since are packed, and decoded again when one is touched.
@@ -29,6 +29,27 @@ enum Slot {
     /// Decoded, last touched in this generation (boxed: a slot is as small as a packed one).
     Decoded(Box<CaseView>, u64),
     Packed(Vec<u8>),
+}
+
+impl Slot {
+    /// The case's view, decoded if it is packed.
+    fn view(&self, case_id: Uuid) -> Result<CaseView, ViewError> {
+        match self {
+            Slot::Decoded(view, _) => Ok(view.as_ref().clone()),
+            Slot::Packed(bytes) => decode(&case_key(case_id), bytes),
+        }
+    }
+
+    /// The case's view and its encoded bytes, each made from the other as needed.
+    fn into_view_and_bytes(self, case_id: Uuid) -> Result<(CaseView, Vec<u8>), ViewError> {
+        match self {
+            Slot::Decoded(view, _) => {
+                let bytes = codec::encode(&view);
+                Ok((*view, bytes))
+            }
+            Slot::Packed(bytes) => Ok((decode(&case_key(case_id), &bytes)?, bytes)),
+        }
+    }
 }
 
 /// The views of a log folded so far, in memory.
@@ -78,13 +99,6 @@ impl Fold {
         self.position = position;
     }
 
-    fn view_of(&self, slot: &Slot, case_id: Uuid) -> Result<CaseView, ViewError> {
-        match slot {
-            Slot::Decoded(view, _) => Ok(view.as_ref().clone()),
-            Slot::Packed(bytes) => decode(&case_key(case_id), bytes),
-        }
-    }
-
     /// Starts a generation: packs the cases of the one before last that were not touched since.
     fn next_generation(&mut self) {
         for case_id in std::mem::replace(&mut self.old, std::mem::take(&mut self.young)) {
@@ -104,7 +118,7 @@ impl Fold {
     pub fn finish(self, checkpoint: u64) -> Result<Folded, ViewError> {
         let cases = self.cases.len();
         let slots: Vec<(Uuid, Slot)> = self.cases.into_iter().collect();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FINISH_THREADS_MAX);
+        let threads = fold_threads();
         let parts: Vec<Derived> = std::thread::scope(|scope| {
             let mut rest = slots;
             let mut handles = Vec::new();
@@ -148,9 +162,6 @@ impl Fold {
     }
 }
 
-/// Threads deriving the keys of folded cases.
-const FINISH_THREADS_MAX: usize = 4;
-
 /// What part of the cases comes to: their keys and values, statistics, armed clocks.
 struct Derived {
     entries: Vec<(Vec<u8>, Vec<u8>)>,
@@ -162,14 +173,7 @@ struct Derived {
 fn derive(slots: Vec<(Uuid, Slot)>) -> Result<Derived, ViewError> {
     let mut out = Derived { entries: Vec::with_capacity(slots.len() * 8), stats: HashMap::new(), armed: 0 };
     for (case_id, slot) in slots {
-        let key = case_key(case_id);
-        let (view, bytes) = match slot {
-            Slot::Decoded(view, _) => {
-                let bytes = codec::encode(&view);
-                (*view, bytes)
-            }
-            Slot::Packed(bytes) => (decode(&key, &bytes)?, bytes),
-        };
+        let (view, bytes) = slot.into_view_and_bytes(case_id)?;
         for (derived, entry) in derived_keys(&view) {
             out.armed += u64::from(entry.is_some());
             out.entries.push((derived, entry.map(|e| codec::encode(&e)).unwrap_or_default()));
@@ -177,7 +181,7 @@ fn derive(slots: Vec<(Uuid, Slot)>) -> Result<Derived, ViewError> {
         for ((dimension, unit, date), cell) in summed_contributions(&view) {
             out.stats.entry(stats_key(dimension, &unit, &date)).or_default().add(&cell, 1);
         }
-        out.entries.push((key, bytes));
+        out.entries.push((case_key(case_id), bytes));
     }
     Ok(out)
 }
@@ -197,7 +201,7 @@ impl ViewTarget for Fold {
 
     fn case(&mut self, case_id: Uuid) -> Result<CaseView, ViewError> {
         match self.cases.get(&case_id) {
-            Some(slot) => self.view_of(slot, case_id),
+            Some(slot) => slot.view(case_id),
             None => Ok(CaseView::new(case_id)),
         }
     }
@@ -218,7 +222,7 @@ impl ViewTarget for Fold {
     fn cases_with_clocks(&mut self) -> Result<BTreeSet<Uuid>, ViewError> {
         let mut out = BTreeSet::new();
         for (case_id, slot) in &self.cases {
-            if may_have_running_clock(&self.view_of(slot, *case_id)?) {
+            if may_have_running_clock(&slot.view(*case_id)?) {
                 out.insert(*case_id);
             }
         }

@@ -159,13 +159,13 @@ impl Projector {
         self.alerts.subscribe()
     }
 
-    /// Treats records up to `position` as replay: their alerts are not broadcast.
     /// Sets the most cases a fold holds before it installs what it has (for tests of a fold
     /// that stops early).
     pub fn set_fold_cases_max(&mut self, cases: usize) {
         self.fold_cases_max = cases.max(1);
     }
 
+    /// Treats records up to `position` as replay: their alerts are not broadcast.
     pub fn set_live_after(&mut self, position: u64) {
         self.live_after = position;
     }
@@ -275,6 +275,8 @@ impl Projector {
                 let folded = fold.finish(last)?;
                 let installed = views.install(&folded.entries).map(|c| (c, folded.entries.len(), folded.cases));
                 drop(folded);
+                // Once on this thread and once on the projector's: each heap keeps what other
+                // threads freed of its blocks until it is asked.
                 fold::release_freed_memory();
                 installed
             })

@@ -14,10 +14,10 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::apply::ViewTarget;
 use super::codec;
 use super::keys::*;
 use super::model::{AlertView, CaseView, DeadLetter, IndexEntry, StatsCell, StatsDimension};
@@ -110,8 +110,13 @@ pub const COMPACT_SLACK_BYTES: u64 = 256 * 1024 * 1024;
 /// A fresh copy of the views takes about this many bytes on disk per byte of keys and values
 /// (sled's pages, measured: 2.7 for `whistle sim` views).
 const FRESH_BYTES_PER_LIVE_BYTE: u64 = 3;
-/// Threads writing a fold into a fresh database, each its own part of the keys.
-const WRITE_THREADS_MAX: usize = 4;
+/// Most threads a fold's work (deriving keys, writing them) is split over.
+const FOLD_THREADS_MAX: usize = 4;
+
+/// Threads a fold's work is split over: one per core, at most [`FOLD_THREADS_MAX`].
+pub(super) fn fold_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FOLD_THREADS_MAX)
+}
 /// Entries per batch when copying into a fresh database.
 const COPY_BATCH_ENTRIES: usize = 8_192;
 
@@ -767,19 +772,8 @@ impl<'a> Overlay<'a> {
         self.writes.insert(key, Some(value));
     }
 
-    pub fn put_json<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
-        self.put(key, codec::encode(value));
-    }
-
     pub fn remove(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
-    }
-
-    pub fn get_json<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ViewError> {
-        match self.get(key)? {
-            Some(v) => decode(key, &v).map(Some),
-            None => Ok(None),
-        }
     }
 
     /// The case as of this batch so far (a fresh, empty view if it does not exist yet).
@@ -908,8 +902,7 @@ fn write_sorted(to: &sled::Tree, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<u64, 
         }
         Ok(bytes)
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, WRITE_THREADS_MAX);
-    let part = entries.len().div_ceil(threads).max(1);
+    let part = entries.len().div_ceil(fold_threads()).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = entries.chunks(part).map(|chunk| scope.spawn(move || write(chunk))).collect();
         handles.into_iter().try_fold(0, |sum, h| {
