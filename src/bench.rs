@@ -571,9 +571,10 @@ async fn alert_latency(backend: &'static str, nats: Option<&NatsOptions>, sizes:
     let far = Utc::now() + chrono::Duration::days(3);
     say(&format!("alerts {backend}: arming {} clocks that are not due", sizes.armed));
     raise_open(handle.log().as_ref(), sizes.armed, |i| far + chrono::Duration::seconds(i as i64)).await?;
+    let log_bytes = handle.log().stored_bytes().await.map_err(|e| e.to_string())?.unwrap_or(0);
     // The embedded log is one process's: the lone service takes it while it runs.
     handle.close().await.map_err(|e| e.to_string())?;
-    let mut rows = lone_serve(backend, &scratch.0, nats, sizes.armed).await?;
+    let mut rows = lone_serve(backend, &scratch.0, nats, sizes.armed, log_bytes).await?;
     let handle = open(&scratch.0, nats).await?;
     let log = handle.log();
     let views = Views::open(scratch.0.join("views")).map_err(|e| e.to_string())?;
@@ -629,13 +630,15 @@ async fn alert_latency(backend: &'static str, nats: Option<&NatsOptions>, sizes:
     Ok(rows)
 }
 
-/// A lone `whistle serve` (its own process) projecting a log of `armed` open cases from empty
-/// views: how long until ready, its RSS then, and the views' bytes on disk.
+/// A lone `whistle serve` (its own process) projecting a log of `armed` open cases (`log_bytes`
+/// on disk; on NATS the whole stream it projects) from empty views: how long until ready, its
+/// RSS then, and the views' bytes on disk against the log's.
 async fn lone_serve(
     backend: &'static str,
     data: &Path,
     nats: Option<&NatsOptions>,
     armed: usize,
+    log_bytes: u64,
 ) -> Result<Vec<Row>, String> {
     say(&format!("lone serve {backend}: projecting {armed} open cases in its own process"));
     let started = Instant::now();
@@ -655,7 +658,8 @@ async fn lone_serve(
             "MiB",
         ),
         Row::new("lone serve", backend, format!("from empty views to ready, {armed} records"), ready_seconds, "s"),
-        Row::new("lone serve", backend, "views on disk once ready", views_mb, "MB"),
+        Row::new("lone serve", backend, "views on disk once ready; baseline: the log's bytes", views_mb, "MB")
+            .against(log_bytes as f64 / 1e6),
     ])
 }
 
