@@ -149,23 +149,24 @@ pub async fn run(options: BenchOptions) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     print_header();
     let runs = |section| options.sections.is_empty() || options.sections.contains(&section);
-    // Commands first: on NATS the stream is shared by every section, and a service started
-    // later would first have to project everything appended before it.
+    if let Some(nats) = &options.nats {
+        check_nats_server(nats).await?;
+    }
     if runs(Section::Commands) {
         keep(&mut rows, commands("embedded", None, sizes.http).await?, &options.json)?;
-        if let Some(nats) = &options.nats {
+        if let Some(nats) = fresh_streams(&options.nats).await? {
             keep(&mut rows, commands("nats", Some(nats), sizes.http).await?, &options.json)?;
         }
     }
     if runs(Section::Projection) {
         keep(&mut rows, projection_and_rebuild("embedded", None, options.events).await?, &options.json)?;
-        if let Some(nats) = &options.nats {
+        if let Some(nats) = fresh_streams(&options.nats).await? {
             keep(&mut rows, projection_and_rebuild("nats", Some(nats), options.events).await?, &options.json)?;
         }
     }
     if runs(Section::Alerts) {
         keep(&mut rows, alert_latency("embedded", None, &sizes).await?, &options.json)?;
-        if let Some(nats) = &options.nats {
+        if let Some(nats) = fresh_streams(&options.nats).await? {
             keep(&mut rows, alert_latency("nats", Some(nats), &sizes).await?, &options.json)?;
         }
     }
@@ -189,6 +190,30 @@ fn keep(rows: &mut Vec<Row>, new: Vec<Row>, json: &Path) -> Result<(), String> {
     std::fs::write(json, text).map_err(|e| format!("cannot write {}: {e}", json.display()))
 }
 
+/// The bench removes this service's streams between its sections: it runs only on a server
+/// that holds none with messages (never on one in use).
+pub async fn check_nats_server(nats: &NatsOptions) -> Result<(), String> {
+    let used = crate::log::nats::streams_in_use(nats).await.map_err(|e| e.to_string())?;
+    if used.is_empty() {
+        return Ok(());
+    }
+    let used: Vec<String> = used.iter().map(|(name, n)| format!("{name} ({n} messages)")).collect();
+    Err(format!(
+        "the bench needs a NATS server without this service's streams, and {} holds {}: start one on a fresh store",
+        nats.url,
+        used.join(", ")
+    ))
+}
+
+/// The NATS server, if there is one, with the streams of the sections before removed: each
+/// section starts from an empty server, as on the embedded log (a fresh folder each), instead of
+/// on the records, open clocks and delivery consumer earlier sections left.
+async fn fresh_streams(nats: &Option<NatsOptions>) -> Result<Option<&NatsOptions>, String> {
+    let Some(options) = nats else { return Ok(None) };
+    crate::log::nats::remove_streams(options).await.map_err(|e| e.to_string())?;
+    Ok(Some(options))
+}
+
 async fn open(dir: &Path, nats: Option<&NatsOptions>) -> Result<LogHandle, String> {
     LogHandle::open(dir, nats).await.map_err(|e| e.to_string())
 }
@@ -207,7 +232,6 @@ async fn projection_and_rebuild(
     let filled = Instant::now();
     let stored = crate::sim::fill(log.as_ref(), 7, FILL_LANES, events, Utc::now()).await.map_err(|e| e.to_string())?;
     let fill_rate = stored as f64 / filled.elapsed().as_secs_f64();
-    // The whole log is drained and projected: on NATS it may hold earlier sections' records.
     let records = log.head().await.map_err(|e| e.to_string())?;
 
     say(&format!("{backend}: raw drain of {records} records"));

@@ -330,6 +330,9 @@ async fn run_async(command: Command) -> Result<(), Failure> {
                 json,
                 sections,
             };
+            if let Some(nats) = &options.nats {
+                whistle::bench::check_nats_server(nats).await.map_err(bad_input)?;
+            }
             whistle::bench::run(options).await.map(|_| ()).map_err(failed)
         }
         Command::Demo { listen, exit, ack_clock } => whistle::demo::run(listen, exit, ack_clock).await.map_err(failed),

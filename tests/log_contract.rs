@@ -477,3 +477,38 @@ async fn the_accounts_file_lets_the_service_work_and_alert_consumers_only_listen
     let lookup = tokio::time::timeout(Duration::from_secs(2), js.get_stream("WHISTLE")).await;
     assert!(!matches!(lookup, Ok(Ok(_))), "nor read the case stream");
 }
+
+/// The bench's NATS sections shared one stream: the alert-latency section's service found the
+/// delivery consumer two million records behind (every earlier section's raises to deliver) and
+/// none of its 1,000 alerts arrived in time. Each section now starts from a server without the
+/// service's streams, and the bench refuses a server that holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_sections_on_nats_start_from_a_server_without_the_services_streams() {
+    let server = nats_server::NatsServer::start();
+    let options = NatsOptions::new(server.url());
+    let log = NatsLog::connect(&options).await.unwrap();
+    log.append(&commit(Uuid::now_v7(), 1), 0).await.unwrap();
+    assert!(log.claim_delivery("subject/one").await.unwrap());
+    drop(log.claim("bench-consumer").await.unwrap());
+    let used = whistle::log::nats::streams_in_use(&options).await.unwrap();
+    assert_eq!(used, vec![("WHISTLE".to_owned(), 1), ("WHISTLE_DELIVERIES".to_owned(), 1)]);
+
+    // A bench run against this server is refused and leaves it as it was.
+    let json = tempfile::tempdir().unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_whistle"))
+        .args(["bench", "--quick", "--section", "alerts", "--nats", &server.url(), "--json"])
+        .arg(json.path().join("bench.json"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("WHISTLE (1 messages)") && said.contains("fresh store"), "{said}");
+    assert_eq!(log.head().await.unwrap(), 1);
+
+    whistle::log::nats::remove_streams(&options).await.unwrap();
+    assert!(whistle::log::nats::streams_in_use(&options).await.unwrap().is_empty());
+    // Removing what is not there is no error; a service started next begins at position 0.
+    whistle::log::nats::remove_streams(&options).await.unwrap();
+    let fresh = NatsLog::connect(&options).await.unwrap();
+    assert_eq!(fresh.head().await.unwrap(), 0);
+}

@@ -559,6 +559,42 @@ pub fn incompatibilities(config: &stream::Config, replicas: usize) -> Vec<String
     problems
 }
 
+/// Benchmark set-up: the streams of this service on the server that hold messages, with their
+/// message counts (the bench runs only on a server that holds none).
+pub async fn streams_in_use(options: &NatsOptions) -> Result<Vec<(String, u64)>, LogError> {
+    let js = jetstream::new(connect_client(options).await?);
+    let mut used = Vec::new();
+    for name in service_streams() {
+        if let Ok(mut stream) = js.get_stream(&name).await {
+            let info = stream.info().await.map_err(|e| LogError::Unavailable(format!("stream {name}: {e}")))?;
+            if info.state.messages > 0 {
+                used.push((name, info.state.messages));
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Benchmark set-up, on a server the bench found without them: removes this service's streams
+/// (events, delivery claims, files), so that the next section starts on an empty server rather
+/// than on the records, consumers and open clocks of the sections before it.
+pub async fn remove_streams(options: &NatsOptions) -> Result<(), LogError> {
+    let js = jetstream::new(connect_client(options).await?);
+    for name in service_streams() {
+        match js.delete_stream(&name).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(LogError::Unavailable(format!("cannot remove stream {name}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Every stream this service creates (the file bucket is a stream too).
+fn service_streams() -> [String; 3] {
+    [STREAM_NAME.to_owned(), DELIVERY_STREAM_NAME.to_owned(), format!("OBJ_{}", super::object_store::BUCKET)]
+}
+
 /// Benchmark baseline: raw JetStream publishes of `payload_bytes`-byte messages with
 /// `in_flight` outstanding, for `duration`, to a scratch stream on the same server (created and
 /// deleted here). Returns acknowledged publishes per second.
