@@ -197,7 +197,8 @@ pub async fn check_nats_server(nats: &NatsOptions) -> Result<(), String> {
     if used.is_empty() {
         return Ok(());
     }
-    let used: Vec<String> = used.iter().map(|(name, n)| format!("{name} ({n} messages)")).collect();
+    let used: Vec<String> =
+        used.iter().map(|(name, n)| format!("{name} ({n} message{})", if *n == 1 { "" } else { "s" })).collect();
     Err(format!(
         "the bench needs a NATS server without this service's streams, and {} holds {}: start one on a fresh store",
         nats.url,

@@ -502,7 +502,7 @@ async fn bench_sections_on_nats_start_from_a_server_without_the_services_streams
         .unwrap();
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("WHISTLE (1 messages)") && said.contains("fresh store"), "{said}");
+    assert!(said.contains("WHISTLE (1 message)") && said.contains("fresh store"), "{said}");
     assert_eq!(log.head().await.unwrap(), 1);
 
     whistle::log::nats::remove_streams(&options).await.unwrap();

@@ -565,11 +565,14 @@ pub async fn streams_in_use(options: &NatsOptions) -> Result<Vec<(String, u64)>,
     let js = jetstream::new(connect_client(options).await?);
     let mut used = Vec::new();
     for name in service_streams() {
-        if let Ok(mut stream) = js.get_stream(&name).await {
-            let info = stream.info().await.map_err(|e| LogError::Unavailable(format!("stream {name}: {e}")))?;
-            if info.state.messages > 0 {
-                used.push((name, info.state.messages));
-            }
+        let mut stream = match js.get_stream(&name).await {
+            Ok(stream) => stream,
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(LogError::Unavailable(format!("cannot look up stream {name}: {e}"))),
+        };
+        let info = stream.info().await.map_err(|e| LogError::Unavailable(format!("stream {name}: {e}")))?;
+        if info.state.messages > 0 {
+            used.push((name, info.state.messages));
         }
     }
     Ok(used)
