@@ -52,6 +52,29 @@ pub const FOLD_CASES_MAX: usize = 262_144;
 /// Pause before trying failed views again.
 const VIEWS_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Tells a silent subscription that has stopped delivering from one whose next record is on
+/// its way: after a NATS server restart a subscription can wait a long while before it notices
+/// its consumer is gone. A record appended a moment ago is in the log's head before the
+/// subscription delivers it, so one look that finds the head past the checkpoint proves
+/// nothing; the subscription is stalled when a record seen in the log one look earlier has
+/// still not been applied.
+#[derive(Debug, Default)]
+struct StallWatch {
+    /// The log's head at the last look, if it was past the checkpoint then.
+    behind: Option<u64>,
+}
+
+impl StallWatch {
+    /// One look: the log's head (`None` when the log did not answer) and the checkpoint now.
+    fn stalled(&mut self, head: Option<u64>, checkpoint: u64) -> bool {
+        if self.behind.is_some_and(|seen| checkpoint < seen) {
+            return true;
+        }
+        self.behind = head.filter(|&head| head > checkpoint);
+        false
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
     #[error(transparent)]
@@ -353,18 +376,23 @@ impl Projector {
         let mut stall_check = tokio::time::interval(STALL_CHECK_PERIOD);
         stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_record = Instant::now();
+        let mut stall = StallWatch::default();
         loop {
             let batch = tokio::select! {
                 b = next_batch(&mut batches) => b,
                 _ = stop.changed() => return Ok(()),
                 _ = stall_check.tick() => {
-                    if last_record.elapsed() >= STALL_CHECK_PERIOD && self.stalled(log).await {
-                        tracing::warn!("the log has records the subscription did not deliver: resubscribing");
-                        return Ok(());
+                    if last_record.elapsed() >= STALL_CHECK_PERIOD {
+                        let head = log.head().await.ok();
+                        if stall.stalled(head, *self.checkpoint.borrow()) {
+                            tracing::warn!("the log has records the subscription did not deliver: resubscribing");
+                            return Ok(());
+                        }
                     }
                     continue;
                 }
             };
+            stall = StallWatch::default();
             let Some(batch) = batch else { return Ok(()) };
             let (records, failure) = split_ok(batch);
             self.apply_batch(&records, false)?;
@@ -429,14 +457,6 @@ impl Projector {
             );
         }
         Ok(())
-    }
-
-    /// Whether the log holds records past the checkpoint although the subscription has been
-    /// silent: after a NATS server restart a subscription can wait a long while before it
-    /// notices its consumer is gone.
-    async fn stalled(&self, log: &dyn EventLog) -> bool {
-        let checkpoint = *self.checkpoint.borrow();
-        matches!(log.head().await, Ok(head) if head > checkpoint)
     }
 
     /// After a failed views write: sled keeps failing until reopened, and what it held in
@@ -576,4 +596,28 @@ pub async fn rebuild(
     let totals = projector.catch_up(log, true, on_batch).await?;
     tracing::info!(records = totals.records, seconds = started.elapsed().as_secs_f64(), "rebuild finished");
     Ok((totals, projector.views.digest()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StallWatch;
+
+    #[test]
+    fn a_record_appended_just_before_a_stall_check_is_not_a_stalled_subscription() {
+        let mut watch = StallWatch::default();
+        // The head moved past the checkpoint a moment before the look: the record is on its way.
+        assert!(!watch.stalled(Some(11), 10), "one look behind is not a stall");
+        // Delivered by the next look (and more appended since): still not a stall.
+        assert!(!watch.stalled(Some(12), 11));
+        // Record 12, seen one look ago, still not applied: the subscription has stopped.
+        assert!(watch.stalled(Some(12), 11));
+        // A log that does not answer proves nothing either way.
+        let mut watch = StallWatch::default();
+        assert!(!watch.stalled(None, 10));
+        assert!(!watch.stalled(None, 10));
+        // Caught up: never stalled.
+        let mut watch = StallWatch::default();
+        assert!(!watch.stalled(Some(10), 10));
+        assert!(!watch.stalled(Some(10), 10));
+    }
 }
