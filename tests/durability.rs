@@ -689,7 +689,7 @@ async fn a_data_folder_of_the_previous_release_is_upgraded_on_first_start() {
     assert_eq!(views.checkpoint().unwrap(), 374);
     assert_eq!(views.get_raw(whistle::projector::keys::FORMAT_KEY).unwrap(), Some(VIEWS_FORMAT.to_be_bytes().to_vec()));
     assert_eq!(views.delivery_get(b"sent:wecom\0an-alert").unwrap(), Some(Vec::new()), "claims survive");
-    let (ids, _) = views.list(&whistle::projector::keys::all_list_prefix(), None, 1_000).unwrap();
+    let (ids, _) = views.list(&views.status_lists(None).unwrap(), None, 1_000).unwrap();
     assert_eq!(ids.len(), 94, "every case of the fixture is listed again");
     assert!(ids.iter().all(|id| views.case(*id).unwrap().is_some()));
 

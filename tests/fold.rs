@@ -89,7 +89,7 @@ async fn a_fold_equals_projecting_record_by_record(backend: Backend) {
 
     // A duplicate between two whistles of one township.
     let township = whistle::sim::TOWNSHIPS[0];
-    let (ids, _) = views.list(&unit_list_prefix(township), None, 50).unwrap();
+    let (ids, _) = views.list(&[unit_list_prefix(township)], None, 50).unwrap();
     let mut linked = false;
     'pairs: for duplicate in &ids {
         for original in &ids {

@@ -54,7 +54,7 @@ impl Steps {
 }
 
 fn listed(views: &Views, unit: &str) -> Vec<Uuid> {
-    let (mut ids, _) = views.list(&unit_list_prefix(unit), None, 100).unwrap();
+    let (mut ids, _) = views.list(&[unit_list_prefix(unit)], None, 100).unwrap();
     ids.sort();
     ids
 }

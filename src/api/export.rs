@@ -22,7 +22,7 @@ use super::{authenticated, ApiError, Shared};
 use crate::domain::calendar::beijing;
 use crate::domain::event::{Actor, ClockKind, ClockRef, Role, Satisfaction};
 use crate::domain::state::{Case, ExtensionStatus, Feedback, FeedbackStatus, PartStatus, State as CaseState, Whistle};
-use crate::projector::keys::{all_list_prefix, status_list_prefix, unit_list_prefix};
+use crate::projector::keys::unit_list_prefix;
 use crate::projector::model::CaseView;
 use crate::projector::stats::{answer_of, last_settled, part_rating, summons, Answer, Summons};
 
@@ -85,14 +85,13 @@ pub async fn export(
     if from > to {
         return Err(ApiError::invalid("from is after to"));
     }
-    let prefix = match (&actor.role, &kind) {
-        (Role::Township | Role::Department, _) => unit_list_prefix(&actor.unit),
-        (_, Some(k)) => status_list_prefix(k, None),
-        (_, None) => all_list_prefix(),
+    let lists = match (&actor.role, &kind) {
+        (Role::Township | Role::Department, _) => vec![unit_list_prefix(&actor.unit)],
+        (_, kind) => state.views.status_lists(kind.as_deref())?,
     };
     let (start, end) = (day_start(from), day_start(to + Duration::days(1)));
     // Fails now (a 503), before the download starts, if the views cannot be read.
-    let ids = state.views.opened_between(&prefix, start, end)?;
+    let ids = state.views.opened_between(&lists, start, end)?;
     let name = format!("案件明细-{from}-{to}");
     let exporter = Exporter { state: state.clone(), actor, kind };
     match format {

@@ -123,18 +123,19 @@ pub fn similar(state: &Shared, probe: &Probe) -> Result<Vec<Value>, ApiError> {
     let to = now + chrono::Duration::seconds(1);
     // A township or department sees what its own list holds (a follower township's list holds
     // the originals it follows too): only that list is read. Others read the probe's units'.
-    let prefixes: Vec<Vec<u8>> = match (probe.kind, probe.actor.role) {
-        ("whistle", Role::Township | Role::Department) => vec![unit_list_prefix(&probe.actor.unit)],
-        ("whistle", _) => probe.units.iter().map(|u| unit_list_prefix(u)).collect(),
-        _ => vec![status_list_prefix("feedback", None)],
+    // Each list read is one or more prefixes (a kind's cases are its status lists, merged).
+    let lists: Vec<Vec<Vec<u8>>> = match (probe.kind, probe.actor.role) {
+        ("whistle", Role::Township | Role::Department) => vec![vec![unit_list_prefix(&probe.actor.unit)]],
+        ("whistle", _) => probe.units.iter().map(|u| vec![unit_list_prefix(u)]).collect(),
+        _ => vec![state.views.status_lists(Some("feedback"))?],
     };
     let mut seen = std::collections::BTreeSet::new();
     // (similarity, case, status, what is known of it, its list suffix)
     type Alike = (f64, Uuid, &'static str, std::sync::Arc<Known>, Vec<u8>);
     let mut alike: Vec<Alike> = Vec::new();
-    let statuses = ["open", "resolved"].map(|s| (s, status_list_prefix(probe.kind, Some(s))));
-    for prefix in prefixes {
-        let mut entries = state.views.recent_in_list(&prefix, from, to, probe.examined)?;
+    let statuses = ["open", "resolved"].map(|s| (s, status_list_prefix(probe.kind, s)));
+    for list in lists {
+        let mut entries = state.views.recent_in_list(&list, from, to, probe.examined)?;
         entries.retain(|(id, _)| Some(*id) != probe.exclude && seen.insert(*id));
         let cached = state.fingerprints.known(entries.iter().map(|(id, _)| *id));
         for ((id, suffix), cached) in entries.into_iter().zip(cached) {

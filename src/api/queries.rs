@@ -19,7 +19,7 @@ use crate::domain::event::{Actor, AlertStage, ClockKind, Role};
 use crate::domain::state::State as CaseState;
 use crate::domain::{armed_clocks, Event};
 use crate::execute::replay;
-use crate::projector::keys::{all_list_prefix, overdue_list_prefix, status_list_prefix, unit_list_prefix};
+use crate::projector::keys::{overdue_list_prefix, status_list_prefix, unit_list_prefix};
 use crate::projector::model::{AlertView, CaseView};
 
 pub(super) type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
@@ -270,11 +270,11 @@ pub async fn list_cases(
     let limit = q.limit.unwrap_or(50).clamp(1, PAGE_CASES_MAX);
     let unit =
         q.unit.clone().or_else(|| matches!(actor.role, Role::Township | Role::Department).then(|| actor.unit.clone()));
-    let prefix = match (&unit, q.overdue, &q.kind, &q.status) {
-        (Some(u), _, _, _) => unit_list_prefix(u),
-        (None, Some(true), _, _) => overdue_list_prefix(),
-        (None, _, Some(kind), status) => status_list_prefix(kind, status.as_deref()),
-        _ => all_list_prefix(),
+    let lists = match (&unit, q.overdue, &q.kind, &q.status) {
+        (Some(u), _, _, _) => vec![unit_list_prefix(u)],
+        (None, Some(true), _, _) => vec![overdue_list_prefix()],
+        (None, _, Some(kind), Some(status)) => vec![status_list_prefix(kind, status)],
+        (None, _, kind, _) => state.views.status_lists(kind.as_deref())?,
     };
     let narrowing = Narrowing::of(&q)?;
     // Lists run newest first: a period starts at its end and stops at its beginning.
@@ -290,7 +290,7 @@ pub async fn list_cases(
     // the last one read (which may have matched too).
     let mut last_shown = None;
     'pages: while scanned < PAGE_SCAN_MAX {
-        let (ids, next) = state.views.list(&prefix, cursor.as_deref(), limit)?;
+        let (ids, next) = state.views.list(&lists, cursor.as_deref(), limit)?;
         scanned += ids.len();
         for id in ids {
             let Some(view) = state.views.case(id)? else { continue };

@@ -115,7 +115,7 @@ impl ViewTarget for Overlay<'_> {
     fn cases_with_clocks(&mut self) -> Result<BTreeSet<Uuid>, ViewError> {
         let mut cases: BTreeSet<Uuid> = self.index_entries()?.into_iter().map(|e| e.case_id).collect();
         for kind in ["whistle", "feedback"] {
-            cases.extend(self.list_case_ids(&status_list_prefix(kind, Some("open")))?);
+            cases.extend(self.list_case_ids(&status_list_prefix(kind, "open"))?);
         }
         Ok(cases)
     }
@@ -128,7 +128,7 @@ impl ViewTarget for Overlay<'_> {
 /// Whether a case belongs in [`ViewTarget::cases_with_clocks`]: it has a pending alert, or it is
 /// in an open status list. Decided from the keys derived from it, as the overlay decides it.
 pub fn may_have_running_clock(view: &CaseView) -> bool {
-    let open = [status_list_prefix("whistle", Some("open")), status_list_prefix("feedback", Some("open"))];
+    let open = [status_list_prefix("whistle", "open"), status_list_prefix("feedback", "open")];
     derived_keys(view).keys().any(|k| k.starts_with(b"i:") || open.iter().any(|p| k.starts_with(p)))
 }
 

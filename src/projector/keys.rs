@@ -9,9 +9,9 @@
 //! | `m:alerts:` | stage | alerts recorded of that stage (u64 BE) |
 //! | `c:` | case id | `CaseView` |
 //! | `i:` | fire time (ms, BE) ‖ case id ‖ clock | `IndexEntry`: the watchdog's deadline index |
-//! | `l:u:` | unit ‖ 0 ‖ case id | a case the unit takes part in |
-//! | `l:s:` | kind ‖ 0 ‖ status ‖ 0 ‖ case id | cases by kind and status |
-//! | `l:o:` | case id | an overdue case |
+//! | `l:u:` | unit ‖ 0 ‖ opening time ‖ case id | a case the unit takes part in |
+//! | `l:s:` | kind ‖ 0 ‖ status ‖ 0 ‖ opening time ‖ case id | cases by kind and status (a kind's list, and the list of all cases, are these merged) |
+//! | `l:o:` | opening time ‖ case id | an overdue case |
 //! | `f:` | SHA-256 of a follow-up code (hex) ‖ 0 ‖ case id | the anonymous feedback the code follows up |
 //! | `a:` | alert id | `AlertView` |
 //! | `ao:` | alert id | an open (unacknowledged) alert |
@@ -80,20 +80,33 @@ pub fn list_suffix_time(suffix: &[u8]) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(millis as i64)
 }
 
-/// Every case, by opening time.
-pub fn all_list_prefix() -> Vec<u8> {
-    b"l:a:".to_vec()
-}
-
 pub fn unit_list_prefix(unit: &str) -> Vec<u8> {
     [b"l:u:".as_slice(), unit.as_bytes(), &[0]].concat()
 }
 
-/// Prefix of the status list of a kind, or of one status of it.
-pub fn status_list_prefix(kind: &str, status: Option<&str>) -> Vec<u8> {
-    match status {
-        Some(s) => [b"l:s:".as_slice(), kind.as_bytes(), &[0], s.as_bytes(), &[0]].concat(),
-        None => [b"l:k:".as_slice(), kind.as_bytes(), &[0]].concat(),
+/// Prefix of the status list of one status of a kind. A kind's cases, and all cases, are the
+/// status lists under [`STATUS_LISTS_PREFIX`] and [`kind_lists_prefix`] merged at query time
+/// (`Views::status_lists`), so that a case keeps no key for them.
+pub fn status_list_prefix(kind: &str, status: &str) -> Vec<u8> {
+    [kind_lists_prefix(kind).as_slice(), status.as_bytes(), &[0]].concat()
+}
+
+/// Every status list.
+pub const STATUS_LISTS_PREFIX: &[u8] = b"l:s:";
+
+/// The status lists of a kind.
+pub fn kind_lists_prefix(kind: &str) -> Vec<u8> {
+    [STATUS_LISTS_PREFIX, kind.as_bytes(), &[0]].concat()
+}
+
+/// The status list (its prefix, see [`status_list_prefix`]) a status-list key belongs to.
+pub fn status_list_of(key: &[u8]) -> Result<Vec<u8>, String> {
+    let rest = key.strip_prefix(STATUS_LISTS_PREFIX);
+    let kind_end = rest.and_then(|r| r.iter().position(|b| *b == 0));
+    let status_end = rest.zip(kind_end).and_then(|(r, k)| r[k + 1..].iter().position(|b| *b == 0).map(|s| k + 1 + s));
+    match status_end {
+        Some(end) => Ok(key[..STATUS_LISTS_PREFIX.len() + end + 1].to_vec()),
+        None => Err(format!("not a status-list key: {}", String::from_utf8_lossy(key))),
     }
 }
 
@@ -118,7 +131,7 @@ pub fn list_keys(
     case_id: Uuid,
 ) -> Vec<Vec<u8>> {
     let suffix = list_suffix(opened_at, case_id);
-    let mut prefixes = vec![all_list_prefix(), status_list_prefix(kind, None), status_list_prefix(kind, Some(status))];
+    let mut prefixes = vec![status_list_prefix(kind, status)];
     prefixes.extend(units.iter().map(|u| unit_list_prefix(u)));
     if overdue {
         prefixes.push(overdue_list_prefix());
@@ -231,10 +244,13 @@ mod tests {
         assert_eq!(held_release(&held_key(at, 7, Uuid::nil(), "wecom")), Ok(at));
         assert!(held_key(at, 7, Uuid::max(), "wecom") < held_key(at, 8, Uuid::nil(), "wecom"), "in log order");
         let id = Uuid::from_u128(7);
-        let prefix = all_list_prefix();
+        let prefix = status_list_prefix("whistle", "open");
         let key = [prefix.as_slice(), &list_suffix(at, id)].concat();
         assert_eq!(list_key_case_id(&prefix, &key), Ok(id));
         assert!(list_key_case_id(&prefix, &key[..key.len() - 1]).is_err());
         assert!(list_key_case_id(b"l:o:", &key).is_err());
+        assert_eq!(status_list_of(&key), Ok(prefix));
+        assert!(status_list_of(b"l:s:whistle\0open").is_err());
+        assert!(status_list_of(b"l:u:whistle\0open\0").is_err());
     }
 }

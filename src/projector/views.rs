@@ -73,7 +73,7 @@ fn open_inner(path: &Path, cache_bytes: u64) -> Result<Inner, ViewError> {
 }
 
 /// Version of the views' layout; views written under another are dropped and rebuilt.
-pub const VIEWS_FORMAT: u64 = 8;
+pub const VIEWS_FORMAT: u64 = 9;
 
 /// Handle on the views database. Cheap to clone; every clone follows a [`Views::reopen`]
 /// and a [`Views::compact`].
@@ -508,35 +508,60 @@ impl Views {
         Ok(out)
     }
 
-    /// Case ids under a list prefix, newest opened first, after `cursor` (a list suffix from
-    /// an earlier page); returns the ids and the cursor for the next page.
+    /// The status lists (prefixes) that together hold every case of a kind, or every case
+    /// (`None`): those present, found by skipping from one to the next.
+    pub fn status_lists(&self, kind: Option<&str>) -> Result<Vec<Vec<u8>>, ViewError> {
+        let tree = self.inner()?.tree;
+        let root = kind.map_or_else(|| STATUS_LISTS_PREFIX.to_vec(), kind_lists_prefix);
+        let end = prefix_end(&root);
+        let mut lists = Vec::new();
+        let mut from = root;
+        while let Some(item) = tree.range(from..end.clone()).next() {
+            let (key, _) = item.map_err(storage)?;
+            let list = status_list_of(&key).map_err(|m| corrupt(&key, m))?;
+            from = prefix_end(&list);
+            lists.push(list);
+        }
+        Ok(lists)
+    }
+
+    /// Case ids in the lists under `lists` (prefixes), newest opened first, after `cursor` (a
+    /// list suffix from an earlier page); returns the ids and the cursor for the next page.
     pub fn list(
         &self,
-        prefix: &[u8],
+        lists: &[Vec<u8>],
         cursor: Option<&[u8]>,
         max: usize,
     ) -> Result<(Vec<Uuid>, Option<Vec<u8>>), ViewError> {
-        let end = match cursor {
-            Some(c) => prefixed(prefix, c),
-            None => prefix_end(prefix),
-        };
-        let entries = self.newest_first(prefix, prefix.to_vec(), end, max)?;
+        let mut entries = Vec::new();
+        for prefix in lists {
+            let end = match cursor {
+                Some(c) => prefixed(prefix, c),
+                None => prefix_end(prefix),
+            };
+            entries.extend(self.newest_first(prefix, prefix.to_vec(), end, max)?);
+        }
+        let entries = newest_of(entries, max);
         let next = if entries.len() == max { entries.last().map(|(_, suffix)| suffix.clone()) } else { None };
         Ok((entries.into_iter().map(|(id, _)| id).collect(), next))
     }
 
-    /// Cases of a list opened in `[from, to)`, newest first, at most `max`, each with its list
-    /// suffix (for [`Views::listed`]).
+    /// Cases of the lists under `lists` opened in `[from, to)`, newest first, at most `max`,
+    /// each with its list suffix (for [`Views::listed`]).
     pub fn recent_in_list(
         &self,
-        prefix: &[u8],
+        lists: &[Vec<u8>],
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         max: usize,
     ) -> Result<Vec<(Uuid, Vec<u8>)>, ViewError> {
-        let start = prefixed(prefix, &list_suffix(from, Uuid::nil()));
-        let end = prefixed(prefix, &list_suffix(to, Uuid::nil()));
-        self.newest_first(prefix, start, end, max)
+        let mut entries = Vec::new();
+        for prefix in lists {
+            let start = prefixed(prefix, &list_suffix(from, Uuid::nil()));
+            let end = prefixed(prefix, &list_suffix(to, Uuid::nil()));
+            entries.extend(self.newest_first(prefix, start, end, max)?);
+        }
+        Ok(newest_of(entries, max))
     }
 
     /// The list entries under `prefix` with keys in `[start, end)`, newest first, at most `max`:
@@ -575,20 +600,29 @@ impl Views {
         }
     }
 
-    /// The cases of a list opened in `[from, to)`, oldest first, read lazily (for exports).
+    /// The cases of the lists under `lists` opened in `[from, to)`, oldest first, read lazily
+    /// (for exports).
     pub fn opened_between(
         &self,
-        prefix: &[u8],
+        lists: &[Vec<u8>],
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<impl Iterator<Item = Result<Uuid, ViewError>> + Send + 'static, ViewError> {
-        let start = prefixed(prefix, &list_suffix(from, Uuid::nil()));
-        let end = prefixed(prefix, &list_suffix(to, Uuid::nil()));
-        let prefix = prefix.to_vec();
-        Ok(self.inner()?.tree.range(start..end).map(move |item| {
-            let (key, _) = item.map_err(storage)?;
-            list_key_case_id(&prefix, &key).map_err(|m| corrupt(&key, m))
-        }))
+        let tree = self.inner()?.tree;
+        let sources = lists
+            .iter()
+            .map(|prefix| {
+                let start = prefixed(prefix, &list_suffix(from, Uuid::nil()));
+                let end = prefixed(prefix, &list_suffix(to, Uuid::nil()));
+                let prefix = prefix.clone();
+                tree.range(start..end).map(move |item| {
+                    let (key, _) = item.map_err(storage)?;
+                    let id = list_key_case_id(&prefix, &key).map_err(|m| corrupt(&key, m))?;
+                    Ok((key[prefix.len()..].to_vec(), id))
+                })
+            })
+            .collect();
+        Ok(OldestFirst { sources, heads: Vec::new() }.map(|entry| entry.map(|(_, id)| id)))
     }
 
     /// Statistics cells of one dimension with dates in `[from, to]` (YYYY-MM-DD), by unit.
@@ -848,6 +882,43 @@ impl<'a> Overlay<'a> {
 }
 
 /// Opens the database, waiting while an operation still holds a closing one (and its file lock).
+/// The newest `max` of list entries gathered from several lists.
+fn newest_of(mut entries: Vec<(Uuid, Vec<u8>)>, max: usize) -> Vec<(Uuid, Vec<u8>)> {
+    entries.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+    entries.truncate(max);
+    entries
+}
+
+/// A list entry as read: its suffix and case id.
+type ListEntry = Result<(Vec<u8>, Uuid), ViewError>;
+
+/// List entries of several lists, each read oldest first, merged oldest first; an error is
+/// passed on as soon as it is read.
+struct OldestFirst<I> {
+    sources: Vec<I>,
+    /// The next entry of each source (filled on the first call).
+    heads: Vec<Option<ListEntry>>,
+}
+
+impl<I: Iterator<Item = ListEntry>> Iterator for OldestFirst<I> {
+    type Item = ListEntry;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.heads.len() < self.sources.len() {
+            self.heads = self.sources.iter_mut().map(Iterator::next).collect();
+        }
+        let failed = self.heads.iter().position(|head| matches!(head, Some(Err(_))));
+        let next = failed.or_else(|| {
+            let oldest = self.heads.iter().enumerate().filter_map(|(i, head)| match head {
+                Some(Ok((suffix, _))) => Some((i, suffix)),
+                _ => None,
+            });
+            oldest.min_by(|a, b| a.1.cmp(b.1)).map(|(i, _)| i)
+        })?;
+        std::mem::replace(&mut self.heads[next], self.sources[next].next())
+    }
+}
+
 fn open_retrying(path: &Path, cache_bytes: u64) -> Result<Inner, ViewError> {
     let mut last = None;
     for _ in 0..REOPEN_ATTEMPTS_MAX {
@@ -960,4 +1031,74 @@ fn exchange(a: &Path, b: &Path) -> Result<(), ViewError> {
 
 pub(super) fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, ViewError> {
     codec::decode(value).map_err(|message| corrupt(key, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kind's list and the list of all cases are no keys of their own but the status lists
+    /// merged: newest first page by page, oldest first for exports, nothing lost or repeated.
+    #[test]
+    fn the_lists_of_a_kind_and_of_all_cases_are_the_status_lists_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let views = Views::open(dir.path().join("views")).unwrap();
+        let start = DateTime::from_timestamp_millis(1_790_000_000_000).unwrap();
+        let statuses = [("whistle", "open"), ("whistle", "resolved"), ("whistle", "confirmed"), ("feedback", "rated")];
+        let mut writes = BTreeMap::new();
+        let mut cases: Vec<(DateTime<Utc>, Uuid, &str)> = Vec::new();
+        for i in 0..230u128 {
+            // Several cases opened in the same millisecond: the case id orders them.
+            let at = start + chrono::Duration::milliseconds((i / 3) as i64);
+            let (kind, status) = statuses[(i * 7 % 4) as usize];
+            let id = Uuid::from_u128(i * 7919 % 1000 + 1);
+            writes.insert([status_list_prefix(kind, status), list_suffix(at, id)].concat(), Some(Vec::new()));
+            writes.insert([unit_list_prefix("东坝镇"), list_suffix(at, id)].concat(), Some(Vec::new()));
+            cases.push((at, id, kind));
+        }
+        views.apply(&writes).unwrap();
+        let newest_first = |kind: Option<&str>| {
+            let mut c: Vec<_> = cases.iter().filter(|c| kind.is_none_or(|k| c.2 == k)).collect();
+            c.sort_by_key(|c| std::cmp::Reverse((c.0, c.1)));
+            c.into_iter().map(|c| c.1).collect::<Vec<Uuid>>()
+        };
+
+        let mut kinds = views.status_lists(None).unwrap();
+        assert_eq!(kinds.len(), 4, "every status list present, each once");
+        kinds.sort();
+        assert_eq!(kinds[0], status_list_prefix("feedback", "rated"));
+        assert_eq!(views.status_lists(Some("whistle")).unwrap().len(), 3);
+        assert!(views.status_lists(Some("report")).unwrap().is_empty());
+
+        for kind in [None, Some("whistle"), Some("feedback")] {
+            let lists = views.status_lists(kind).unwrap();
+            let mut paged = Vec::new();
+            let mut cursor = None;
+            loop {
+                let (ids, next) = views.list(&lists, cursor.as_deref(), 17).unwrap();
+                assert!(ids.len() <= 17);
+                paged.extend(ids);
+                match next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+            assert_eq!(paged, newest_first(kind), "pages of {kind:?}, newest first, each case once");
+
+            let to = start + chrono::Duration::milliseconds(40);
+            let oldest: Vec<Uuid> = views.opened_between(&lists, start, to).unwrap().map(Result::unwrap).collect();
+            let mut expected: Vec<_> = cases.iter().filter(|c| kind.is_none_or(|k| c.2 == k) && c.0 < to).collect();
+            expected.sort_by_key(|c| (c.0, c.1));
+            assert_eq!(oldest, expected.iter().map(|c| c.1).collect::<Vec<_>>(), "export order of {kind:?}");
+
+            let recent = views.recent_in_list(&lists, start, to, 10).unwrap();
+            let ids: Vec<Uuid> = recent.iter().map(|(id, _)| *id).collect();
+            let mut newest: Vec<_> = expected.iter().rev().map(|c| c.1).collect();
+            newest.truncate(10);
+            assert_eq!(ids, newest, "the newest ten of {kind:?} opened before {to}");
+        }
+        // A unit's list is read as it was: one prefix.
+        let (ids, _) = views.list(&[unit_list_prefix("东坝镇")], None, 1_000).unwrap();
+        assert_eq!(ids, newest_first(None));
+    }
 }
