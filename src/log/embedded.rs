@@ -135,37 +135,42 @@ impl Index {
         if meta.is_none() {
             return;
         }
-        let Index { slots, cases, commands, hasher } = self;
-        let previous = match cases.entry(
-            hasher.hash_one(case_id),
-            |p| slot_of(slots, *p).case_id == case_id,
-            |p| hasher.hash_one(slot_of(slots, *p).case_id),
-        ) {
-            Entry::Occupied(mut last) => std::mem::replace(last.get_mut(), position),
-            Entry::Vacant(vacant) => {
-                vacant.insert(position);
-                0
-            }
-        };
-        if let Some(slot) = slots.last_mut() {
+        let previous = self.replace(Table::Cases, case_id, position).unwrap_or(0);
+        if let Some(slot) = self.slots.last_mut() {
             slot.previous = previous;
         }
-        match commands.entry(
-            hasher.hash_one(command_id),
-            |p| slot_of(slots, *p).command_id == command_id,
-            |p| hasher.hash_one(slot_of(slots, *p).command_id),
-        ) {
-            Entry::Occupied(mut stored) => *stored.get_mut() = position,
+        self.replace(Table::Commands, command_id, position);
+    }
+
+    /// Points `table`'s entry for `id` at `position`; returns where it pointed before.
+    fn replace(&mut self, table: Table, id: Uuid, position: u64) -> Option<u64> {
+        let Index { slots, cases, commands, hasher } = self;
+        let (table, id_of): (_, fn(&Slot) -> Uuid) = match table {
+            Table::Cases => (cases, |s| s.case_id),
+            Table::Commands => (commands, |s| s.command_id),
+        };
+        let same = |p: &u64| id_of(slot_of(slots, *p)) == id;
+        match table.entry(hasher.hash_one(id), same, |p| hasher.hash_one(id_of(slot_of(slots, *p)))) {
+            Entry::Occupied(mut stored) => Some(std::mem::replace(stored.get_mut(), position)),
             Entry::Vacant(vacant) => {
                 vacant.insert(position);
+                None
             }
         }
     }
 
+    /// The position `table` holds for `id`.
+    fn find(&self, table: Table, id: Uuid) -> Option<u64> {
+        let (table, id_of): (_, fn(&Slot) -> Uuid) = match table {
+            Table::Cases => (&self.cases, |s| s.case_id),
+            Table::Commands => (&self.commands, |s| s.command_id),
+        };
+        table.find(self.hasher.hash_one(id), |p| id_of(slot_of(&self.slots, *p)) == id).copied()
+    }
+
     /// The case's last position (0: none).
     fn case_last(&self, case_id: Uuid) -> u64 {
-        let found = self.cases.find(self.hasher.hash_one(case_id), |p| slot_of(&self.slots, *p).case_id == case_id);
-        found.copied().unwrap_or(0)
+        self.find(Table::Cases, case_id).unwrap_or(0)
     }
 
     /// The case's positions up to `until`, oldest first.
@@ -183,9 +188,15 @@ impl Index {
     }
 
     fn command_position(&self, command_id: Uuid) -> Option<u64> {
-        let hash = self.hasher.hash_one(command_id);
-        self.commands.find(hash, |p| slot_of(&self.slots, *p).command_id == command_id).copied()
+        self.find(Table::Commands, command_id)
     }
+}
+
+/// The index's two tables: the last position of each case, the position of each command.
+#[derive(Clone, Copy)]
+enum Table {
+    Cases,
+    Commands,
 }
 
 /// The slot of a position the index's tables hold (always one of `slots`).
@@ -357,7 +368,7 @@ impl EventLog for EmbeddedLog {
 
     async fn read_case(&self, case_id: Uuid) -> Result<Vec<StoredRecord>, LogError> {
         let durable = self.durable_head();
-        let positions: Vec<u64> = { read_index(&self.shared).case_positions(case_id, durable) };
+        let positions = read_index(&self.shared).case_positions(case_id, durable);
         positions.into_iter().map(|p| read_record(&self.shared, p)).collect()
     }
 

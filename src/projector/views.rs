@@ -533,15 +533,13 @@ impl Views {
         cursor: Option<&[u8]>,
         max: usize,
     ) -> Result<(Vec<Uuid>, Option<Vec<u8>>), ViewError> {
-        let mut entries = Vec::new();
-        for prefix in lists {
+        let entries = self.newest_first(lists, max, |prefix| {
             let end = match cursor {
                 Some(c) => prefixed(prefix, c),
                 None => prefix_end(prefix),
             };
-            entries.extend(self.newest_first(prefix, prefix.to_vec(), end, max)?);
-        }
-        let entries = newest_of(entries, max);
+            (prefix.to_vec(), end)
+        })?;
         let next = if entries.len() == max { entries.last().map(|(_, suffix)| suffix.clone()) } else { None };
         Ok((entries.into_iter().map(|(id, _)| id).collect(), next))
     }
@@ -555,30 +553,29 @@ impl Views {
         to: DateTime<Utc>,
         max: usize,
     ) -> Result<Vec<(Uuid, Vec<u8>)>, ViewError> {
-        let mut entries = Vec::new();
-        for prefix in lists {
-            let start = prefixed(prefix, &list_suffix(from, Uuid::nil()));
-            let end = prefixed(prefix, &list_suffix(to, Uuid::nil()));
-            entries.extend(self.newest_first(prefix, start, end, max)?);
-        }
-        Ok(newest_of(entries, max))
+        self.newest_first(lists, max, |prefix| opened_range(prefix, from, to))
     }
 
-    /// The list entries under `prefix` with keys in `[start, end)`, newest first, at most `max`:
-    /// each case id with its list suffix.
+    /// The newest `max` entries of the lists under `lists`, each read in the key range
+    /// `bounds` gives its prefix: each case id with its list suffix.
     fn newest_first(
         &self,
-        prefix: &[u8],
-        start: Vec<u8>,
-        end: Vec<u8>,
+        lists: &[Vec<u8>],
         max: usize,
+        bounds: impl Fn(&[u8]) -> (Vec<u8>, Vec<u8>),
     ) -> Result<Vec<(Uuid, Vec<u8>)>, ViewError> {
+        let tree = self.inner()?.tree;
         let mut out = Vec::new();
-        for item in self.inner()?.tree.range(start..end).rev().take(max) {
-            let (key, _) = item.map_err(storage)?;
-            let id = list_key_case_id(prefix, &key).map_err(|m| corrupt(&key, m))?;
-            out.push((id, key[prefix.len()..].to_vec()));
+        for prefix in lists {
+            let (start, end) = bounds(prefix);
+            for item in tree.range(start..end).rev().take(max) {
+                let (key, _) = item.map_err(storage)?;
+                let id = list_key_case_id(prefix, &key).map_err(|m| corrupt(&key, m))?;
+                out.push((id, key[prefix.len()..].to_vec()));
+            }
         }
+        out.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        out.truncate(max);
         Ok(out)
     }
 
@@ -612,8 +609,7 @@ impl Views {
         let sources = lists
             .iter()
             .map(|prefix| {
-                let start = prefixed(prefix, &list_suffix(from, Uuid::nil()));
-                let end = prefixed(prefix, &list_suffix(to, Uuid::nil()));
+                let (start, end) = opened_range(prefix, from, to);
                 let prefix = prefix.clone();
                 tree.range(start..end).map(move |item| {
                     let (key, _) = item.map_err(storage)?;
@@ -882,11 +878,9 @@ impl<'a> Overlay<'a> {
 }
 
 /// Opens the database, waiting while an operation still holds a closing one (and its file lock).
-/// The newest `max` of list entries gathered from several lists.
-fn newest_of(mut entries: Vec<(Uuid, Vec<u8>)>, max: usize) -> Vec<(Uuid, Vec<u8>)> {
-    entries.sort_unstable_by(|a, b| b.1.cmp(&a.1));
-    entries.truncate(max);
-    entries
+/// The keys of a list's cases opened in `[from, to)`.
+fn opened_range(prefix: &[u8], from: DateTime<Utc>, to: DateTime<Utc>) -> (Vec<u8>, Vec<u8>) {
+    (prefixed(prefix, &list_suffix(from, Uuid::nil())), prefixed(prefix, &list_suffix(to, Uuid::nil())))
 }
 
 /// A list entry as read: its suffix and case id.
