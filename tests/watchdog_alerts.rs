@@ -409,6 +409,38 @@ async fn a_failing_webhook_receives_each_alert_exactly_once_after_retries(backen
     live.node.stop().await;
 }
 
+/// Every webhook shared one send loop: a webhook that kept failing (up to eight attempts over
+/// half a minute per message) held every other webhook's alerts behind its retries. Each
+/// webhook now has a queue of its own.
+async fn a_failing_webhook_does_not_hold_up_the_others(backend: Backend) {
+    let broken = webhook::Receiver::start(usize::MAX).await;
+    let working = webhook::Receiver::start(0).await;
+    let hook = |name: &str, url: String, attempts| WebhookConfig {
+        name: name.into(),
+        url,
+        format: WebhookFormat::Generic,
+        stages: vec![],
+        units: vec![],
+        attempts,
+    };
+    let alerts = AlertConfig {
+        // The broken one first: its messages are queued ahead of the working one's.
+        webhooks: vec![hook("broken", broken.url(), Some(4)), hook("supervisors", working.url(), None)],
+        ..AlertConfig::default()
+    };
+    let live = live_node(backend, "2026-03-02T10:00:00+08:00", alerts).await;
+    for _ in 0..2 {
+        live.run(Uuid::now_v7(), township(), raise(Urgency::Normal)).await;
+    }
+    live.clock.set(at("2026-03-03T10:00:00+08:00"));
+    working.wait_for(2).await;
+    let tried = broken.attempts.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(tried < 8, "both breaches reached the working webhook only after {tried} of the broken one's 8 attempts");
+    live.node.stop().await;
+    assert_eq!(broken.attempts.load(std::sync::atomic::Ordering::SeqCst), 8, "the broken one still tried each 4 times");
+    assert_eq!(working.bodies().len(), 2);
+}
+
 /// A normal and an urgent whistle raised Mon 01:30, their 报到 clocks breached Tue 01:30 (outside
 /// working hours), both breaches recorded.
 async fn night_breaches(backend: Backend) -> (webhook::Receiver, Live, Uuid, Uuid) {
@@ -778,6 +810,7 @@ on_both!(
     publishing_a_year_moves_a_deadline_whose_alerts_have_all_fired,
     the_running_watchdog_wakes_for_the_deadline_and_every_channel_hears_once,
     a_failing_webhook_receives_each_alert_exactly_once_after_retries,
+    a_failing_webhook_does_not_hold_up_the_others,
     the_ladder_climbs_each_level_above_the_township_once_on_one_instance,
     quiet_hours_hold_non_urgent_alerts_for_the_next_working_morning,
     an_alert_on_a_holiday_waits_for_the_first_working_morning_after_it,

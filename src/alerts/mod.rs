@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -38,8 +38,11 @@ pub use notice::{AlertNotice, WebhookFormat};
 
 /// The durable claim delivery reads the log through.
 pub const CONSUMER_NAME: &str = "whistle-alert-delivery";
-/// Webhook sends waiting at once; a full queue makes delivery wait.
+/// Webhook sends waiting at once, per webhook; a full queue makes delivery wait.
 pub const WEBHOOK_QUEUE_MAX: usize = 1_024;
+/// Records delivery takes together when more than one is ready: their notices' claims are
+/// stored in one write, so a burst of notices does not hold up a breach behind it.
+const CLAIM_BATCH_MAX: usize = 64;
 /// Attempts per webhook send, unless the webhook says otherwise.
 pub const WEBHOOK_ATTEMPTS_MAX: u32 = 8;
 /// First pause between webhook attempts; doubles up to [`WEBHOOK_BACKOFF_MAX`].
@@ -271,11 +274,25 @@ impl DeliveryStats {
 }
 
 struct Job {
+    /// The webhook's index in the configuration, and so its queue's.
     webhook: usize,
     notice: AlertNotice,
     /// Whether the delivery is claimed in the log first (once across instances). Notices about
     /// the log itself cannot be: the log is what fails.
     claim_first: bool,
+}
+
+/// One queue per webhook, each with a send loop of its own: a webhook that is down or slow
+/// (retrying for half a minute) holds up only its own messages.
+type Queues = Vec<mpsc::Sender<Job>>;
+
+/// Puts a job on its webhook's queue, waiting while that queue is full; false once the queue
+/// is closed (delivery is stopping).
+async fn enqueue(queues: &[mpsc::Sender<Job>], job: Job) -> bool {
+    match queues.get(job.webhook) {
+        Some(queue) => queue.send(job).await.is_ok(),
+        None => true,
+    }
 }
 
 /// Delivers alerts. Run [`Delivery::run`] once per service instance.
@@ -335,21 +352,29 @@ impl Delivery {
 
     /// Runs until `stop` turns true: claims, holds, and sends.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        let (jobs, queue) = mpsc::channel(WEBHOOK_QUEUE_MAX);
-        // The send loop's own way back into the queue must not keep it open once every other
-        // sender is gone: a weak one.
-        let sender = tokio::spawn(self.clone().send_loop(queue, jobs.downgrade()));
-        let releaser = tokio::spawn(self.clone().release_loop(jobs.clone(), stop.clone()));
-        let health = tokio::spawn(self.clone().log_health_loop(jobs.clone(), stop.clone()));
-        self.claim_loop(jobs, stop).await;
+        let (queues, receivers): (Queues, Vec<_>) =
+            self.config.webhooks.iter().map(|_| mpsc::channel(WEBHOOK_QUEUE_MAX)).unzip();
+        // The send loops' ways into the other queues must not keep them open once every other
+        // sender is gone: weak ones.
+        let weak: Vec<_> = queues.iter().map(mpsc::Sender::downgrade).collect();
+        let senders: Vec<_> = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(webhook, queue)| tokio::spawn(self.clone().send_loop(webhook, queue, weak.clone())))
+            .collect();
+        let releaser = tokio::spawn(self.clone().release_loop(queues.clone(), stop.clone()));
+        let health = tokio::spawn(self.clone().log_health_loop(queues.clone(), stop.clone()));
+        self.claim_loop(queues, stop).await;
         releaser.abort();
         health.abort();
-        // The queue closes when the claim loop and the releaser are gone; what was queued
+        // The queues close when the claim loop and the releaser are gone; what was queued
         // is still sent.
-        let _ = sender.await;
+        for sender in senders {
+            let _ = sender.await;
+        }
     }
 
-    async fn claim_loop(&self, jobs: mpsc::Sender<Job>, mut stop: watch::Receiver<bool>) {
+    async fn claim_loop(&self, queues: Queues, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             let mut claims = match self.log.claim(CONSUMER_NAME).await {
                 Ok(c) => {
@@ -362,21 +387,27 @@ impl Delivery {
                 }
             };
             loop {
-                let item = tokio::select! { i = claims.next() => i, _ = stop.changed() => return };
-                match item {
-                    Some(Ok(claimed)) => {
-                        // A record whose acknowledgement failed may be handed to another instance
-                        // too; the per-delivery claims below make sure only one sends each alert.
-                        if let Err(e) = claimed.ack.ack().await {
-                            tracing::warn!(position = claimed.record.position, "claim not acknowledged: {e}");
-                        }
-                        self.deliver_record(&claimed.record, &jobs).await;
+                let mut item = tokio::select! { i = claims.next() => i, _ = stop.changed() => return };
+                // What else is ready now joins it, so a burst is claimed in a few writes.
+                let mut batch = Vec::new();
+                let ended = loop {
+                    match item {
+                        Some(Ok(claimed)) => batch.push(claimed),
+                        Some(Err(e)) => break Some(e.to_string()),
+                        None => break Some("the log closed it".into()),
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!("alert claim stream failed: {e}");
-                        break;
+                    if batch.len() >= CLAIM_BATCH_MAX {
+                        break None;
                     }
-                    None => break,
+                    match claims.next().now_or_never() {
+                        Some(next) => item = next,
+                        None => break None,
+                    }
+                };
+                self.deliver_records(batch, &queues).await;
+                if let Some(reason) = ended {
+                    tracing::warn!("alert claim stream ended: {reason}");
+                    break;
                 }
             }
             tokio::time::sleep(RECLAIM_BACKOFF).await;
@@ -386,7 +417,7 @@ impl Delivery {
     /// Tells operators, at once and on every channel that takes operator notices, when the log
     /// stops accepting writes (a full disk) and when it accepts them again. These notices are
     /// not claimed in the log (it cannot be written), so each instance sends its own.
-    async fn log_health_loop(self: Arc<Self>, jobs: mpsc::Sender<Job>, mut stop: watch::Receiver<bool>) {
+    async fn log_health_loop(self: Arc<Self>, queues: Queues, mut stop: watch::Receiver<bool>) {
         let mut failing = false;
         while !*stop.borrow() {
             let failure = self.log.write_failure();
@@ -398,7 +429,7 @@ impl Delivery {
                 for (webhook, config) in self.config.webhooks.iter().enumerate() {
                     if config.wants(&notice) {
                         let job = Job { webhook, notice: notice.clone(), claim_first: false };
-                        if jobs.send(job).await.is_err() {
+                        if !enqueue(&queues, job).await {
                             return;
                         }
                     }
@@ -421,9 +452,36 @@ impl Delivery {
         }
     }
 
-    /// Sends the alerts one record carries to every channel.
-    async fn deliver_record(&self, record: &StoredRecord, jobs: &mpsc::Sender<Job>) {
-        let notices = match record.decode() {
+    /// Sends the alerts claimed records carry to every channel: acknowledges the records, finds
+    /// their notices, claims the notices' subjects together, then publishes and dispatches each
+    /// in the records' order.
+    async fn deliver_records(&self, batch: Vec<crate::log::Claimed>, queues: &[mpsc::Sender<Job>]) {
+        let (records, acks): (Vec<StoredRecord>, Vec<_>) = batch.into_iter().map(|c| (c.record, c.ack)).unzip();
+        // A record whose acknowledgement failed may be handed to another instance too; the
+        // per-delivery claims below make sure only one sends each alert.
+        let acked = futures::future::join_all(acks.into_iter().map(|ack| ack.ack())).await;
+        for (record, acked) in records.iter().zip(acked) {
+            if let Err(e) = acked {
+                tracing::warn!(position = record.position, "claim not acknowledged: {e}");
+            }
+        }
+        let mut notices = Vec::new();
+        for record in &records {
+            notices.extend(self.notices_of(record).await);
+        }
+        let keys: Vec<String> = notices.iter().map(|n| format!("subject/{}", n.alert_id)).collect();
+        let won = self.claim_all(&keys).await;
+        for (notice, won) in notices.into_iter().zip(won) {
+            if won {
+                self.publish_unclaimed(&notice).await;
+            }
+            self.dispatch(notice, queues).await;
+        }
+    }
+
+    /// The alerts and notices one record carries.
+    async fn notices_of(&self, record: &StoredRecord) -> Vec<AlertNotice> {
+        match record.decode() {
             Ok(commit) => {
                 let mut out = Vec::new();
                 for event in &commit.events {
@@ -450,10 +508,6 @@ impl Delivery {
                 out
             }
             Err(reason) => vec![AlertNotice::dead_letter(record, &reason, self.clock.now())],
-        };
-        for notice in notices {
-            self.publish(&notice).await;
-            self.dispatch(notice, jobs).await;
         }
     }
 
@@ -513,13 +567,7 @@ impl Delivery {
         }
     }
 
-    async fn publish(&self, notice: &AlertNotice) {
-        if self.claim(&format!("subject/{}", notice.alert_id)).await {
-            self.publish_unclaimed(notice).await;
-        }
-    }
-
-    async fn dispatch(&self, notice: AlertNotice, jobs: &mpsc::Sender<Job>) {
+    async fn dispatch(&self, notice: AlertNotice, queues: &[mpsc::Sender<Job>]) {
         let now = self.clock.now();
         for (index, webhook) in self.config.webhooks.iter().enumerate() {
             if !webhook.wants(&notice) || self.was_sent(&webhook.name, &notice) {
@@ -532,7 +580,7 @@ impl Delivery {
                 if at_once { now } else { release_at(now, &self.calendar.borrow(), self.config.working_hours) };
             if release > now {
                 self.hold(index, &notice, release, false);
-            } else if jobs.send(Job { webhook: index, notice: notice.clone(), claim_first: true }).await.is_err() {
+            } else if !enqueue(queues, Job { webhook: index, notice: notice.clone(), claim_first: true }).await {
                 return;
             }
         }
@@ -598,7 +646,7 @@ impl Delivery {
     }
 
     /// Sends held alerts when their working period starts.
-    async fn release_loop(self: Arc<Self>, jobs: mpsc::Sender<Job>, mut stop: watch::Receiver<bool>) {
+    async fn release_loop(self: Arc<Self>, queues: Queues, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             let changed = self.held_changed.notified();
             let now = self.clock.now();
@@ -631,7 +679,7 @@ impl Delivery {
                             self.hold(webhook, &notice, due, true);
                             continue;
                         }
-                        if jobs.send(Job { webhook, notice, claim_first: true }).await.is_err() {
+                        if !enqueue(&queues, Job { webhook, notice, claim_first: true }).await {
                             return;
                         }
                     }
@@ -643,9 +691,11 @@ impl Delivery {
         }
     }
 
-    async fn send_loop(self: Arc<Self>, mut queue: mpsc::Receiver<Job>, jobs: mpsc::WeakSender<Job>) {
+    /// Sends one webhook's messages in order. Each is claimed just before it is sent (not a
+    /// batch ahead), so a crash mid-queue leaves the rest unclaimed for another instance.
+    async fn send_loop(self: Arc<Self>, index: usize, mut queue: mpsc::Receiver<Job>, queues: Vec<mpsc::WeakSender<Job>>) {
+        let webhook = &self.config.webhooks[index];
         while let Some(job) = queue.recv().await {
-            let webhook = &self.config.webhooks[job.webhook];
             if job.claim_first && self.was_sent(&webhook.name, &job.notice) {
                 continue;
             }
@@ -669,10 +719,16 @@ impl Delivery {
                 if job.notice.stage != "operator" {
                     let notice = AlertNotice::webhook_failed(&webhook.name, &job.notice, self.clock.now());
                     self.publish_unclaimed(&notice).await;
-                    for (index, other) in self.config.webhooks.iter().enumerate() {
-                        if index != job.webhook && other.wants(&notice) {
-                            let Some(jobs) = jobs.upgrade() else { break };
-                            let _ = jobs.send(Job { webhook: index, notice: notice.clone(), claim_first: false }).await;
+                    for (other, config) in self.config.webhooks.iter().enumerate() {
+                        if other == index || !config.wants(&notice) {
+                            continue;
+                        }
+                        let Some(queue) = queues.get(other).and_then(mpsc::WeakSender::upgrade) else { continue };
+                        // Not waited for: two webhooks failing at once, each waiting on the
+                        // other's full queue, would both stop sending.
+                        let job = Job { webhook: other, notice: notice.clone(), claim_first: false };
+                        if queue.try_send(job).is_err() {
+                            tracing::error!(webhook = %config.name, "queue full: operator notice not queued");
                         }
                     }
                 }
@@ -708,25 +764,43 @@ impl Delivery {
     /// Whether this instance is the one to deliver `key` (the log retries while it is briefly
     /// unavailable); when the claim cannot be made at all, nothing is sent (never twice).
     async fn claim(&self, key: &str) -> bool {
+        self.claim_all(&[key.to_owned()]).await.first().copied().unwrap_or(false)
+    }
+
+    /// [`Delivery::claim`] for several keys, stored together: one answer per key, in order.
+    async fn claim_all(&self, keys: &[String]) -> Vec<bool> {
+        let mut won = vec![false; keys.len()];
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
         let mut backoff = Duration::from_millis(500);
         for _ in 0..CLAIM_NOT_STORED_ATTEMPTS_MAX {
-            match self.log.claim_delivery(key).await {
-                Ok(mine) => return mine,
-                // Nothing was stored (a full disk): trying again cannot send twice, and giving
-                // up would lose the alert.
-                Err(crate::log::LogError::NotStored(e)) => {
-                    tracing::warn!(%key, "delivery claim not stored, retrying: {e}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => {
-                    tracing::error!(%key, "delivery not claimed, skipped: {e}");
-                    return false;
+            if pending.is_empty() {
+                return won;
+            }
+            let asked: Vec<String> = pending.iter().map(|&i| keys[i].clone()).collect();
+            let answers = self.log.claim_deliveries(&asked).await;
+            let mut again = Vec::new();
+            for (&i, answer) in pending.iter().zip(answers) {
+                match answer {
+                    Ok(mine) => won[i] = mine,
+                    // Nothing was stored (a full disk): trying again cannot send twice, and
+                    // giving up would lose the alert.
+                    Err(crate::log::LogError::NotStored(e)) => {
+                        tracing::warn!(key = %keys[i], "delivery claim not stored, retrying: {e}");
+                        again.push(i);
+                    }
+                    Err(e) => tracing::error!(key = %keys[i], "delivery not claimed, skipped: {e}"),
                 }
             }
+            pending = again;
+            if !pending.is_empty() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
         }
-        tracing::error!(%key, "delivery claim not stored after {CLAIM_NOT_STORED_ATTEMPTS_MAX} attempts, skipped");
-        false
+        for &i in &pending {
+            tracing::error!(key = %keys[i], "delivery claim not stored after {CLAIM_NOT_STORED_ATTEMPTS_MAX} attempts, skipped");
+        }
+        won
     }
 
     fn was_sent(&self, webhook: &str, notice: &AlertNotice) -> bool {

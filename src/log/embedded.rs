@@ -409,9 +409,18 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn claim_delivery(&self, key: &str) -> Result<bool, LogError> {
+        let won = self.claim_deliveries(&[key.to_owned()]).await.pop();
+        won.unwrap_or_else(|| Err(LogError::Unavailable("a delivery claim went unanswered".into())))
+    }
+
+    /// One synced write for all of them: a burst of notices costs one sync, not one each.
+    async fn claim_deliveries(&self, keys: &[String]) -> Vec<Result<bool, LogError>> {
         let shared = self.shared.clone();
-        let key = key.to_owned();
-        blocking(move || lock_consumers(&shared).claim_delivery(&key)).await
+        let owned = keys.to_vec();
+        match blocking(move || lock_consumers(&shared).claim_deliveries(&owned)).await {
+            Ok(won) => won.into_iter().map(Ok).collect(),
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 
     async fn stored_bytes(&self) -> Result<Option<u64>, LogError> {
@@ -781,18 +790,30 @@ impl ConsumerFile {
         Ok(())
     }
 
-    fn claim_delivery(&mut self, key: &str) -> Result<bool, LogError> {
-        if self.deliveries.contains(key) {
-            return Ok(false);
+    /// Claims each key not claimed before (nor earlier in `keys`), all in one synced write.
+    fn claim_deliveries(&mut self, keys: &[String]) -> Result<Vec<bool>, LogError> {
+        let mut new = HashSet::new();
+        let won: Vec<bool> =
+            keys.iter().map(|k| !self.deliveries.contains(k) && new.insert(k.as_str())).collect();
+        let entries: Vec<ConsumerEntry> =
+            keys.iter().zip(&won).filter(|(_, w)| **w).map(|(k, _)| ConsumerEntry::Delivery(k.clone())).collect();
+        if !entries.is_empty() {
+            self.append_all(&entries, true)?;
         }
-        self.append(&ConsumerEntry::Delivery(key.to_owned()), true)?;
-        self.deliveries.insert(key.to_owned());
-        Ok(true)
+        self.deliveries.extend(new.into_iter().map(str::to_owned));
+        Ok(won)
     }
 
     fn append(&mut self, entry: &ConsumerEntry, sync: bool) -> Result<(), LogError> {
+        self.append_all(std::slice::from_ref(entry), sync)
+    }
+
+    /// Appends `entries` in one write (and one sync): all of them are stored, or none.
+    fn append_all(&mut self, entries: &[ConsumerEntry], sync: bool) -> Result<(), LogError> {
         let mut bytes = Vec::new();
-        frame::encode(&encode_consumer_entry(entry)?, &mut bytes);
+        for entry in entries {
+            frame::encode(&encode_consumer_entry(entry)?, &mut bytes);
+        }
         let written =
             self.file.write_all_at(&bytes, self.end).and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {

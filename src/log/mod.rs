@@ -198,6 +198,18 @@ pub trait EventLog: Send + Sync {
     /// instance: true for the first caller with this key, false for every later one.
     async fn claim_delivery(&self, key: &str) -> Result<bool, LogError>;
 
+    /// Claims several deliveries at once, each answered as [`EventLog::claim_delivery`] would
+    /// answer it, in the order of `keys`. A back end stores them together where it can (one
+    /// synced write on the embedded log, publishes in flight together on NATS), so a burst of
+    /// alerts is not delivered one sync at a time.
+    async fn claim_deliveries(&self, keys: &[String]) -> Vec<Result<bool, LogError>> {
+        let mut won = Vec::with_capacity(keys.len());
+        for key in keys {
+            won.push(self.claim_delivery(key).await);
+        }
+        won
+    }
+
     /// Why appends are failing right now, if they are (a full disk): readiness reports it.
     fn write_failure(&self) -> Option<String> {
         None

@@ -385,6 +385,10 @@ impl EventLog for NatsLog {
         Err(LogError::Unavailable(format!("claiming a delivery: {last_error}")))
     }
 
+    async fn claim_deliveries(&self, keys: &[String]) -> Vec<Result<bool, LogError>> {
+        futures::future::join_all(keys.iter().map(|key| self.claim_delivery(key))).await
+    }
+
     async fn watch_alerts(&self, prefix: &str) -> Result<AlertStream, LogError> {
         let subscriber = self
             .client
