@@ -275,9 +275,8 @@ async fn a_delivery_is_claimed_once<H: Harness>() {
     assert_eq!(claims.into_iter().filter(|c| *c.as_ref().unwrap()).count(), 1, "racing claims: one wins");
 
     // Several at once: each answered on its own, in order, as one at a time would be.
-    let keys: Vec<String> = ["subject/alert-4", "webhook/督查室/alert-1", "subject/alert-4", "subject/alert-5"]
-        .map(String::from)
-        .to_vec();
+    let keys: Vec<String> =
+        ["subject/alert-4", "webhook/督查室/alert-1", "subject/alert-4", "subject/alert-5"].map(String::from).to_vec();
     let won: Vec<bool> = log.claim_deliveries(&keys).await.into_iter().map(Result::unwrap).collect();
     assert_eq!(won, [true, false, false, true], "new, claimed before, twice in one batch, new");
     assert!(!log.claim_delivery("subject/alert-5").await.unwrap(), "a batch's claims hold");

@@ -441,6 +441,25 @@ async fn a_failing_webhook_does_not_hold_up_the_others(backend: Backend) {
     assert_eq!(working.bodies().len(), 2);
 }
 
+/// A WeCom or DingTalk group robot refuses a message with HTTP 200 and a non-zero `errcode`
+/// (its rate limit, a revoked key): such an answer counted as sent, and the message was lost.
+#[tokio::test]
+async fn a_group_robot_that_refuses_with_an_errcode_is_retried_until_it_takes_the_message() {
+    let robot = webhook::Receiver::start_robot(2).await;
+    let alerts = AlertConfig {
+        webhooks: vec![WebhookConfig { format: WebhookFormat::Wecom, ..webhook(robot.url()).webhooks.remove(0) }],
+        ..AlertConfig::default()
+    };
+    let live = live_node(Backend::Embedded, "2026-03-02T10:00:00+08:00", alerts).await;
+    live.run(Uuid::now_v7(), township(), raise(Urgency::Normal)).await;
+    live.clock.set(at("2026-03-03T10:00:00+08:00"));
+    let bodies = robot.wait_for(1).await;
+    assert!(bodies[0]["markdown"]["content"].as_str().unwrap().contains("【超时】住建局"), "{bodies:?}");
+    live.node.stop().await;
+    assert_eq!(robot.attempts.load(std::sync::atomic::Ordering::SeqCst), 3, "two refusals, then taken");
+    assert_eq!(robot.bodies().len(), 1, "once");
+}
+
 /// A normal and an urgent whistle raised Mon 01:30, their 报到 clocks breached Tue 01:30 (outside
 /// working hours), both breaches recorded.
 async fn night_breaches(backend: Backend) -> (webhook::Receiver, Live, Uuid, Uuid) {

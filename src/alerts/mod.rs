@@ -273,6 +273,44 @@ impl DeliveryStats {
     }
 }
 
+/// Messages a minute a WeCom or DingTalk group robot takes; it refuses more.
+pub const ROBOT_MESSAGES_PER_MINUTE: usize = 20;
+
+/// Spaces the sends to one group robot: the one that would be the 21st within a minute waits
+/// for the minute, rather than being refused and retried until it is given up.
+struct Pace {
+    window: Duration,
+    max: usize,
+    /// When the sends of the last window went, oldest first.
+    sent: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl Pace {
+    fn new(max: usize, window: Duration) -> Pace {
+        Pace { window, max: max.max(1), sent: std::collections::VecDeque::new() }
+    }
+
+    /// The robots' limit for their formats; none for a generic webhook.
+    fn for_format(format: WebhookFormat) -> Option<Pace> {
+        (format != WebhookFormat::Generic).then(|| Pace::new(ROBOT_MESSAGES_PER_MINUTE, Duration::from_secs(60)))
+    }
+
+    /// How long to wait before the next send at `now`, if at all.
+    fn wait(&mut self, now: std::time::Instant) -> Option<Duration> {
+        while self.sent.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            self.sent.pop_front();
+        }
+        if self.sent.len() < self.max {
+            return None;
+        }
+        self.sent.front().map(|oldest| (*oldest + self.window).saturating_duration_since(now))
+    }
+
+    fn record(&mut self, at: std::time::Instant) {
+        self.sent.push_back(at);
+    }
+}
+
 struct Job {
     /// The webhook's index in the configuration, and so its queue's.
     webhook: usize,
@@ -693,8 +731,14 @@ impl Delivery {
 
     /// Sends one webhook's messages in order. Each is claimed just before it is sent (not a
     /// batch ahead), so a crash mid-queue leaves the rest unclaimed for another instance.
-    async fn send_loop(self: Arc<Self>, index: usize, mut queue: mpsc::Receiver<Job>, queues: Vec<mpsc::WeakSender<Job>>) {
+    async fn send_loop(
+        self: Arc<Self>,
+        index: usize,
+        mut queue: mpsc::Receiver<Job>,
+        queues: Vec<mpsc::WeakSender<Job>>,
+    ) {
         let webhook = &self.config.webhooks[index];
+        let mut pace = Pace::for_format(webhook.format);
         while let Some(job) = queue.recv().await {
             if job.claim_first && self.was_sent(&webhook.name, &job.notice) {
                 continue;
@@ -704,7 +748,7 @@ impl Delivery {
             if job.claim_first && !self.claim(&format!("webhook/{}/{}", webhook.name, job.notice.alert_id)).await {
                 continue;
             }
-            if self.send_with_retries(webhook, &job.notice).await {
+            if self.send_with_retries(webhook, &job.notice, &mut pace).await {
                 self.stats.webhook_sent.fetch_add(1, Ordering::Relaxed);
                 self.stats.count(&job.notice.stage, &webhook.name, "sent");
                 if let Err(e) = self.views.delivery_put(&sent_key(&webhook.name, job.notice.alert_id), b"") {
@@ -736,11 +780,18 @@ impl Delivery {
         }
     }
 
-    async fn send_with_retries(&self, webhook: &WebhookConfig, notice: &AlertNotice) -> bool {
+    async fn send_with_retries(&self, webhook: &WebhookConfig, notice: &AlertNotice, pace: &mut Option<Pace>) -> bool {
         let body = notice.webhook_body(webhook.format);
         let mut backoff = WEBHOOK_BACKOFF_FIRST;
         let attempts = webhook.attempts.unwrap_or(WEBHOOK_ATTEMPTS_MAX).max(1);
         for attempt in 1..=attempts {
+            if let Some(pace) = pace.as_mut() {
+                while let Some(wait) = pace.wait(std::time::Instant::now()) {
+                    tracing::info!(webhook = %webhook.name, "group robot at its limit of {ROBOT_MESSAGES_PER_MINUTE} a minute: waiting {wait:?}");
+                    tokio::time::sleep(wait).await;
+                }
+                pace.record(std::time::Instant::now());
+            }
             let sent = self
                 .http
                 .post(&webhook.url)
@@ -749,7 +800,14 @@ impl Delivery {
                 .send()
                 .await;
             match sent {
-                Ok(r) if r.status().is_success() => return true,
+                Ok(r) if r.status().is_success() => {
+                    // A group robot says no in the body of a 200.
+                    let answer = r.bytes().await.unwrap_or_default();
+                    match webhook.format.refusal(&answer) {
+                        None => return true,
+                        Some(why) => tracing::warn!(webhook = %webhook.name, attempt, "webhook refused: {why}"),
+                    }
+                }
                 Ok(r) => tracing::warn!(webhook = %webhook.name, attempt, status = %r.status(), "webhook refused"),
                 Err(e) => tracing::warn!(webhook = %webhook.name, attempt, "webhook failed: {e}"),
             }
@@ -805,5 +863,42 @@ impl Delivery {
 
     fn was_sent(&self, webhook: &str, notice: &AlertNotice) -> bool {
         self.views.delivery_get(&sent_key(webhook, notice.alert_id)).ok().flatten().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_group_robot_s_twenty_first_message_in_a_minute_waits_for_the_minute() {
+        let start = Instant::now();
+        let mut pace = Pace::new(20, Duration::from_secs(60));
+        for i in 0..20 {
+            let at = start + Duration::from_secs(i);
+            assert_eq!(pace.wait(at), None, "message {i}");
+            pace.record(at);
+        }
+        let now = start + Duration::from_secs(30);
+        assert_eq!(pace.wait(now), Some(Duration::from_secs(30)), "until the first is a minute old");
+        assert_eq!(pace.wait(start + Duration::from_secs(60)), None, "the first has left the window");
+        pace.record(start + Duration::from_secs(60));
+        assert_eq!(pace.wait(start + Duration::from_secs(60)), Some(Duration::from_secs(1)));
+        assert!(Pace::for_format(WebhookFormat::Generic).is_none());
+        assert!(
+            Pace::for_format(WebhookFormat::Wecom).is_some() && Pace::for_format(WebhookFormat::Dingtalk).is_some()
+        );
+    }
+
+    #[test]
+    fn a_group_robot_refuses_in_the_body_of_a_200() {
+        let refused = br#"{"errcode":45009,"errmsg":"api freq out of limit"}"#;
+        assert_eq!(WebhookFormat::Wecom.refusal(refused).as_deref(), Some("errcode 45009: api freq out of limit"));
+        let keyword = br#"{"errcode":310000,"errmsg":"keywords not in content"}"#;
+        assert!(WebhookFormat::Dingtalk.refusal(keyword).unwrap().contains("310000"));
+        assert_eq!(WebhookFormat::Wecom.refusal(br#"{"errcode":0,"errmsg":"ok"}"#), None);
+        assert_eq!(WebhookFormat::Generic.refusal(refused), None, "a generic webhook answers with its status");
+        assert_eq!(WebhookFormat::Dingtalk.refusal(b"ok"), None, "no errcode: taken");
     }
 }

@@ -23,6 +23,25 @@ pub enum WebhookFormat {
     Dingtalk,
 }
 
+impl WebhookFormat {
+    /// Why a group robot that answered 2xx did not take the message, from its answer's body:
+    /// WeCom and DingTalk answer HTTP 200 with a non-zero `errcode` when they refuse one (a rate
+    /// limit of 20 messages a minute per robot: WeCom 45009, DingTalk 130101 / 90030; a revoked
+    /// key: 93000; a keyword the robot's security settings require: 310000). `None`: taken.
+    pub fn refusal(self, body: &[u8]) -> Option<String> {
+        if self == WebhookFormat::Generic {
+            return None;
+        }
+        let answer: Value = serde_json::from_slice(body).ok()?;
+        let code = answer.get("errcode")?;
+        if code.as_i64() == Some(0) {
+            return None;
+        }
+        let message = answer.get("errmsg").and_then(Value::as_str).unwrap_or("");
+        Some(format!("errcode {code}: {message}"))
+    }
+}
+
 /// One alert or notice as every channel receives it: the payload on `whistle.alert.…` and
 /// `whistle.notice.…`, and a generic webhook's body (schema: `schemas/notices/notice.v1.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

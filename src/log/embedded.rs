@@ -793,8 +793,7 @@ impl ConsumerFile {
     /// Claims each key not claimed before (nor earlier in `keys`), all in one synced write.
     fn claim_deliveries(&mut self, keys: &[String]) -> Result<Vec<bool>, LogError> {
         let mut new = HashSet::new();
-        let won: Vec<bool> =
-            keys.iter().map(|k| !self.deliveries.contains(k) && new.insert(k.as_str())).collect();
+        let won: Vec<bool> = keys.iter().map(|k| !self.deliveries.contains(k) && new.insert(k.as_str())).collect();
         let entries: Vec<ConsumerEntry> =
             keys.iter().zip(&won).filter(|(_, w)| **w).map(|(k, _)| ConsumerEntry::Delivery(k.clone())).collect();
         if !entries.is_empty() {

@@ -24,14 +24,26 @@ struct Shared {
     received: Arc<Mutex<Vec<Value>>>,
     attempts: Arc<AtomicUsize>,
     fail_first: usize,
+    /// Refuses as a group robot does: HTTP 200 with a non-zero `errcode`.
+    robot: bool,
 }
 
 impl Receiver {
     /// Starts a receiver that answers 500 to its first `fail_first` requests.
     pub async fn start(fail_first: usize) -> Receiver {
+        Receiver::serve(fail_first, false).await
+    }
+
+    /// Starts a receiver that answers as a WeCom group robot: 200 and `{"errcode":0}` when it
+    /// takes a message, 200 and errcode 45009 (over its rate limit) to its first `fail_first`.
+    pub async fn start_robot(fail_first: usize) -> Receiver {
+        Receiver::serve(fail_first, true).await
+    }
+
+    async fn serve(fail_first: usize, robot: bool) -> Receiver {
         let received = Arc::new(Mutex::new(Vec::new()));
         let attempts = Arc::new(AtomicUsize::new(0));
-        let shared = Shared { received: received.clone(), attempts: attempts.clone(), fail_first };
+        let shared = Shared { received: received.clone(), attempts: attempts.clone(), fail_first, robot };
         let app = Router::new().route("/hook", post(hook)).with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
         let addr = listener.local_addr().expect("receiver address");
@@ -60,11 +72,14 @@ impl Receiver {
     }
 }
 
-async fn hook(State(shared): State<Shared>, Json(body): Json<Value>) -> StatusCode {
+async fn hook(State(shared): State<Shared>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     let attempt = shared.attempts.fetch_add(1, Ordering::SeqCst);
     if attempt < shared.fail_first {
-        return StatusCode::INTERNAL_SERVER_ERROR;
+        if shared.robot {
+            return (StatusCode::OK, Json(serde_json::json!({ "errcode": 45009, "errmsg": "api freq out of limit" })));
+        }
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(Value::Null));
     }
     shared.received.lock().unwrap().push(body);
-    StatusCode::OK
+    (StatusCode::OK, Json(serde_json::json!({ "errcode": 0, "errmsg": "ok" })))
 }
