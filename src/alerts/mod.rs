@@ -309,6 +309,14 @@ impl Pace {
     fn record(&mut self, at: std::time::Instant) {
         self.sent.push_back(at);
     }
+
+    /// Waits until a message may go.
+    async fn until_free(&mut self, webhook: &str) {
+        while let Some(wait) = self.wait(std::time::Instant::now()) {
+            tracing::info!(%webhook, "group robot at its limit of {ROBOT_MESSAGES_PER_MINUTE} a minute: waiting {wait:?}");
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 struct Job {
@@ -743,6 +751,11 @@ impl Delivery {
             if job.claim_first && self.was_sent(&webhook.name, &job.notice) {
                 continue;
             }
+            // Before the claim: a message claimed and then waiting out a robot's minute would be
+            // lost if this instance stopped meanwhile.
+            if let Some(pace) = pace.as_mut() {
+                pace.until_free(&webhook.name).await;
+            }
             // Another instance may have been handed the same record (a redelivery after a node
             // failure): only the one that claims the delivery sends it.
             if job.claim_first && !self.claim(&format!("webhook/{}/{}", webhook.name, job.notice.alert_id)).await {
@@ -786,10 +799,7 @@ impl Delivery {
         let attempts = webhook.attempts.unwrap_or(WEBHOOK_ATTEMPTS_MAX).max(1);
         for attempt in 1..=attempts {
             if let Some(pace) = pace.as_mut() {
-                while let Some(wait) = pace.wait(std::time::Instant::now()) {
-                    tracing::info!(webhook = %webhook.name, "group robot at its limit of {ROBOT_MESSAGES_PER_MINUTE} a minute: waiting {wait:?}");
-                    tokio::time::sleep(wait).await;
-                }
+                pace.until_free(&webhook.name).await;
                 pace.record(std::time::Instant::now());
             }
             let sent = self
