@@ -648,17 +648,66 @@ async fn alert_latency(backend: &'static str, nats: Option<&NatsOptions>, sizes:
     node.stop().await;
     drop(log);
     handle.close().await.map_err(|e| e.to_string())?;
+    say(&format!("alerts {backend}: the disk's own sync latency for {:?}", sizes.due_window / 2));
+    let probe = scratch.0.join("sync-probe");
+    let window = sizes.due_window / 2;
+    let syncs = tokio::task::spawn_blocking(move || sync_latencies(&probe, window))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("probing the disk: {e}"))?;
     latencies.sort_by(f64::total_cmp);
-    let pct =
-        |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| percentile(&latencies, p);
     let label = format!("{} armed clocks, {} of {} alerts arrived", sizes.armed, latencies.len(), sizes.due);
     rows.extend([
         Row::new("alert latency", backend, format!("p50, {label}"), pct(0.5), "ms"),
         Row::new("alert latency", backend, format!("p99 of {} samples", latencies.len()), pct(0.99), "ms"),
         Row::new("alert latency", backend, "max", latencies.last().copied().unwrap_or(f64::NAN), "ms"),
         Row::new("idle CPU", backend, format!("{} armed clocks, none due", sizes.armed), idle_cpu, "% of a core"),
+        Row::new(
+            "disk sync",
+            backend,
+            format!(
+                "p99 of {} fdatasyncs of 512 bytes beside the data, one per {SYNC_PROBE_PERIOD:?}, right after (p50 {:.2}, max {:.1} ms)",
+                syncs.len(),
+                percentile(&syncs, 0.5),
+                syncs.last().copied().unwrap_or(f64::NAN)
+            ),
+            percentile(&syncs, 0.99),
+            "ms",
+        ),
     ]);
     Ok(rows)
+}
+
+/// How often the disk probe syncs.
+const SYNC_PROBE_PERIOD: Duration = Duration::from_millis(20);
+
+/// The latencies (ms, sorted) of small appends each followed by `fdatasync`, in a file at
+/// `path`, for `window`: what every acknowledged command and every delivery claim waits for on
+/// this disk, so the alert latency's tail can be read against the disk's own.
+fn sync_latencies(path: &Path, window: Duration) -> std::io::Result<Vec<f64>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::create(path)?;
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while started.elapsed() < window {
+        let at = Instant::now();
+        file.write_all_at(&[0x5a; 512], offset)?;
+        file.sync_data()?;
+        out.push(at.elapsed().as_secs_f64() * 1000.0);
+        offset += 512;
+        std::thread::sleep(SYNC_PROBE_PERIOD);
+    }
+    drop(file);
+    std::fs::remove_file(path)?;
+    out.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
+/// The `p` quantile of sorted values (NaN when there are none).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
 /// A lone `whistle serve` (its own process) projecting a log of `armed` open cases (`log_bytes`
