@@ -460,6 +460,40 @@ async fn a_group_robot_that_refuses_with_an_errcode_is_retried_until_it_takes_th
     assert_eq!(robot.bodies().len(), 1, "once");
 }
 
+/// Webhook sends waited in memory after delivery had acknowledged their records: a send not
+/// made when the service stopped was made by no instance, ever. They now wait in an outbox in
+/// the views until done, and a service that starts again sends what is left, once.
+#[tokio::test]
+async fn a_webhook_send_not_made_when_the_service_stops_is_made_once_it_starts_again() {
+    let robot = webhook::Receiver::start_robot(0).await;
+    let alerts = AlertConfig {
+        webhooks: vec![WebhookConfig { format: WebhookFormat::Wecom, ..webhook(robot.url()).webhooks.remove(0) }],
+        ..AlertConfig::default()
+    };
+    let config = || NodeConfig { alerts: alerts.clone(), reports: alerts_only(), ..NodeConfig::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _server) = open_log(Backend::Embedded, dir.path()).await;
+    let views = Views::open(dir.path().join("views")).unwrap();
+    let clock = ManualClock::new(at("2026-03-02T10:00:00+08:00"));
+    let node = Node::start(log.clone(), views.clone(), Arc::new(clock.clone()), config()).await.unwrap();
+    // 21 breaches to one robot, which takes 20 a minute: the 21st waits when the service stops.
+    for _ in 0..21 {
+        let cmd = Command::new(Uuid::now_v7(), Uuid::now_v7(), township(), raise(Urgency::Normal));
+        let done = execute(log.as_ref(), &cmd, clock.now()).await.unwrap();
+        node.caught_up_to(done.position).await;
+    }
+    clock.set(at("2026-03-03T10:00:00+08:00"));
+    robot.wait_for(20).await;
+    node.stop().await;
+    assert_eq!(robot.bodies().len(), 20, "the 21st waited for the robot's minute");
+
+    let node = Node::start(log.clone(), views.clone(), Arc::new(clock.clone()), config()).await.unwrap();
+    robot.wait_for(21).await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    assert_eq!(robot.bodies().len(), 21, "each breach once");
+    node.stop().await;
+}
+
 /// A normal and an urgent whistle raised Mon 01:30, their 报到 clocks breached Tue 01:30 (outside
 /// working hours), both breaches recorded.
 async fn night_breaches(backend: Backend) -> (webhook::Receiver, Live, Uuid, Uuid) {

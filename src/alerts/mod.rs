@@ -319,6 +319,17 @@ impl Pace {
     }
 }
 
+/// What the release loop did with a held notice.
+enum Released {
+    /// On its webhook's queue; its entry stays until the send loop is done with it.
+    Queued,
+    /// Its webhook's queue is full: left for a later look.
+    QueueFull,
+    /// Sent elsewhere, held again under a new time, or no longer owed: its entry goes.
+    Done,
+    Stopping,
+}
+
 struct Job {
     /// The webhook's index in the configuration, and so its queue's.
     webhook: usize,
@@ -326,11 +337,21 @@ struct Job {
     /// Whether the delivery is claimed in the log first (once across instances). Notices about
     /// the log itself cannot be: the log is what fails.
     claim_first: bool,
+    /// The job's entry in the outbox (the held-notice keys, due now): removed once the job is
+    /// done, so a job not done when the instance stopped is queued again on its next start.
+    outbox: Option<Vec<u8>>,
 }
 
 /// One queue per webhook, each with a send loop of its own: a webhook that is down or slow
 /// (retrying for half a minute) holds up only its own messages.
 type Queues = Vec<mpsc::Sender<Job>>;
+
+/// Whether a notice goes to people at once, whatever the hour: urgent whistles and operator
+/// notices. Escalations of non-urgent cases wait like breaches: no night or weekend demands for
+/// matters that are not urgent.
+fn at_once(notice: &AlertNotice) -> bool {
+    notice.urgent || notice.stage == "operator"
+}
 
 /// Puts a job on its webhook's queue, waiting while that queue is full; false once the queue
 /// is closed (delivery is stopping).
@@ -358,6 +379,8 @@ pub struct Delivery {
     policy: crate::domain::SlaPolicy,
     /// True once delivery claims from the log: records stored after that are delivered.
     claiming: watch::Sender<bool>,
+    /// Outbox entries queued and not yet done: the release loop does not queue them again.
+    in_flight: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
     pub stats: DeliveryStats,
 }
 
@@ -385,6 +408,7 @@ impl Delivery {
             units,
             policy,
             claiming: watch::channel(false).0,
+            in_flight: Default::default(),
             stats: DeliveryStats::default(),
         })
     }
@@ -474,7 +498,7 @@ impl Delivery {
                 self.publish_unclaimed(&notice).await;
                 for (webhook, config) in self.config.webhooks.iter().enumerate() {
                     if config.wants(&notice) {
-                        let job = Job { webhook, notice: notice.clone(), claim_first: false };
+                        let job = Job { webhook, notice: notice.clone(), claim_first: false, outbox: None };
                         if !enqueue(&queues, job).await {
                             return;
                         }
@@ -498,30 +522,60 @@ impl Delivery {
         }
     }
 
-    /// Sends the alerts claimed records carry to every channel: acknowledges the records, finds
-    /// their notices, claims the notices' subjects together, then publishes and dispatches each
-    /// in the records' order.
+    /// Sends the alerts claimed records carry to every channel: finds their notices, claims the
+    /// notices' subjects together and publishes them, stores their webhook sends in the outbox,
+    /// and only then acknowledges the records — an instance that stops before that gets them
+    /// again, and the claims make sure nothing goes out twice.
     async fn deliver_records(&self, batch: Vec<crate::log::Claimed>, queues: &[mpsc::Sender<Job>]) {
         let (records, acks): (Vec<StoredRecord>, Vec<_>) = batch.into_iter().map(|c| (c.record, c.ack)).unzip();
-        // A record whose acknowledgement failed may be handed to another instance too; the
-        // per-delivery claims below make sure only one sends each alert.
-        let acked = futures::future::join_all(acks.into_iter().map(|ack| ack.ack())).await;
-        for (record, acked) in records.iter().zip(acked) {
-            if let Err(e) = acked {
-                tracing::warn!(position = record.position, "claim not acknowledged: {e}");
-            }
-        }
         let mut notices = Vec::new();
         for record in &records {
             notices.extend(self.notices_of(record).await);
         }
         let keys: Vec<String> = notices.iter().map(|n| format!("subject/{}", n.alert_id)).collect();
         let won = self.claim_all(&keys).await;
+        let mut sends = Vec::new();
         for (notice, won) in notices.into_iter().zip(won) {
             if won {
                 self.publish_unclaimed(&notice).await;
             }
-            self.dispatch(notice, queues).await;
+            self.dispatch(notice, &mut sends);
+        }
+        self.store_sends(sends, queues).await;
+        // A record whose acknowledgement failed may be handed to another instance too; the
+        // per-delivery claims make sure only one sends each alert.
+        let acked = futures::future::join_all(acks.into_iter().map(|ack| ack.ack())).await;
+        for (record, acked) in records.iter().zip(acked) {
+            if let Err(e) = acked {
+                tracing::warn!(position = record.position, "claim not acknowledged: {e}");
+            }
+        }
+    }
+
+    /// Puts webhook sends due now in the outbox, in one write, for the release loop to queue.
+    /// When the outbox cannot be written (the views' disk is full), queues them directly.
+    async fn store_sends(&self, sends: Vec<(usize, AlertNotice)>, queues: &[mpsc::Sender<Job>]) {
+        if sends.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = sends
+            .iter()
+            .map(|(webhook, notice)| {
+                let key = held_key(now, notice.position, notice.alert_id, &self.config.webhooks[*webhook].name);
+                (key, serde_json::to_vec(&(webhook, notice)).expect("notices serialise (plain data)"))
+            })
+            .collect();
+        match self.views.delivery_put_all(&entries) {
+            Ok(()) => self.held_changed.notify_waiters(),
+            Err(e) => {
+                tracing::error!("cannot store webhook sends in the outbox, sending them from memory: {e}");
+                for (webhook, notice) in sends {
+                    if !enqueue(queues, Job { webhook, notice, claim_first: true, outbox: None }).await {
+                        return;
+                    }
+                }
+            }
         }
     }
 
@@ -613,21 +667,23 @@ impl Delivery {
         }
     }
 
-    async fn dispatch(&self, notice: AlertNotice, queues: &[mpsc::Sender<Job>]) {
+    /// Holds a notice for each webhook that takes it outside working hours, and adds to `sends`
+    /// the webhooks to send it to now.
+    fn dispatch(&self, notice: AlertNotice, sends: &mut Vec<(usize, AlertNotice)>) {
         let now = self.clock.now();
         for (index, webhook) in self.config.webhooks.iter().enumerate() {
             if !webhook.wants(&notice) || self.was_sent(&webhook.name, &notice) {
                 continue;
             }
-            // Escalations of non-urgent cases wait like breaches: no night or weekend demands
-            // for matters that are not urgent.
-            let at_once = notice.urgent || notice.stage == "operator";
-            let release =
-                if at_once { now } else { release_at(now, &self.calendar.borrow(), self.config.working_hours) };
+            let release = if at_once(&notice) {
+                now
+            } else {
+                release_at(now, &self.calendar.borrow(), self.config.working_hours)
+            };
             if release > now {
                 self.hold(index, &notice, release, false);
-            } else if !enqueue(queues, Job { webhook: index, notice: notice.clone(), claim_first: true }).await {
-                return;
+            } else {
+                sends.push((index, notice.clone()));
             }
         }
         self.schedule_reminder(&notice, now);
@@ -697,48 +753,84 @@ impl Delivery {
             let changed = self.held_changed.notified();
             let now = self.clock.now();
             let mut next = None;
-            for (key, value) in self.views.delivery_scan(HELD_PREFIX, 64).unwrap_or_default() {
-                let release = match held_release(&key) {
-                    Ok(release) => release,
-                    Err(e) => {
-                        tracing::error!("dropping an unreadable held notice: {e}");
-                        let _ = self.views.delivery_remove(&key);
+            let mut after: Option<Vec<u8>> = None;
+            'scan: loop {
+                let page = self.views.delivery_scan(HELD_PREFIX, after.as_deref(), 64).unwrap_or_default();
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (key, value) in page {
+                    if self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
                         continue;
                     }
-                };
-                if release > now {
-                    next = Some(release);
-                    break;
-                }
-                let held = serde_json::from_slice::<(usize, AlertNotice)>(&value).ok();
-                if let Some((webhook, notice)) = held.filter(|(w, _)| *w < self.config.webhooks.len()) {
-                    // Not a working moment now: a year published since the notice was held made it
-                    // a holiday, or the release time passed while nothing ran (a stop, a clock
-                    // that jumped). Hold it again for the working morning the live calendar gives.
-                    let due = release_at(now, &self.calendar.borrow(), self.config.working_hours);
-                    if !self.still_owed(&notice, now) {
-                        self.stats.count(&notice.stage, &self.config.webhooks[webhook].name, "dropped");
-                        tracing::info!(alert_id = %notice.alert_id, stage = %notice.stage, "held notice no longer asks for anything: dropped");
-                    } else {
-                        if due > now {
+                    let release = match held_release(&key) {
+                        Ok(release) => release,
+                        Err(e) => {
+                            tracing::error!("dropping an unreadable held notice: {e}");
                             let _ = self.views.delivery_remove(&key);
-                            self.hold(webhook, &notice, due, true);
                             continue;
                         }
-                        if !enqueue(&queues, Job { webhook, notice, claim_first: true }).await {
-                            return;
+                    };
+                    if release > now {
+                        next = Some(release);
+                        break 'scan;
+                    }
+                    match self.release(key.clone(), &value, now, &queues) {
+                        Released::Queued => {}
+                        // Tried again in a second; meanwhile that webhook sends what it has.
+                        Released::QueueFull => {
+                            let soon = now + chrono::Duration::seconds(1);
+                            next = Some(next.map_or(soon, |n: DateTime<Utc>| n.min(soon)));
                         }
+                        Released::Done => {
+                            let _ = self.views.delivery_remove(&key);
+                        }
+                        Released::Stopping => return,
                     }
                 }
-                let _ = self.views.delivery_remove(&key);
             }
             let sleep = crate::clock::sleep_until_if(self.clock.as_ref(), next);
             tokio::select! { _ = sleep => {}, _ = changed => {}, _ = stop.changed() => {} }
         }
     }
 
+    /// What becomes of a held notice (or a send in the outbox) whose time has come at `now`.
+    fn release(&self, key: Vec<u8>, value: &[u8], now: DateTime<Utc>, queues: &[mpsc::Sender<Job>]) -> Released {
+        let held = serde_json::from_slice::<(usize, AlertNotice)>(value).ok();
+        let Some((webhook, notice)) = held.filter(|(w, _)| *w < self.config.webhooks.len()) else {
+            return Released::Done;
+        };
+        if !at_once(&notice) {
+            if !self.still_owed(&notice, now) {
+                self.stats.count(&notice.stage, &self.config.webhooks[webhook].name, "dropped");
+                tracing::info!(alert_id = %notice.alert_id, stage = %notice.stage, "held notice no longer asks for anything: dropped");
+                return Released::Done;
+            }
+            // Not a working moment now: a year published since the notice was held made it a
+            // holiday, or the release time passed while nothing ran (a stop, a clock that
+            // jumped). Hold it again for the working morning the live calendar gives.
+            let due = release_at(now, &self.calendar.borrow(), self.config.working_hours);
+            if due > now {
+                self.hold(webhook, &notice, due, true);
+                return Released::Done;
+            }
+        }
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
+        let job = Job { webhook, notice, claim_first: true, outbox: Some(key.clone()) };
+        match queues[webhook].try_send(job) {
+            Ok(()) => Released::Queued,
+            Err(full_or_closed) => {
+                self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                match full_or_closed {
+                    mpsc::error::TrySendError::Full(_) => Released::QueueFull,
+                    mpsc::error::TrySendError::Closed(_) => Released::Stopping,
+                }
+            }
+        }
+    }
+
     /// Sends one webhook's messages in order. Each is claimed just before it is sent (not a
-    /// batch ahead), so a crash mid-queue leaves the rest unclaimed for another instance.
+    /// batch ahead), so a crash mid-queue leaves the rest unclaimed for another instance; a
+    /// job's outbox entry goes once the job is done.
     async fn send_loop(
         self: Arc<Self>,
         index: usize,
@@ -748,47 +840,61 @@ impl Delivery {
         let webhook = &self.config.webhooks[index];
         let mut pace = Pace::for_format(webhook.format);
         while let Some(job) = queue.recv().await {
-            if job.claim_first && self.was_sent(&webhook.name, &job.notice) {
+            self.send_job(index, &job, &mut pace, &queues).await;
+            if let Some(key) = &job.outbox {
+                // Not synced: if the removal is lost in a crash, the job is queued again and
+                // its claim (made) stops it going twice.
+                if let Err(e) = self.views.delivery_forget(key) {
+                    tracing::warn!("cannot clear a sent notice from the outbox: {e}");
+                }
+                self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+            }
+        }
+    }
+
+    async fn send_job(&self, index: usize, job: &Job, pace: &mut Option<Pace>, queues: &[mpsc::WeakSender<Job>]) {
+        let webhook = &self.config.webhooks[index];
+        if job.claim_first && self.was_sent(&webhook.name, &job.notice) {
+            return;
+        }
+        // Before the claim: a message claimed and then waiting out a robot's minute would be
+        // lost if this instance stopped meanwhile.
+        if let Some(pace) = pace.as_mut() {
+            pace.until_free(&webhook.name).await;
+        }
+        // Another instance may have been handed the same record (a redelivery after a node
+        // failure): only the one that claims the delivery sends it.
+        if job.claim_first && !self.claim(&format!("webhook/{}/{}", webhook.name, job.notice.alert_id)).await {
+            return;
+        }
+        if self.send_with_retries(webhook, &job.notice, pace).await {
+            self.stats.webhook_sent.fetch_add(1, Ordering::Relaxed);
+            self.stats.count(&job.notice.stage, &webhook.name, "sent");
+            if let Err(e) = self.views.delivery_put(&sent_key(&webhook.name, job.notice.alert_id), b"") {
+                tracing::warn!("cannot record webhook delivery: {e}");
+            }
+            return;
+        }
+        self.stats.webhook_failed.fetch_add(1, Ordering::Relaxed);
+        self.stats.count(&job.notice.stage, &webhook.name, "failed");
+        tracing::error!(webhook = %webhook.name, alert_id = %job.notice.alert_id, "webhook gave up");
+        // Operators hear of it on every other channel that takes operator notices (never about
+        // an operator notice itself, so a broken channel cannot start a cascade).
+        if job.notice.stage == "operator" {
+            return;
+        }
+        let notice = AlertNotice::webhook_failed(&webhook.name, &job.notice, self.clock.now());
+        self.publish_unclaimed(&notice).await;
+        for (other, config) in self.config.webhooks.iter().enumerate() {
+            if other == index || !config.wants(&notice) {
                 continue;
             }
-            // Before the claim: a message claimed and then waiting out a robot's minute would be
-            // lost if this instance stopped meanwhile.
-            if let Some(pace) = pace.as_mut() {
-                pace.until_free(&webhook.name).await;
-            }
-            // Another instance may have been handed the same record (a redelivery after a node
-            // failure): only the one that claims the delivery sends it.
-            if job.claim_first && !self.claim(&format!("webhook/{}/{}", webhook.name, job.notice.alert_id)).await {
-                continue;
-            }
-            if self.send_with_retries(webhook, &job.notice, &mut pace).await {
-                self.stats.webhook_sent.fetch_add(1, Ordering::Relaxed);
-                self.stats.count(&job.notice.stage, &webhook.name, "sent");
-                if let Err(e) = self.views.delivery_put(&sent_key(&webhook.name, job.notice.alert_id), b"") {
-                    tracing::warn!("cannot record webhook delivery: {e}");
-                }
-            } else {
-                self.stats.webhook_failed.fetch_add(1, Ordering::Relaxed);
-                self.stats.count(&job.notice.stage, &webhook.name, "failed");
-                tracing::error!(webhook = %webhook.name, alert_id = %job.notice.alert_id, "webhook gave up");
-                // Operators hear of it on every other channel that takes operator notices (never
-                // about an operator notice itself, so a broken channel cannot start a cascade).
-                if job.notice.stage != "operator" {
-                    let notice = AlertNotice::webhook_failed(&webhook.name, &job.notice, self.clock.now());
-                    self.publish_unclaimed(&notice).await;
-                    for (other, config) in self.config.webhooks.iter().enumerate() {
-                        if other == index || !config.wants(&notice) {
-                            continue;
-                        }
-                        let Some(queue) = queues.get(other).and_then(mpsc::WeakSender::upgrade) else { continue };
-                        // Not waited for: two webhooks failing at once, each waiting on the
-                        // other's full queue, would both stop sending.
-                        let job = Job { webhook: other, notice: notice.clone(), claim_first: false };
-                        if queue.try_send(job).is_err() {
-                            tracing::error!(webhook = %config.name, "queue full: operator notice not queued");
-                        }
-                    }
-                }
+            let Some(queue) = queues.get(other).and_then(mpsc::WeakSender::upgrade) else { continue };
+            // Not waited for: two webhooks failing at once, each waiting on the other's full
+            // queue, would both stop sending.
+            let job = Job { webhook: other, notice: notice.clone(), claim_first: false, outbox: None };
+            if queue.try_send(job).is_err() {
+                tracing::error!(webhook = %config.name, "queue full: operator notice not queued");
             }
         }
     }

@@ -695,6 +695,30 @@ impl Views {
         Ok(())
     }
 
+    /// Writes several delivery entries at once, flushed once.
+    pub fn delivery_put_all(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), ViewError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let mut batch = sled::Batch::default();
+        for (key, value) in entries {
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        let inner = self.inner()?;
+        inner.delivery.apply_batch(batch).map_err(storage)?;
+        inner.delivery.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// Removes a delivery entry without waiting for the disk: for an entry whose return after a
+    /// crash only repeats work that is claimed, and so done once.
+    pub fn delivery_forget(&self, key: &[u8]) -> Result<(), ViewError> {
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        self.inner()?.delivery.remove(key).map_err(storage)?;
+        Ok(())
+    }
+
     pub fn delivery_remove(&self, key: &[u8]) -> Result<(), ViewError> {
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.inner()?.delivery.remove(key).map_err(storage)?;
@@ -702,11 +726,18 @@ impl Views {
         Ok(())
     }
 
-    /// Delivery entries under a prefix, in key order, at most `max`.
-    pub fn delivery_scan(&self, prefix: &[u8], max: usize) -> Result<Vec<KeyValue>, ViewError> {
-        self.inner()?
-            .delivery
-            .scan_prefix(prefix)
+    /// Delivery entries under a prefix, in key order, after the key `after` if given, at most
+    /// `max`.
+    pub fn delivery_scan(&self, prefix: &[u8], after: Option<&[u8]>, max: usize) -> Result<Vec<KeyValue>, ViewError> {
+        let inner = self.inner()?;
+        let entries = match after {
+            Some(after) => {
+                inner.delivery.range::<&[u8], _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            }
+            None => inner.delivery.scan_prefix(prefix),
+        };
+        entries
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
             .take(max)
             .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
             .collect()
