@@ -557,14 +557,15 @@ async fn raise_open(
     count: usize,
     due: impl Fn(usize) -> DateTime<Utc> + Sync,
 ) -> Result<(), String> {
-    raise_open_with(log, count, &["住建局"], due).await
+    raise_open_with(log, count, &["住建局"], Urgency::Normal, due).await
 }
 
-/// [`raise_open`], summoning `departments`.
+/// [`raise_open`], summoning `departments`, of `urgency`.
 async fn raise_open_with(
     log: &dyn EventLog,
     count: usize,
     departments: &[&str],
+    urgency: Urgency,
     due: impl Fn(usize) -> DateTime<Utc> + Sync,
 ) -> Result<(), String> {
     let due = &due;
@@ -582,7 +583,7 @@ async fn raise_open_with(
                     departments: departments.iter().map(|d| (*d).to_owned()).collect(),
                     category: None,
                     location: None,
-                    urgency: Urgency::Normal,
+                    urgency,
                 },
             );
             let events = decide(&State::Empty, &cmd, at).map_err(|e| e.to_string())?;
@@ -609,9 +610,22 @@ async fn alert_latency(backend: &'static str, nats: Option<&NatsOptions>, sizes:
     let handle = open(&scratch.0, nats).await?;
     let log = handle.log();
     let views = Views::open(scratch.0.join("views")).map_err(|e| e.to_string())?;
-    let node = Node::start(log.clone(), views.clone(), Arc::new(SystemClock), NodeConfig::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (hook_url, mut hooked, hook_server) = webhook_receiver().await?;
+    let alerts = crate::alerts::AlertConfig {
+        webhooks: vec![crate::alerts::WebhookConfig {
+            name: "bench".into(),
+            url: hook_url,
+            format: crate::alerts::WebhookFormat::Generic,
+            stages: vec!["breach".into()],
+            units: vec![],
+            attempts: None,
+        }],
+        ..Default::default()
+    };
+    let node =
+        Node::start(log.clone(), views.clone(), Arc::new(SystemClock), NodeConfig { alerts, ..NodeConfig::default() })
+            .await
+            .map_err(|e| e.to_string())?;
     let caught = Instant::now();
     node.caught_up_to(log.head().await.map_err(|e| e.to_string())?).await;
     say(&format!(
@@ -630,7 +644,9 @@ async fn alert_latency(backend: &'static str, nats: Option<&NatsOptions>, sizes:
     let first_due = Utc::now() + chrono::Duration::from_std(DUE_LEAD).unwrap_or_default();
     let step = sizes.due_window / sizes.due as u32;
     say(&format!("alerts {backend}: {} deadlines passing over {:?}", sizes.due, sizes.due_window));
-    raise_open(log.as_ref(), sizes.due, |i| {
+    // Urgent, so that their breaches go to the webhook at any hour, not at the next working
+    // morning; the subject takes every breach at once either way.
+    raise_open_with(log.as_ref(), sizes.due, &["住建局"], Urgency::Urgent, |i| {
         first_due + chrono::Duration::from_std(step * i as u32).unwrap_or_default()
     })
     .await?;
@@ -645,9 +661,20 @@ async fn alert_latency(backend: &'static str, nats: Option<&NatsOptions>, sizes:
             latencies.push((received - due.with_timezone(&Utc)).num_microseconds().unwrap_or(0) as f64 / 1000.0);
         }
     }
+    let mut webhook_latencies = Vec::with_capacity(sizes.due);
+    while webhook_latencies.len() < sizes.due {
+        let Ok(Some((received, notice))) = tokio::time::timeout_at(deadline, hooked.recv()).await else { break };
+        let due = notice["due_at"].as_str().and_then(|d| DateTime::parse_from_rfc3339(d).ok());
+        if let Some(due) = due {
+            webhook_latencies
+                .push((received - due.with_timezone(&Utc)).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        }
+    }
     node.stop().await;
+    hook_server.abort();
     drop(log);
     handle.close().await.map_err(|e| e.to_string())?;
+    webhook_latencies.sort_by(f64::total_cmp);
     say(&format!("alerts {backend}: the disk's own sync latency for {:?}", sizes.due_window / 2));
     let probe = scratch.0.join("sync-probe");
     let window = sizes.due_window / 2;
@@ -662,6 +689,25 @@ async fn alert_latency(backend: &'static str, nats: Option<&NatsOptions>, sizes:
         Row::new("alert latency", backend, format!("p50, {label}"), pct(0.5), "ms"),
         Row::new("alert latency", backend, format!("p99 of {} samples", latencies.len()), pct(0.99), "ms"),
         Row::new("alert latency", backend, "max", latencies.last().copied().unwrap_or(f64::NAN), "ms"),
+        Row::new(
+            "alert webhook",
+            backend,
+            format!(
+                "p50, deadline to a generic webhook on 127.0.0.1, {} of {} breaches arrived",
+                webhook_latencies.len(),
+                sizes.due
+            ),
+            percentile(&webhook_latencies, 0.5),
+            "ms",
+        ),
+        Row::new(
+            "alert webhook",
+            backend,
+            format!("p99 of {} samples", webhook_latencies.len()),
+            percentile(&webhook_latencies, 0.99),
+            "ms",
+        ),
+        Row::new("alert webhook", backend, "max", webhook_latencies.last().copied().unwrap_or(f64::NAN), "ms"),
         Row::new("idle CPU", backend, format!("{} armed clocks, none due", sizes.armed), idle_cpu, "% of a core"),
         Row::new(
             "disk sync",
@@ -677,6 +723,27 @@ async fn alert_latency(backend: &'static str, nats: Option<&NatsOptions>, sizes:
         ),
     ]);
     Ok(rows)
+}
+
+/// Breach notices as a webhook (on 127.0.0.1) receives them: its URL, each body with when it
+/// arrived, and the server's task.
+type Hooked = tokio::sync::mpsc::UnboundedReceiver<(DateTime<Utc>, serde_json::Value)>;
+async fn webhook_receiver() -> Result<(String, Hooked, tokio::task::JoinHandle<()>), String> {
+    let (arrived, hooked) = tokio::sync::mpsc::unbounded_channel();
+    let hook = move |axum::Json(body): axum::Json<serde_json::Value>| {
+        let arrived = arrived.clone();
+        async move {
+            let _ = arrived.send((SystemClock.now(), body));
+            axum::http::StatusCode::OK
+        }
+    };
+    let app = axum::Router::new().route("/hook", axum::routing::post(hook));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let url = format!("http://{}/hook", listener.local_addr().map_err(|e| e.to_string())?);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, hooked, server))
 }
 
 /// How often the disk probe syncs.
@@ -804,7 +871,7 @@ async fn export(sizes: &Sizes) -> Result<Vec<Row>, String> {
     {
         let handle = open(&data, None).await?;
         let due = Utc::now() + chrono::Duration::hours(24);
-        raise_open_with(handle.log().as_ref(), cases, &["住建局", "城管局"], |_| due).await?;
+        raise_open_with(handle.log().as_ref(), cases, &["住建局", "城管局"], Urgency::Normal, |_| due).await?;
         handle.close().await.map_err(|e| e.to_string())?;
     }
     LoneServe::start(&data, None).await?.stop().await;
