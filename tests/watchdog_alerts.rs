@@ -334,6 +334,13 @@ fn webhook(url: String) -> AlertConfig {
     }
 }
 
+/// One WeCom group robot taking the SLA alerts.
+fn robot_webhook(url: String) -> AlertConfig {
+    let mut alerts = webhook(url);
+    alerts.webhooks[0].format = WebhookFormat::Wecom;
+    alerts
+}
+
 /// No 通报: these tests count alerts (the monthly 通报 is tested in tests/reports.rs).
 fn alerts_only() -> whistle::reports::ReportSchedule {
     whistle::reports::ReportSchedule { monthly: false, ..Default::default() }
@@ -446,10 +453,7 @@ async fn a_failing_webhook_does_not_hold_up_the_others(backend: Backend) {
 #[tokio::test]
 async fn a_group_robot_that_refuses_with_an_errcode_is_retried_until_it_takes_the_message() {
     let robot = webhook::Receiver::start_robot(2).await;
-    let alerts = AlertConfig {
-        webhooks: vec![WebhookConfig { format: WebhookFormat::Wecom, ..webhook(robot.url()).webhooks.remove(0) }],
-        ..AlertConfig::default()
-    };
+    let alerts = robot_webhook(robot.url());
     let live = live_node(Backend::Embedded, "2026-03-02T10:00:00+08:00", alerts).await;
     live.run(Uuid::now_v7(), township(), raise(Urgency::Normal)).await;
     live.clock.set(at("2026-03-03T10:00:00+08:00"));
@@ -466,10 +470,7 @@ async fn a_group_robot_that_refuses_with_an_errcode_is_retried_until_it_takes_th
 #[tokio::test]
 async fn a_webhook_send_not_made_when_the_service_stops_is_made_once_it_starts_again() {
     let robot = webhook::Receiver::start_robot(0).await;
-    let alerts = AlertConfig {
-        webhooks: vec![WebhookConfig { format: WebhookFormat::Wecom, ..webhook(robot.url()).webhooks.remove(0) }],
-        ..AlertConfig::default()
-    };
+    let alerts = robot_webhook(robot.url());
     let config = || NodeConfig { alerts: alerts.clone(), reports: alerts_only(), ..NodeConfig::default() };
     let dir = tempfile::tempdir().unwrap();
     let (log, _server) = open_log(Backend::Embedded, dir.path()).await;
