@@ -559,13 +559,8 @@ impl Delivery {
             return;
         }
         let now = self.clock.now();
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = sends
-            .iter()
-            .map(|(webhook, notice)| {
-                let key = held_key(now, notice.position, notice.alert_id, &self.config.webhooks[*webhook].name);
-                (key, serde_json::to_vec(&(webhook, notice)).expect("notices serialise (plain data)"))
-            })
-            .collect();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            sends.iter().map(|(webhook, notice)| self.held_entry(*webhook, notice, now)).collect();
         match self.views.delivery_put_all(&entries) {
             Ok(()) => self.held_changed.notify_waiters(),
             Err(e) => {
@@ -732,8 +727,7 @@ impl Delivery {
 
     /// Holds a notice until `release`; `again` for one that was held already (not counted twice).
     fn hold(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>, again: bool) {
-        let key = held_key(release, notice.position, notice.alert_id, &self.config.webhooks[webhook].name);
-        let value = serde_json::to_vec(&(webhook, notice)).expect("notices serialise (plain data)");
+        let (key, value) = self.held_entry(webhook, notice, release);
         match self.views.delivery_put(&key, &value) {
             Ok(()) => {
                 if !again {
@@ -745,6 +739,13 @@ impl Delivery {
             }
             Err(e) => tracing::error!("cannot hold alert {}: {e}", notice.alert_id),
         }
+    }
+
+    /// The delivery entry that holds `notice` for `webhook` until `release` (the outbox's
+    /// entries are the same, due at once); [`Delivery::release`] reads it back.
+    fn held_entry(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>) -> (Vec<u8>, Vec<u8>) {
+        let key = held_key(release, notice.position, notice.alert_id, &self.config.webhooks[webhook].name);
+        (key, serde_json::to_vec(&(webhook, notice)).expect("notices serialise (plain data)"))
     }
 
     /// Sends held alerts when their working period starts.
@@ -774,7 +775,7 @@ impl Delivery {
                         next = Some(release);
                         break 'scan;
                     }
-                    match self.release(key.clone(), &value, now, &queues) {
+                    match self.release(&key, &value, now, &queues) {
                         Released::Queued => {}
                         // Tried again in a second; meanwhile that webhook sends what it has.
                         Released::QueueFull => {
@@ -794,7 +795,7 @@ impl Delivery {
     }
 
     /// What becomes of a held notice (or a send in the outbox) whose time has come at `now`.
-    fn release(&self, key: Vec<u8>, value: &[u8], now: DateTime<Utc>, queues: &[mpsc::Sender<Job>]) -> Released {
+    fn release(&self, key: &[u8], value: &[u8], now: DateTime<Utc>, queues: &[mpsc::Sender<Job>]) -> Released {
         let held = serde_json::from_slice::<(usize, AlertNotice)>(value).ok();
         let Some((webhook, notice)) = held.filter(|(w, _)| *w < self.config.webhooks.len()) else {
             return Released::Done;
@@ -814,12 +815,12 @@ impl Delivery {
                 return Released::Done;
             }
         }
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
-        let job = Job { webhook, notice, claim_first: true, outbox: Some(key.clone()) };
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_vec());
+        let job = Job { webhook, notice, claim_first: true, outbox: Some(key.to_vec()) };
         match queues[webhook].try_send(job) {
             Ok(()) => Released::Queued,
             Err(full_or_closed) => {
-                self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
                 match full_or_closed {
                     mpsc::error::TrySendError::Full(_) => Released::QueueFull,
                     mpsc::error::TrySendError::Closed(_) => Released::Stopping,

@@ -409,8 +409,9 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn claim_delivery(&self, key: &str) -> Result<bool, LogError> {
-        let won = self.claim_deliveries(&[key.to_owned()]).await.pop();
-        won.unwrap_or_else(|| Err(LogError::Unavailable("a delivery claim went unanswered".into())))
+        let shared = self.shared.clone();
+        let keys = [key.to_owned()];
+        blocking(move || lock_consumers(&shared).claim_deliveries(&keys).map(|won| won[0])).await
     }
 
     /// One synced write for all of them: a burst of notices costs one sync, not one each.

@@ -720,8 +720,7 @@ impl Views {
     }
 
     pub fn delivery_remove(&self, key: &[u8]) -> Result<(), ViewError> {
-        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
-        self.inner()?.delivery.remove(key).map_err(storage)?;
+        self.delivery_forget(key)?;
         self.inner()?.delivery.flush().map_err(storage)?;
         Ok(())
     }
@@ -908,7 +907,6 @@ impl<'a> Overlay<'a> {
     }
 }
 
-/// Opens the database, waiting while an operation still holds a closing one (and its file lock).
 /// The keys of a list's cases opened in `[from, to)`.
 fn opened_range(prefix: &[u8], from: DateTime<Utc>, to: DateTime<Utc>) -> (Vec<u8>, Vec<u8>) {
     (prefixed(prefix, &list_suffix(from, Uuid::nil())), prefixed(prefix, &list_suffix(to, Uuid::nil())))
@@ -944,6 +942,7 @@ impl<I: Iterator<Item = ListEntry>> Iterator for OldestFirst<I> {
     }
 }
 
+/// Opens the database, waiting while an operation still holds a closing one (and its file lock).
 fn open_retrying(path: &Path, cache_bytes: u64) -> Result<Inner, ViewError> {
     let mut last = None;
     for _ in 0..REOPEN_ATTEMPTS_MAX {
