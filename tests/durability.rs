@@ -744,6 +744,51 @@ async fn a_live_projector_never_pauses_to_compact() {
     assert!(compaction.bytes_after < size, "offline, the space comes back: {compaction:?}");
 }
 
+/// A backlog projected record by record (a start far behind the log) leaves sled holding every
+/// page it wrote many times over: once the projector reaches where the log was, it reopens the
+/// views, once, and goes on from there; live records after that never reopen them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_projected_record_by_record_reopens_the_views_once_caught_up() {
+    use whistle::projector::views::Views;
+    let dir = tempfile::tempdir().unwrap();
+    let log: std::sync::Arc<dyn EventLog> = std::sync::Arc::new(EmbeddedLog::open(dir.path().join("log")).unwrap());
+    let views = Views::open(dir.path().join("views")).unwrap();
+    let mut projector = projector_of(views.clone());
+    projector.set_reopen_backlog_min(1_000);
+    // Views past their first record: the backlog is projected record by record, not folded.
+    whistle::sim::fill(log.as_ref(), 3, 1, 1, chrono::Utc::now()).await.unwrap();
+    projector.catch_up(log.as_ref(), false, |_, _| {}).await.unwrap();
+    whistle::sim::fill(log.as_ref(), 5, 4, 2_000, chrono::Utc::now()).await.unwrap();
+    let backlog = log.head().await.unwrap();
+    assert!(backlog > 1_000, "a backlog of {backlog} records");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = log.clone();
+    let task = tokio::spawn(async move { projector.run(follower, stopped).await });
+    let caught_up = || async {
+        let head = log.head().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while views.checkpoint().unwrap() < head {
+            assert!(Instant::now() < deadline, "the projector did not catch up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    caught_up().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while views.reopens() == 0 {
+        assert!(Instant::now() < deadline, "the views were not reopened after the backlog");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Live from here: records keep being projected into the reopened views, which stay open.
+    whistle::sim::fill(log.as_ref(), 7, 2, 300, chrono::Utc::now()).await.unwrap();
+    caught_up().await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(views.reopens(), 1, "reopened once, after the backlog only");
+    let other = Views::open(dir.path().join("rebuilt")).unwrap();
+    let (_, digest) = rebuild(other, log.as_ref()).await.unwrap();
+    assert_eq!(views.digest().unwrap(), digest, "the views equal a rebuild");
+}
+
 /// A backlog is applied in batches of the full size, not in the runtime's 128-item chunks: a
 /// statistics cell touched by many records of a backlog is written once per batch. (On a
 /// runtime with workers, as the service runs: the log's reader fills the subscription while a

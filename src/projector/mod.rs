@@ -49,6 +49,11 @@ pub const FOLD_RECORDS_MIN: u64 = 1_000;
 /// installs what it has; the rest of the log is projected record by record. This bounds the
 /// memory a first start over a very long log needs.
 pub const FOLD_CASES_MAX: usize = 262_144;
+/// After projecting a backlog of at least this many records record by record (a start behind
+/// the log, a resubscription after an outage), the views are reopened once the projector reaches
+/// where the log was: what sled keeps in memory of pages written many times over is then given
+/// back (docs/performance.md, lone serve).
+pub const REOPEN_BACKLOG_MIN: u64 = 50_000;
 /// Pause before trying failed views again.
 const VIEWS_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -126,6 +131,8 @@ pub struct Projector {
     batches_since_compact_check: u64,
     /// Most cases a fold holds ([`FOLD_CASES_MAX`]).
     fold_cases_max: usize,
+    /// Smallest backlog after which the views are reopened ([`REOPEN_BACKLOG_MIN`]).
+    reopen_backlog_min: u64,
 }
 
 /// Alert views buffered for slow live-stream listeners; one further behind misses some and
@@ -165,6 +172,7 @@ impl Projector {
             live_after: start,
             batches_since_compact_check: 0,
             fold_cases_max: FOLD_CASES_MAX,
+            reopen_backlog_min: REOPEN_BACKLOG_MIN,
         })
     }
 
@@ -186,6 +194,11 @@ impl Projector {
     /// that stops early).
     pub fn set_fold_cases_max(&mut self, cases: usize) {
         self.fold_cases_max = cases.max(1);
+    }
+
+    /// Sets the smallest backlog after which the views are reopened (for tests on short logs).
+    pub fn set_reopen_backlog_min(&mut self, records: u64) {
+        self.reopen_backlog_min = records.max(1);
     }
 
     /// Treats records up to `position` as replay: their alerts are not broadcast.
@@ -365,6 +378,11 @@ impl Projector {
             }
         }
         let from = self.views.checkpoint()? + 1;
+        // Where the log is now, if it is a backlog worth reopening the views after.
+        let mut reopen_at = match log.head().await {
+            Ok(head) if head.saturating_sub(from - 1) >= self.reopen_backlog_min => Some(head),
+            _ => None,
+        };
         let stream = match log.subscribe(from).await {
             Ok(s) => s,
             Err(e) => {
@@ -395,7 +413,11 @@ impl Projector {
             stall = StallWatch::default();
             let Some(batch) = batch else { return Ok(()) };
             let (records, failure) = split_ok(batch);
-            self.apply_batch(&records, false)?;
+            let checkpoint = self.apply_batch(&records, false)?;
+            if reopen_at.is_some_and(|head| checkpoint >= head) {
+                reopen_at = None;
+                self.reopen_after_backlog(from).await?;
+            }
             if self.compact_check_due() {
                 // Asked only now: on NATS the head is a round trip.
                 let head = log.head().await.unwrap_or(0);
@@ -456,6 +478,26 @@ impl Projector {
                 "views compacted"
             );
         }
+        Ok(())
+    }
+
+    /// Reopens the views once a backlog from `from` is projected record by record: sled keeps
+    /// in memory what it wrote of each page many times over (~60 MB for a million records), while
+    /// views opened from disk hold each page once. Readers wait the moment it takes.
+    async fn reopen_after_backlog(&mut self, from: u64) -> Result<(), ProjectorError> {
+        let started = Instant::now();
+        self.views.flush().await?;
+        self.cache = ViewCache::default();
+        let views = self.views.clone();
+        tokio::task::spawn_blocking(move || views.reopen())
+            .await
+            .map_err(|e| ViewError::Storage(format!("views reopen task failed: {e}")))??;
+        fold::release_freed_memory();
+        tracing::info!(
+            records = self.views.checkpoint()?.saturating_sub(from - 1),
+            seconds = started.elapsed().as_secs_f64(),
+            "backlog projected: views reopened to give back the memory it took"
+        );
         Ok(())
     }
 
