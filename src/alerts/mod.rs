@@ -43,6 +43,8 @@ pub const WEBHOOK_QUEUE_MAX: usize = 1_024;
 /// Records delivery takes together when more than one is ready: their notices' claims are
 /// stored in one write, so a burst of notices does not hold up a breach behind it.
 const CLAIM_BATCH_MAX: usize = 64;
+/// Claimed batches whose outbox entries wait to be written while the claim loop goes on.
+const OUTBOX_PENDING_MAX: usize = 16;
 /// Attempts per webhook send, unless the webhook says otherwise.
 pub const WEBHOOK_ATTEMPTS_MAX: u32 = 8;
 /// First pause between webhook attempts; doubles up to [`WEBHOOK_BACKOFF_MAX`].
@@ -342,6 +344,24 @@ struct Job {
     outbox: Option<Vec<u8>>,
 }
 
+/// A webhook send or hold decided for a claimed record: an outbox entry, written before the
+/// record is acknowledged.
+struct Outgoing {
+    webhook: usize,
+    notice: AlertNotice,
+    /// When it goes: the moment it was decided, for a send due now; else the working moment it
+    /// is held for.
+    release: DateTime<Utc>,
+    held: bool,
+}
+
+/// What delivery decided for claimed records: their outbox entries, and the acknowledgements
+/// that wait until those are stored.
+struct Decided {
+    outgoing: Vec<Outgoing>,
+    acks: Vec<(u64, crate::log::Acker)>,
+}
+
 /// One queue per webhook, each with a send loop of its own: a webhook that is down or slow
 /// (retrying for half a minute) holds up only its own messages.
 type Queues = Vec<mpsc::Sender<Job>>;
@@ -434,7 +454,11 @@ impl Delivery {
             .collect();
         let releaser = tokio::spawn(self.clone().release_loop(queues.clone(), stop.clone()));
         let health = tokio::spawn(self.clone().log_health_loop(queues.clone(), stop.clone()));
-        self.claim_loop(queues, stop).await;
+        let (decided, undecided) = mpsc::channel(OUTBOX_PENDING_MAX);
+        let outbox = tokio::spawn(self.clone().outbox_loop(undecided, queues));
+        self.claim_loop(decided, stop).await;
+        // What the claim loop decided is stored and acknowledged before the queues close.
+        let _ = outbox.await;
         releaser.abort();
         health.abort();
         // The queues close when the claim loop and the releaser are gone; what was queued
@@ -444,7 +468,7 @@ impl Delivery {
         }
     }
 
-    async fn claim_loop(&self, queues: Queues, mut stop: watch::Receiver<bool>) {
+    async fn claim_loop(&self, decided: mpsc::Sender<Decided>, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             let mut claims = match self.log.claim(CONSUMER_NAME).await {
                 Ok(c) => {
@@ -474,7 +498,7 @@ impl Delivery {
                         None => break None,
                     }
                 };
-                self.deliver_records(batch, &queues).await;
+                self.deliver_records(batch, &decided).await;
                 if let Some(reason) = ended {
                     tracing::warn!("alert claim stream ended: {reason}");
                     break;
@@ -523,10 +547,11 @@ impl Delivery {
     }
 
     /// Sends the alerts claimed records carry to every channel: finds their notices, claims the
-    /// notices' subjects together and publishes them, stores their webhook sends in the outbox,
-    /// and only then acknowledges the records — an instance that stops before that gets them
-    /// again, and the claims make sure nothing goes out twice.
-    async fn deliver_records(&self, batch: Vec<crate::log::Claimed>, queues: &[mpsc::Sender<Job>]) {
+    /// notices' subjects together and publishes them, and decides their webhook sends and holds,
+    /// which the outbox loop stores before it acknowledges the records — an instance that stops
+    /// before that gets them again, and the claims make sure nothing goes out twice. The next
+    /// records do not wait for that write to reach the disk.
+    async fn deliver_records(&self, batch: Vec<crate::log::Claimed>, decided: &mpsc::Sender<Decided>) {
         let (records, acks): (Vec<StoredRecord>, Vec<_>) = batch.into_iter().map(|c| (c.record, c.ack)).unzip();
         let mut notices = Vec::new();
         for record in &records {
@@ -534,39 +559,67 @@ impl Delivery {
         }
         let keys: Vec<String> = notices.iter().map(|n| format!("subject/{}", n.alert_id)).collect();
         let won = self.claim_all(&keys).await;
-        let mut sends = Vec::new();
+        let mut outgoing = Vec::new();
         for (notice, won) in notices.into_iter().zip(won) {
             if won {
                 self.publish_unclaimed(&notice).await;
             }
-            self.dispatch(notice, &mut sends);
+            self.dispatch(notice, &mut outgoing);
         }
-        self.store_sends(sends, queues).await;
-        // A record whose acknowledgement failed may be handed to another instance too; the
-        // per-delivery claims make sure only one sends each alert.
-        let acked = futures::future::join_all(acks.into_iter().map(|ack| ack.ack())).await;
-        for (record, acked) in records.iter().zip(acked) {
-            if let Err(e) = acked {
-                tracing::warn!(position = record.position, "claim not acknowledged: {e}");
+        let acks = records.iter().map(|r| r.position).zip(acks).collect();
+        if decided.send(Decided { outgoing, acks }).await.is_err() {
+            tracing::warn!("alert delivery is stopping: claimed records left for the next start");
+        }
+    }
+
+    /// Stores what the claim loop decided — every batch waiting, in one write and one flush —
+    /// then acknowledges the records. A record whose acknowledgement failed may be handed to
+    /// another instance too; the per-delivery claims make sure only one sends each alert.
+    async fn outbox_loop(self: Arc<Self>, mut undecided: mpsc::Receiver<Decided>, queues: Queues) {
+        while let Some(Decided { mut outgoing, mut acks }) = undecided.recv().await {
+            while let Ok(more) = undecided.try_recv() {
+                outgoing.extend(more.outgoing);
+                acks.extend(more.acks);
+            }
+            self.store_outgoing(outgoing, &queues).await;
+            let acked = futures::future::join_all(
+                acks.into_iter().map(|(position, ack)| async move { (position, ack.ack().await) }),
+            )
+            .await;
+            for (position, acked) in acked {
+                if let Err(e) = acked {
+                    tracing::warn!(position, "claim not acknowledged: {e}");
+                }
             }
         }
     }
 
-    /// Puts webhook sends due now in the outbox, in one write, for the release loop to queue.
-    /// When the outbox cannot be written (the views' disk is full), queues them directly.
-    async fn store_sends(&self, sends: Vec<(usize, AlertNotice)>, queues: &[mpsc::Sender<Job>]) {
-        if sends.is_empty() {
+    /// Puts webhook sends and holds in the outbox, in one write (off the runtime's threads: a
+    /// flush can take a slow disk's while), for the release loop to queue. When the outbox
+    /// cannot be written (the views' disk is full), queues the sends due now directly.
+    async fn store_outgoing(&self, outgoing: Vec<Outgoing>, queues: &[mpsc::Sender<Job>]) {
+        if outgoing.is_empty() {
             return;
         }
-        let now = self.clock.now();
         let entries: Vec<(Vec<u8>, Vec<u8>)> =
-            sends.iter().map(|(webhook, notice)| self.held_entry(*webhook, notice, now)).collect();
-        match self.views.delivery_put_all(&entries) {
-            Ok(()) => self.held_changed.notify_waiters(),
+            outgoing.iter().map(|o| self.held_entry(o.webhook, &o.notice, o.release)).collect();
+        let views = self.views.clone();
+        let written = tokio::task::spawn_blocking(move || views.delivery_put_all(&entries))
+            .await
+            .unwrap_or_else(|e| Err(crate::projector::views::ViewError::Storage(format!("outbox write failed: {e}"))));
+        match written {
+            Ok(()) => {
+                for o in outgoing.iter().filter(|o| o.held) {
+                    self.count_held(o.webhook, &o.notice, o.release);
+                }
+                self.held_changed.notify_waiters();
+            }
             Err(e) => {
-                tracing::error!("cannot store webhook sends in the outbox, sending them from memory: {e}");
-                for (webhook, notice) in sends {
-                    if !enqueue(queues, Job { webhook, notice, claim_first: true, outbox: None }).await {
+                tracing::error!("cannot store webhook sends in the outbox, sending those due now from memory: {e}");
+                for Outgoing { webhook, notice, held, .. } in outgoing {
+                    if held {
+                        tracing::error!("cannot hold alert {}: {e}", notice.alert_id);
+                    } else if !enqueue(queues, Job { webhook, notice, claim_first: true, outbox: None }).await {
                         return;
                     }
                 }
@@ -664,7 +717,7 @@ impl Delivery {
 
     /// Holds a notice for each webhook that takes it outside working hours, and adds to `sends`
     /// the webhooks to send it to now.
-    fn dispatch(&self, notice: AlertNotice, sends: &mut Vec<(usize, AlertNotice)>) {
+    fn dispatch(&self, notice: AlertNotice, outgoing: &mut Vec<Outgoing>) {
         let now = self.clock.now();
         for (index, webhook) in self.config.webhooks.iter().enumerate() {
             if !webhook.wants(&notice) || self.was_sent(&webhook.name, &notice) {
@@ -675,19 +728,15 @@ impl Delivery {
             } else {
                 release_at(now, &self.calendar.borrow(), self.config.working_hours)
             };
-            if release > now {
-                self.hold(index, &notice, release, false);
-            } else {
-                sends.push((index, notice.clone()));
-            }
+            outgoing.push(Outgoing { webhook: index, notice: notice.clone(), release, held: release > now });
         }
-        self.schedule_reminder(&notice, now);
+        self.schedule_reminder(&notice, now, outgoing);
     }
 
     /// For a summons (or another notice of a clock) whose non-urgent deadline falls outside
     /// working hours: holds a reminder for the last working hours before it, for every webhook
     /// that takes reminders of that unit. Dropped at its time if the clock has been answered.
-    fn schedule_reminder(&self, notice: &AlertNotice, now: DateTime<Utc>) {
+    fn schedule_reminder(&self, notice: &AlertNotice, now: DateTime<Utc>, outgoing: &mut Vec<Outgoing>) {
         if notice.urgent || !ASKING_KINDS.contains(&notice.stage.as_str()) {
             return;
         }
@@ -699,7 +748,7 @@ impl Delivery {
         }
         for (index, webhook) in self.config.webhooks.iter().enumerate() {
             if webhook.wants(&reminder) && !self.was_sent(&webhook.name, &reminder) {
-                self.hold(index, &reminder, at, false);
+                outgoing.push(Outgoing { webhook: index, notice: reminder.clone(), release: at, held: true });
             }
         }
     }
@@ -725,17 +774,20 @@ impl Delivery {
         }
     }
 
-    /// Holds a notice until `release`; `again` for one that was held already (not counted twice).
-    fn hold(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>, again: bool) {
+    /// Counts a notice held for working hours, once it is stored.
+    fn count_held(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>) {
+        self.stats.held.fetch_add(1, Ordering::Relaxed);
+        self.stats.count(&notice.stage, &self.config.webhooks[webhook].name, "held");
+        tracing::info!(alert_id = %notice.alert_id, release = %release, "alert held for working hours");
+    }
+
+    /// Holds a notice that was held already until `release` (not counted twice).
+    fn hold_again(&self, webhook: usize, notice: &AlertNotice, release: DateTime<Utc>) {
         let (key, value) = self.held_entry(webhook, notice, release);
         match self.views.delivery_put(&key, &value) {
             Ok(()) => {
-                if !again {
-                    self.stats.held.fetch_add(1, Ordering::Relaxed);
-                    self.stats.count(&notice.stage, &self.config.webhooks[webhook].name, "held");
-                }
                 self.held_changed.notify_waiters();
-                tracing::info!(alert_id = %notice.alert_id, release = %release, "alert held for working hours");
+                tracing::info!(alert_id = %notice.alert_id, release = %release, "alert held again for working hours");
             }
             Err(e) => tracing::error!("cannot hold alert {}: {e}", notice.alert_id),
         }
@@ -811,7 +863,7 @@ impl Delivery {
             // jumped). Hold it again for the working morning the live calendar gives.
             let due = release_at(now, &self.calendar.borrow(), self.config.working_hours);
             if due > now {
-                self.hold(webhook, &notice, due, true);
+                self.hold_again(webhook, &notice, due);
                 return Released::Done;
             }
         }
@@ -871,7 +923,8 @@ impl Delivery {
         if self.send_with_retries(webhook, &job.notice, pace).await {
             self.stats.webhook_sent.fetch_add(1, Ordering::Relaxed);
             self.stats.count(&job.notice.stage, &webhook.name, "sent");
-            if let Err(e) = self.views.delivery_put(&sent_key(&webhook.name, job.notice.alert_id), b"") {
+            // Not synced: the claim is what stops a second send; this only spares asking for it.
+            if let Err(e) = self.views.delivery_put_unflushed(&sent_key(&webhook.name, job.notice.alert_id), b"") {
                 tracing::warn!("cannot record webhook delivery: {e}");
             }
             return;
