@@ -699,6 +699,26 @@ async fn a_data_folder_of_the_previous_release_is_upgraded_on_first_start() {
     assert_eq!(views.digest().unwrap(), digest, "upgraded views equal a rebuild");
 }
 
+/// Runs `projector` on `log` in a task, as the service does, until the sender says stop.
+fn follow(
+    mut projector: whistle::projector::Projector,
+    log: &std::sync::Arc<dyn EventLog>,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<Result<(), whistle::projector::ProjectorError>>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let log = log.clone();
+    (stop, tokio::spawn(async move { projector.run(log, stopped).await }))
+}
+
+/// Waits (a minute at most) until `views` reach the log's head as it is now.
+async fn caught_up(log: &dyn EventLog, views: &whistle::projector::views::Views) {
+    let head = log.head().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while views.checkpoint().unwrap() < head {
+        assert!(Instant::now() < deadline, "the projector did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// While live (fewer than 10,000 records behind the log) the projector never stops to compact:
 /// a compaction pauses projection, and alerts waited for one (p99 4.5 s in the bench with a
 /// million armed clocks). Views that grew while live are compacted offline.
@@ -710,18 +730,9 @@ async fn a_live_projector_never_pauses_to_compact() {
     let views = Views::open(dir.path().join("views")).unwrap();
     // Compact views of any size, so that small ones show what large ones do.
     views.set_compact_floor(1);
-    let mut projector = projector_of(views.clone());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let follower = log.clone();
-    let task = tokio::spawn(async move { projector.run(follower, stopped).await });
-    let caught_up = || async {
-        let head = log.head().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while views.checkpoint().unwrap() < head {
-            assert!(Instant::now() < deadline, "the projector did not catch up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let projector = projector_of(views.clone());
+    let (stop, task) = follow(projector, &log);
+    let caught_up = || caught_up(log.as_ref(), &views);
     whistle::sim::fill(log.as_ref(), 3, 1, 1, chrono::Utc::now()).await.unwrap();
     caught_up().await;
     let compacted = views.compactions();
@@ -761,17 +772,8 @@ async fn a_backlog_projected_record_by_record_reopens_the_views_once_caught_up()
     whistle::sim::fill(log.as_ref(), 5, 4, 2_000, chrono::Utc::now()).await.unwrap();
     let backlog = log.head().await.unwrap();
     assert!(backlog > 1_000, "a backlog of {backlog} records");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let follower = log.clone();
-    let task = tokio::spawn(async move { projector.run(follower, stopped).await });
-    let caught_up = || async {
-        let head = log.head().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while views.checkpoint().unwrap() < head {
-            assert!(Instant::now() < deadline, "the projector did not catch up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let (stop, task) = follow(projector, &log);
+    let caught_up = || caught_up(log.as_ref(), &views);
     caught_up().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while views.reopens() == 0 {
