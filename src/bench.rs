@@ -735,9 +735,6 @@ async fn webhook_receiver() -> Result<(String, Hooked, tokio::task::JoinHandle<(
 /// How often the disk probe syncs.
 const SYNC_PROBE_PERIOD: Duration = Duration::from_millis(20);
 
-/// The latencies (ms, sorted) of small appends each followed by `fdatasync`, in a file at
-/// `path`, for `window`: what every acknowledged command and every delivery claim waits for on
-/// this disk, so the alert latency's tail can be read against the disk's own.
 /// Writes back every dirty page of the file system that holds `folder` (`syncfs`).
 fn write_back(folder: &Path) -> Result<(), String> {
     use std::os::fd::AsRawFd;
@@ -749,6 +746,9 @@ fn write_back(folder: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The latencies (ms, sorted) of small appends each followed by `fdatasync`, in a file at
+/// `path`, for `window`: what every acknowledged command and every delivery claim waits for on
+/// this disk, so the alert latency's tail can be read against the disk's own.
 fn sync_latencies(path: &Path, window: Duration) -> std::io::Result<Vec<f64>> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::create(path)?;

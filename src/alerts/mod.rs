@@ -715,8 +715,8 @@ impl Delivery {
         }
     }
 
-    /// Holds a notice for each webhook that takes it outside working hours, and adds to `sends`
-    /// the webhooks to send it to now.
+    /// Decides for each webhook that takes the notice whether it goes now or waits for working
+    /// hours (and when to remind of it), adding each to `outgoing`.
     fn dispatch(&self, notice: AlertNotice, outgoing: &mut Vec<Outgoing>) {
         let now = self.clock.now();
         for (index, webhook) in self.config.webhooks.iter().enumerate() {

@@ -482,7 +482,7 @@ impl Projector {
     }
 
     /// Reopens the views once a backlog from `from` is projected record by record: sled keeps
-    /// in memory what it wrote of each page many times over (~60 MB for a million records), while
+    /// in memory what it wrote of each page many times over (~100 MiB after a million), while
     /// views opened from disk hold each page once. Readers wait the moment it takes.
     async fn reopen_after_backlog(&mut self, from: u64) -> Result<(), ProjectorError> {
         let started = Instant::now();
