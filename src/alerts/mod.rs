@@ -819,7 +819,7 @@ impl Delivery {
                         Ok(release) => release,
                         Err(e) => {
                             tracing::error!("dropping an unreadable held notice: {e}");
-                            let _ = self.views.delivery_remove(&key);
+                            let _ = self.views.delivery_forget(&key);
                             continue;
                         }
                     };
@@ -834,8 +834,10 @@ impl Delivery {
                             let soon = now + chrono::Duration::seconds(1);
                             next = Some(next.map_or(soon, |n: DateTime<Utc>| n.min(soon)));
                         }
+                        // Not synced: an entry back after a crash is decided again, the same way
+                        // (one held again is already stored under its new time).
                         Released::Done => {
-                            let _ = self.views.delivery_remove(&key);
+                            let _ = self.views.delivery_forget(&key);
                         }
                         Released::Stopping => return,
                     }

@@ -698,11 +698,9 @@ impl Views {
         Ok(self.inner()?.delivery.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }
 
+    /// Writes one delivery entry, flushed.
     pub fn delivery_put(&self, key: &[u8], value: &[u8]) -> Result<(), ViewError> {
-        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
-        self.inner()?.delivery.insert(key, value).map_err(storage)?;
-        self.inner()?.delivery.flush().map_err(storage)?;
-        Ok(())
+        self.delivery_put_all(&[(key.to_vec(), value.to_vec())])
     }
 
     /// Holds every delivery write until the guard is dropped, as a disk that takes its time would
@@ -736,16 +734,10 @@ impl Views {
     }
 
     /// Removes a delivery entry without waiting for the disk: for an entry whose return after a
-    /// crash only repeats work that is claimed, and so done once.
+    /// crash only repeats a decision, or work that is claimed and so done once.
     pub fn delivery_forget(&self, key: &[u8]) -> Result<(), ViewError> {
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
         self.inner()?.delivery.remove(key).map_err(storage)?;
-        Ok(())
-    }
-
-    pub fn delivery_remove(&self, key: &[u8]) -> Result<(), ViewError> {
-        self.delivery_forget(key)?;
-        self.inner()?.delivery.flush().map_err(storage)?;
         Ok(())
     }
 
