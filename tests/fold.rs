@@ -170,3 +170,43 @@ async fn a_fold_equals_projecting_record_by_record(backend: Backend) {
 }
 
 on_both!(a_fold_equals_projecting_record_by_record);
+
+/// The calendar case's view holds its years as map keys inside a tagged state: it must read
+/// back from its stored bytes, as when a second calendar is published after a restart (or a
+/// fold packs the calendar case and a later publication touches it again).
+#[tokio::test]
+async fn the_calendar_cases_view_reads_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = whistle::log::embedded::EmbeddedLog::open(dir.path().join("log")).unwrap();
+    let views = Views::open(dir.path().join("views")).unwrap();
+    let admin = Actor::new(Role::Admin, "市政府办");
+    let now = at("2026-11-30T10:00:00+08:00");
+    let publish = |year: i32| {
+        YearSchedule::from_toml(&format!(
+            "year = {year}\nnotice = \"国办发明电〔{}〕号\"\nholidays = [{{ name = \"元旦\", from = \"{year}-01-01\", to = \"{year}-01-01\" }}]\nworkdays = []",
+            year - 1
+        ))
+        .unwrap()
+    };
+    let body = CommandBody::PublishCalendar { schedule: publish(2027) };
+    assert!(run(&log, CALENDAR_CASE_ID, admin.clone(), body, now).await);
+    let mut projector = Projector::new(views.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
+    catch_up(&mut projector, &log).await;
+    drop(projector);
+
+    let view = views.case(CALENDAR_CASE_ID).unwrap().expect("the calendar case has a view");
+    assert!(view.state.exists());
+    // A restarted projector reads the calendar case from the views to apply the next one.
+    let body = CommandBody::PublishCalendar { schedule: publish(2028) };
+    assert!(run(&log, CALENDAR_CASE_ID, admin, body, now).await);
+    let mut projector = Projector::new(views.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
+    catch_up(&mut projector, &log).await;
+    assert_eq!(views.checkpoint().unwrap(), log.head().await.unwrap());
+    let view = views.case(CALENDAR_CASE_ID).unwrap().expect("the calendar case has a view");
+    match view.state {
+        whistle::domain::State::Calendar(calendar) => {
+            assert_eq!(calendar.published.keys().copied().collect::<Vec<_>>(), [2027, 2028]);
+        }
+        other => panic!("the calendar case holds {other:?}"),
+    }
+}

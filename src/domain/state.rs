@@ -39,7 +39,21 @@ pub struct ReportCase {
 pub struct CalendarCase {
     pub version: u64,
     /// Year → the notice of its latest publication.
+    #[serde(deserialize_with = "years")]
     pub published: BTreeMap<i32, String>,
+}
+
+/// Years as map keys. JSON writes them as text, and inside a tagged [`State`] serde reads the
+/// map through its own buffer, which does not turn text keys back into numbers: read them as
+/// text, then as years.
+fn years<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<i32, String>, D::Error> {
+    use serde::de::Error;
+    let by_text = BTreeMap::<String, String>::deserialize(deserializer)?;
+    let parsed = by_text.into_iter().map(|(year, notice)| match year.parse() {
+        Ok(year) => Ok((year, notice)),
+        Err(_) => Err(D::Error::custom(format!("{year:?} is not a year"))),
+    });
+    parsed.collect()
 }
 
 /// What both kinds of case share: clocks, extensions, alerts, history counters.
