@@ -155,6 +155,15 @@ async fn a_fold_equals_projecting_record_by_record(backend: Backend) {
     assert_eq!(fresh.digest().unwrap(), projected, "a fold of {head} records equals projecting them record by record");
     fresh.verify().unwrap();
 
+    // Generations of a few cases: cases are packed (on the packer's thread) and decoded again
+    // many times over, also while records touch them.
+    let packing = Views::open(dir.path().join("packing")).unwrap();
+    let mut folding = Projector::new(packing.clone(), SlaPolicy::default(), Calendar::official()).unwrap();
+    folding.set_fold_generation_cases(7);
+    folding.catch_up(log, false, |_, _| {}).await.unwrap();
+    assert_eq!(packing.compactions(), folds + 1, "folded");
+    assert_eq!(packing.digest().unwrap(), projected, "a fold that packs every seven cases");
+
     // A fold that fills up installs what it holds; the rest is projected record by record.
     let capped = Views::open(dir.path().join("capped")).unwrap();
     let mut folding = Projector::new(capped.clone(), SlaPolicy::default(), Calendar::official()).unwrap();

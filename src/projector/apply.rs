@@ -52,6 +52,13 @@ pub trait ViewTarget {
     /// Stores a case's new view in place of `before`, with what is derived from it (index
     /// entries, list memberships, statistics).
     fn store_case(&mut self, before: &CaseView, after: CaseView) -> Result<(), ViewError>;
+    /// What storing a changed case needs of it as it was: the view itself where derived keys
+    /// are swapped one by one, nothing for a fold (it derives them once, from the final view).
+    type Before;
+    /// The case as applied so far, to be changed and stored with [`ViewTarget::store_changed`].
+    fn case_to_change(&mut self, case_id: Uuid) -> Result<(Self::Before, CaseView), ViewError>;
+    /// Stores a case changed since [`ViewTarget::case_to_change`].
+    fn store_changed(&mut self, before: Self::Before, after: CaseView) -> Result<(), ViewError>;
     /// Every case that may have a running clock: open ones, and any with a pending alert.
     fn cases_with_clocks(&mut self) -> Result<BTreeSet<Uuid>, ViewError>;
     /// An alert view raised or acknowledged by the record being applied.
@@ -112,6 +119,17 @@ impl ViewTarget for Overlay<'_> {
         Ok(())
     }
 
+    type Before = CaseView;
+
+    fn case_to_change(&mut self, case_id: Uuid) -> Result<(CaseView, CaseView), ViewError> {
+        let before = Overlay::case(self, case_id)?;
+        Ok((before.clone(), before))
+    }
+
+    fn store_changed(&mut self, before: CaseView, after: CaseView) -> Result<(), ViewError> {
+        self.store_case(&before, after)
+    }
+
     fn cases_with_clocks(&mut self) -> Result<BTreeSet<Uuid>, ViewError> {
         let mut cases: BTreeSet<Uuid> = self.index_entries()?.into_iter().map(|e| e.case_id).collect();
         for kind in ["whistle", "feedback"] {
@@ -146,8 +164,7 @@ pub fn apply_record<T: ViewTarget>(
             return Ok(Applied::DeadLetter(reason));
         }
     };
-    let before = overlay.case(commit.case_id)?;
-    let mut view = before.clone();
+    let (before, mut view) = overlay.case_to_change(commit.case_id)?;
     let mut links = Vec::new();
     for event in &commit.events {
         match &event.body {
@@ -176,7 +193,7 @@ pub fn apply_record<T: ViewTarget>(
     for (original, linked) in links {
         follow_original(overlay, &view, original, linked)?;
     }
-    overlay.store_case(&before, view)?;
+    overlay.store_changed(before, view)?;
     Ok(Applied::Events(commit.events.len()))
 }
 

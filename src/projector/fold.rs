@@ -11,6 +11,7 @@
 //! fold, never part of it, and they equal what projecting record by record gives, key for key.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{mpsc, Arc};
 
 use uuid::Uuid;
 
@@ -23,11 +24,11 @@ use super::views::{decode, fold_threads, ViewError, VIEWS_FORMAT};
 /// Case views kept decoded, per generation: when a generation fills, the cases of the one
 /// before it that no record touched since are packed, and decoded again when one is touched.
 /// ~4 kB each decoded, ~250 bytes packed.
-const GENERATION_CASES: usize = 32_768;
+pub const GENERATION_CASES: usize = 32_768;
 
 enum Slot {
-    /// Decoded, last touched in this generation (boxed: a slot is as small as a packed one).
-    Decoded(Box<CaseView>, u64),
+    /// Decoded, last touched in this generation (shared only with the packer while it packs it).
+    Decoded(Arc<CaseView>, u64),
     Packed(Vec<u8>),
 }
 
@@ -44,12 +45,54 @@ impl Slot {
     fn into_view_and_bytes(self, case_id: Uuid) -> Result<(CaseView, Vec<u8>), ViewError> {
         match self {
             Slot::Decoded(view, _) => {
-                let bytes = codec::encode(&view);
-                Ok((*view, bytes))
+                let bytes = codec::encode(view.as_ref());
+                Ok((Arc::unwrap_or_clone(view), bytes))
             }
             Slot::Packed(bytes) => Ok((decode(&case_key(case_id), &bytes)?, bytes)),
         }
     }
+}
+
+/// Cases to pack, and the same cases packed.
+type ToPack = Vec<(Uuid, Arc<CaseView>)>;
+type PackedCases = Vec<(Uuid, Arc<CaseView>, Vec<u8>)>;
+
+/// Packs the cases a generation left untouched on a thread of its own, while the fold goes on
+/// applying records: packing is a third of what folding costs a thread. What comes back is
+/// swapped in for the cases no record touched meanwhile (a touched case holds a new view).
+struct Packer {
+    to: mpsc::Sender<ToPack>,
+    from: mpsc::Receiver<PackedCases>,
+    thread: std::thread::JoinHandle<()>,
+    /// Batches handed over whose packing has not been swapped in yet.
+    pending: usize,
+}
+
+impl Packer {
+    fn start() -> Option<Packer> {
+        let (to, work) = mpsc::channel::<ToPack>();
+        let (done, from) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("fold-packer".into())
+            .spawn(move || {
+                for cases in work {
+                    if done.send(pack(cases)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Packer { to, from, thread, pending: 0 })
+    }
+}
+
+/// Each case's view packed in the views' own encoding.
+fn pack(cases: ToPack) -> PackedCases {
+    let packed = cases.into_iter().map(|(case_id, view)| {
+        let bytes = codec::encode(view.as_ref());
+        (case_id, view, bytes)
+    });
+    packed.collect()
 }
 
 /// The views of a log folded so far, in memory.
@@ -59,6 +102,11 @@ pub struct Fold {
     young: Vec<Uuid>,
     old: Vec<Uuid>,
     generation: u64,
+    /// Cases a generation holds ([`GENERATION_CASES`]).
+    generation_cases: usize,
+    /// Started at the first generation's end; `None` before, or when no thread could be had
+    /// (the fold then packs on its own thread).
+    packer: Option<Packer>,
     /// Every other key written (alerts, counters, calendars, dead letters, files); `None` is a
     /// key removed again.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
@@ -82,11 +130,19 @@ impl Fold {
             young: Vec::new(),
             old: Vec::new(),
             generation: 0,
+            generation_cases: GENERATION_CASES,
+            packer: None,
             writes: BTreeMap::new(),
             alerts: Vec::new(),
             live_after,
             position: 0,
         }
+    }
+
+    /// A generation of `cases` cases instead of [`GENERATION_CASES`] (for tests of packing).
+    pub fn with_generation_cases(mut self, cases: usize) -> Self {
+        self.generation_cases = cases.max(1);
+        self
     }
 
     /// Cases folded so far.
@@ -97,25 +153,89 @@ impl Fold {
     /// Marks the record being applied (for which alerts are live).
     pub fn at(&mut self, position: u64) {
         self.position = position;
+        self.swap_in_packed(false);
     }
 
-    /// Starts a generation: packs the cases of the one before last that were not touched since.
+    /// Starts a generation: packs the cases of the one before last that were not touched
+    /// since, on the packer's thread. At most one generation's packing is under way: the one
+    /// before is waited for first, which bounds what the fold holds decoded.
     fn next_generation(&mut self) {
+        self.swap_in_packed(true);
+        let generation = self.generation;
+        let mut to_pack: ToPack = Vec::new();
         for case_id in std::mem::replace(&mut self.old, std::mem::take(&mut self.young)) {
-            if let Some(slot) = self.cases.get_mut(&case_id) {
-                if let Slot::Decoded(view, generation) = slot {
-                    if *generation < self.generation {
-                        *slot = Slot::Packed(codec::encode(view));
-                    }
+            if let Some(Slot::Decoded(view, touched)) = self.cases.get(&case_id) {
+                if *touched < generation {
+                    to_pack.push((case_id, Arc::clone(view)));
                 }
             }
         }
         self.generation += 1;
+        if self.packer.is_none() {
+            self.packer = Packer::start();
+        }
+        let to_pack = match &mut self.packer {
+            Some(packer) => match packer.to.send(to_pack) {
+                Ok(()) => {
+                    packer.pending += 1;
+                    return;
+                }
+                Err(mpsc::SendError(to_pack)) => to_pack,
+            },
+            None => to_pack,
+        };
+        // No packer: packed here.
+        self.swap(pack(to_pack));
+    }
+
+    /// Swaps in what the packer has packed; with `wait`, waits until it has packed everything
+    /// handed to it.
+    fn swap_in_packed(&mut self, wait: bool) {
+        let Some(packer) = &mut self.packer else { return };
+        let mut batches = Vec::new();
+        while packer.pending > 0 {
+            let batch = if wait { packer.from.recv().ok() } else { packer.from.try_recv().ok() };
+            let Some(batch) = batch else { break };
+            packer.pending -= 1;
+            batches.push(batch);
+        }
+        for batch in batches {
+            self.swap(batch);
+        }
+    }
+
+    /// Packs the cases of `packed` that still hold the view that was packed.
+    fn swap(&mut self, packed: PackedCases) {
+        for (case_id, view, bytes) in packed {
+            if let Some(slot) = self.cases.get_mut(&case_id) {
+                if matches!(slot, Slot::Decoded(current, _) if Arc::ptr_eq(current, &view)) {
+                    *slot = Slot::Packed(bytes);
+                }
+            }
+        }
+    }
+
+    /// Keeps a case's new view, decoded, in the current generation.
+    fn keep(&mut self, after: CaseView) {
+        let case_id = after.case_id;
+        let generation = self.generation;
+        if !matches!(self.cases.insert(case_id, Slot::Decoded(Arc::new(after), generation)), Some(Slot::Decoded(_, g)) if g == generation)
+        {
+            self.young.push(case_id);
+            if self.young.len() >= self.generation_cases {
+                self.next_generation();
+            }
+        }
     }
 
     /// Derives every case's keys and statistics from its final view and returns every key
     /// and value of the views, sorted, with the checkpoint at `checkpoint`.
-    pub fn finish(self, checkpoint: u64) -> Result<Folded, ViewError> {
+    pub fn finish(mut self, checkpoint: u64) -> Result<Folded, ViewError> {
+        self.swap_in_packed(true);
+        if let Some(packer) = self.packer.take() {
+            drop(packer.to);
+            packer.thread.join().map_err(|_| ViewError::Storage("the fold's packer panicked".into()))?;
+        }
         let cases = self.cases.len();
         let slots: Vec<(Uuid, Slot)> = self.cases.into_iter().collect();
         let threads = fold_threads();
@@ -207,15 +327,18 @@ impl ViewTarget for Fold {
     }
 
     fn store_case(&mut self, _before: &CaseView, after: CaseView) -> Result<(), ViewError> {
-        let case_id = after.case_id;
-        let generation = self.generation;
-        if !matches!(self.cases.insert(case_id, Slot::Decoded(Box::new(after), generation)), Some(Slot::Decoded(_, g)) if g == generation)
-        {
-            self.young.push(case_id);
-            if self.young.len() >= GENERATION_CASES {
-                self.next_generation();
-            }
-        }
+        self.keep(after);
+        Ok(())
+    }
+
+    type Before = ();
+
+    fn case_to_change(&mut self, case_id: Uuid) -> Result<((), CaseView), ViewError> {
+        Ok(((), self.case(case_id)?))
+    }
+
+    fn store_changed(&mut self, (): (), after: CaseView) -> Result<(), ViewError> {
+        self.keep(after);
         Ok(())
     }
 

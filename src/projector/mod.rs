@@ -131,6 +131,8 @@ pub struct Projector {
     batches_since_compact_check: u64,
     /// Most cases a fold holds ([`FOLD_CASES_MAX`]).
     fold_cases_max: usize,
+    /// Cases a fold keeps decoded per generation ([`fold::GENERATION_CASES`]).
+    fold_generation_cases: usize,
     /// Smallest backlog after which the views are reopened ([`REOPEN_BACKLOG_MIN`]).
     reopen_backlog_min: u64,
 }
@@ -172,6 +174,7 @@ impl Projector {
             live_after: start,
             batches_since_compact_check: 0,
             fold_cases_max: FOLD_CASES_MAX,
+            fold_generation_cases: fold::GENERATION_CASES,
             reopen_backlog_min: REOPEN_BACKLOG_MIN,
         })
     }
@@ -194,6 +197,12 @@ impl Projector {
     /// that stops early).
     pub fn set_fold_cases_max(&mut self, cases: usize) {
         self.fold_cases_max = cases.max(1);
+    }
+
+    /// Sets how many cases a fold keeps decoded per generation before it packs those left
+    /// untouched (for tests that pack many times over a small log).
+    pub fn set_fold_generation_cases(&mut self, cases: usize) {
+        self.fold_generation_cases = cases.max(1);
     }
 
     /// Sets the smallest backlog after which the views are reopened (for tests on short logs).
@@ -273,7 +282,7 @@ impl Projector {
     ) -> Result<bool, ProjectorError> {
         let started = Instant::now();
         let mut ctx = self.ctx.clone();
-        let mut fold = Fold::new(self.live_after);
+        let mut fold = Fold::new(self.live_after).with_generation_cases(self.fold_generation_cases);
         let mut totals = self.totals;
         let mut last = 0;
         let mut failure = None;
