@@ -206,16 +206,15 @@ fn follow_original<T: ViewTarget>(
     original: Uuid,
     linked: bool,
 ) -> Result<(), ViewError> {
-    let before = overlay.case(original)?;
-    if !before.state.exists() {
+    let (before, mut after) = overlay.case_to_change(original)?;
+    if !after.state.exists() {
         return Ok(());
     }
-    let mut after = before.clone();
     after.duplicates.retain(|d| d.case_id != duplicate.case_id);
     if linked {
         after.duplicates.push(LinkedDuplicate { case_id: duplicate.case_id, unit: duplicate.raising_unit() });
     }
-    overlay.store_case(&before, after)
+    overlay.store_changed(before, after)
 }
 
 /// Checks what serde cannot: a known schema version, at least one event.
