@@ -7,10 +7,12 @@
 
 #[path = "support/serve_process.rs"]
 mod serve_process;
+#[path = "support/small_disk.rs"]
+mod small_disk;
 #[path = "support/webhook.rs"]
 mod webhook;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use serve_process::ServeProcess;
+use small_disk::SmallDisk;
 use whistle::log::embedded::EmbeddedLog;
 use whistle::log::{Commit, EventLog};
 
@@ -184,53 +187,6 @@ async fn acknowledged_appends_reach_fdatasync_before_the_answer() {
 }
 
 // ------------------------------------------------------------------------------ a full disk
-
-/// A tmpfs of `mib` MiB mounted on a fresh folder, unmounted when dropped.
-struct SmallDisk {
-    mount: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(mib: u32) -> Option<SmallDisk> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("not root: cannot mount a small tmpfs, full-disk behaviour not checked here");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let mount = dir.path().join("disk");
-        std::fs::create_dir(&mount).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(&mount)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "root can mount a tmpfs");
-        Some(SmallDisk { mount, _dir: dir })
-    }
-
-    /// Fills the disk to the last byte.
-    fn fill(&self) {
-        use std::io::Write;
-        let mut file = std::fs::File::create(self.mount.join("filler")).unwrap();
-        let chunk = vec![0xA5u8; 4096];
-        while file.write_all(&chunk).is_ok() {}
-        // The last partial block too.
-        while file.write_all(&[0xA5]).is_ok() {}
-    }
-
-    fn free(&self) {
-        std::fs::remove_file(self.mount.join("filler")).unwrap();
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-    }
-}
 
 /// Waits (at most 20 s) for a webhook body that mentions `text`.
 async fn wait_for_notice(receiver: &webhook::Receiver, text: &str) {

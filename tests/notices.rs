@@ -9,6 +9,8 @@
 mod backends;
 #[path = "support/nats_server.rs"]
 mod nats_server;
+#[path = "support/small_disk.rs"]
+mod small_disk;
 #[path = "support/webhook.rs"]
 mod webhook;
 
@@ -377,6 +379,94 @@ async fn a_failing_group_raises_an_operator_notice_is_counted_and_does_not_hold_
     let stopping = std::time::Instant::now();
     node.stop().await;
     assert!(stopping.elapsed() < StdDuration::from_secs(5), "stop took {:?}", stopping.elapsed());
+}
+
+/// Summonses held for working hours while the views' disk was full were lost: the outbox could
+/// not store them, the record was acknowledged, and the departments never heard of it. They are
+/// now kept in memory, offered to the outbox again, and sent in the working morning all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summonses_held_while_the_outbox_cannot_be_written_still_go_out_in_the_morning() {
+    const DEPARTMENTS: [&str; 12] = [
+        "住建局",
+        "城管局",
+        "交通局",
+        "水务局",
+        "生态环境局",
+        "农业农村局",
+        "卫健委",
+        "教育局",
+        "民政局",
+        "公安局",
+        "消防救援大队",
+        "供电所",
+    ];
+    let Some(disk) = small_disk::SmallDisk::mount(16) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogHandle::open(dir.path(), None).await.unwrap().log();
+    let groups = webhook::Receiver::start(0).await;
+    let webhooks = vec![WebhookConfig {
+        name: "部门群".into(),
+        url: groups.url(),
+        format: WebhookFormat::Wecom,
+        stages: vec!["summons".into()],
+        units: DEPARTMENTS.iter().map(|d| (*d).to_owned()).collect(),
+        attempts: None,
+    }];
+    // Friday 20:00: after hours, so each summons is held for Monday morning.
+    let clock = ManualClock::new(at("2026-03-06T20:00:00+08:00"));
+    let config = NodeConfig {
+        alerts: AlertConfig { webhooks, ..AlertConfig::default() },
+        reports: whistle::reports::ReportSchedule { monthly: false, ..Default::default() },
+        ..NodeConfig::default()
+    };
+    // The log has room; the views (and their outbox) are on a disk about to be full.
+    let views = Views::open(disk.mount.join("views")).unwrap();
+    let node = Node::start(log.clone(), views.clone(), Arc::new(clock.clone()), config).await.unwrap();
+    tokio::time::timeout(StdDuration::from_secs(20), node.delivery.claiming()).await.expect("delivery claims");
+    disk.fill();
+    // sled lays out a whole segment at a time: write until it needs a new one, which the full
+    // disk refuses.
+    let filler = vec![0x5Au8; 8 * 1024];
+    let refused = (0..1_000).any(|n| views.delivery_put(format!("filler:{n}").as_bytes(), &filler).is_err());
+    assert!(refused, "a full disk refuses the outbox's writes");
+    let body = CommandBody::RaiseWhistle {
+        title: "河道垃圾堆积".into(),
+        description: "村口河道垃圾堆积，涉及住建、城管、水务、环保等多个部门，需要统一协调处置。".repeat(8),
+        departments: DEPARTMENTS.iter().map(|d| (*d).to_owned()).collect(),
+        category: None,
+        location: None,
+        urgency: Urgency::Normal,
+    };
+    let cmd = Command::new(Uuid::now_v7(), Uuid::now_v7(), Actor::new(Role::Township, "东坝镇"), body);
+    execute(log.as_ref(), &cmd, clock.now()).await.unwrap();
+    // Delivery decides the summonses (reading the case from the log while the views cannot be
+    // written) and holds them.
+    let held = || node.delivery.stats.held.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(40);
+    while held() < DEPARTMENTS.len() as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 12 summonses held: {:?}",
+            held(),
+            node.delivery.stats.by_kind()
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert!(groups.bodies().is_empty(), "nothing at night: {:?}", groups.bodies());
+    // Room again over the weekend; Monday 09:00 every summons goes, once.
+    disk.free();
+    clock.set(at("2026-03-09T09:00:00+08:00"));
+    tokio::time::timeout(StdDuration::from_secs(30), groups.wait_for(DEPARTMENTS.len())).await.expect("sent");
+    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    let texts: Vec<String> =
+        groups.bodies().iter().map(|b| b["markdown"]["content"].as_str().unwrap_or_default().to_owned()).collect();
+    for department in DEPARTMENTS {
+        let to = format!("请{department}于");
+        assert_eq!(texts.iter().filter(|t| t.contains(&to)).count(), 1, "{department}: {texts:?}");
+    }
+    assert_eq!(texts.len(), DEPARTMENTS.len(), "{texts:?}");
+    node.stop().await;
 }
 
 /// Who each event tells, from the case as it stands after it.

@@ -53,6 +53,8 @@ const WEBHOOK_BACKOFF_MAX: Duration = Duration::from_secs(60);
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long delivery waits for the projector to record an alert before sending what it has.
 const PROJECTION_WAIT: Duration = Duration::from_secs(10);
+/// How often held notices the outbox could not store are offered to it again.
+const UNSTORED_RETRY: Duration = Duration::from_secs(10);
 /// Attempts to find an alert's case (views, then the log) before sending it with what the
 /// event alone says.
 const ALERT_VIEW_ATTEMPTS_MAX: u32 = 12;
@@ -401,6 +403,10 @@ pub struct Delivery {
     claiming: watch::Sender<bool>,
     /// Outbox entries queued and not yet done: the release loop does not queue them again.
     in_flight: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// Held notices the outbox could not store (its disk full or failing), by outbox key: the
+    /// release loop offers them to the outbox again and, while it still refuses, releases them
+    /// from here when their time comes.
+    unstored: std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
     pub stats: DeliveryStats,
 }
 
@@ -429,6 +435,7 @@ impl Delivery {
             policy,
             claiming: watch::channel(false).0,
             in_flight: Default::default(),
+            unstored: Default::default(),
             stats: DeliveryStats::default(),
         })
     }
@@ -615,14 +622,17 @@ impl Delivery {
                 self.held_changed.notify_waiters();
             }
             Err(e) => {
-                tracing::error!("cannot store webhook sends in the outbox, sending those due now from memory: {e}");
-                for Outgoing { webhook, notice, held, .. } in outgoing {
+                tracing::error!("cannot store webhook sends in the outbox, keeping them in memory until it can: {e}");
+                for Outgoing { webhook, notice, release, held } in outgoing {
                     if held {
-                        tracing::error!("cannot hold alert {}: {e}", notice.alert_id);
+                        let (key, value) = self.held_entry(webhook, &notice, release);
+                        self.keep_unstored(key, value);
+                        self.count_held(webhook, &notice, release);
                     } else if !enqueue(queues, Job { webhook, notice, claim_first: true, outbox: None }).await {
                         return;
                     }
                 }
+                self.held_changed.notify_waiters();
             }
         }
     }
@@ -789,8 +799,70 @@ impl Delivery {
                 self.held_changed.notify_waiters();
                 tracing::info!(alert_id = %notice.alert_id, release = %release, "alert held again for working hours");
             }
-            Err(e) => tracing::error!("cannot hold alert {}: {e}", notice.alert_id),
+            Err(e) => {
+                tracing::error!(
+                    "cannot store alert {} held again, keeping it in memory until the outbox can: {e}",
+                    notice.alert_id
+                );
+                self.keep_unstored(key, value);
+            }
         }
+    }
+
+    /// Keeps a held notice the outbox could not store, for the release loop.
+    fn keep_unstored(&self, key: Vec<u8>, value: Vec<u8>) {
+        self.unstored.lock().unwrap_or_else(|p| p.into_inner()).insert(key, value);
+    }
+
+    /// Offers the held notices kept in memory to the outbox again; while it still cannot store
+    /// them, queues those whose time has come from memory. Returns when to look again (`None`:
+    /// nothing is kept in memory any more), or `Err` once delivery is stopping.
+    async fn retry_unstored(
+        &self,
+        now: DateTime<Utc>,
+        queues: &[mpsc::Sender<Job>],
+    ) -> Result<Option<DateTime<Utc>>, ()> {
+        let kept: Vec<(Vec<u8>, Vec<u8>)> = self
+            .unstored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let views = self.views.clone();
+        let entries = kept.clone();
+        let stored = tokio::task::spawn_blocking(move || views.delivery_put_all(&entries)).await;
+        if let Ok(Ok(())) = stored {
+            let mut unstored = self.unstored.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, _) in &kept {
+                unstored.remove(key);
+            }
+            tracing::info!(notices = kept.len(), "held notices kept in memory are stored in the outbox now");
+            return Ok(None);
+        }
+        let mut next = now + UNSTORED_RETRY;
+        for (key, value) in kept {
+            if self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+                continue;
+            }
+            // Keys this instance made: always readable.
+            let release = held_release(&key).unwrap_or(now);
+            if release > now {
+                next = next.min(release);
+                continue;
+            }
+            match self.release(&key, &value, now, queues) {
+                Released::Queued | Released::Done => {
+                    self.unstored.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                }
+                Released::QueueFull => next = next.min(now + chrono::Duration::seconds(1)),
+                Released::Stopping => return Err(()),
+            }
+        }
+        Ok(Some(next))
     }
 
     /// The delivery entry that holds `notice` for `webhook` until `release` (the outbox's
@@ -805,7 +877,7 @@ impl Delivery {
         while !*stop.borrow() {
             let changed = self.held_changed.notified();
             let now = self.clock.now();
-            let mut next = None;
+            let Ok(mut next) = self.retry_unstored(now, &queues).await else { return };
             let mut after: Option<Vec<u8>> = None;
             'scan: loop {
                 let page = self.views.delivery_scan(HELD_PREFIX, after.as_deref(), 64).unwrap_or_default();
@@ -824,7 +896,7 @@ impl Delivery {
                         }
                     };
                     if release > now {
-                        next = Some(release);
+                        next = Some(next.map_or(release, |n: DateTime<Utc>| n.min(release)));
                         break 'scan;
                     }
                     match self.release(&key, &value, now, &queues) {
