@@ -613,10 +613,12 @@ async fn rebuilding_twice_does_not_grow_the_views() {
         assert_eq!(digest, first_digest);
     }
     let third = views.size_on_disk().unwrap();
-    // sled allocates its file in segments of 512 KiB: one more segment is where a write happened
-    // to land, not growth (views this small are ~6 segments).
+    // sled allocates its file in segments of 512 KiB, and how full each is left depends on when
+    // its background flushes came (views this small are ~7 segments; a rebuild on cores the other
+    // tests share has ended two segments larger). Clearing in place kept a whole copy per
+    // rebuild: three times the size after two more.
     let segment = 512 * 1024;
-    assert!(third <= first + first / 10 + segment, "views grew across rebuilds: {first} → {third} bytes");
+    assert!(third <= first + first / 2 + segment, "views grew across rebuilds: {first} → {third} bytes");
 }
 
 /// A data folder written by the release before compressed views (format 3: JSON values,
@@ -767,10 +769,18 @@ async fn a_backlog_is_projected_in_full_batches() {
         last = log.append(&progress_note(case_id, n), last).await.unwrap().position;
     }
     let compactions = views.compactions();
-    let mut batches = 0;
-    let totals = projector.catch_up(&log, false, |_, _| batches += 1).await.unwrap();
+    let (mut sizes, mut before) = (Vec::new(), 1);
+    let totals = projector
+        .catch_up(&log, false, |checkpoint, _| {
+            sizes.push(checkpoint - before);
+            before = checkpoint;
+        })
+        .await
+        .unwrap();
     assert_eq!(totals.records, records as u64 + 1);
     assert_eq!(views.compactions(), compactions, "not folded");
-    let chunks = records / 128;
-    assert!(batches <= chunks / 2, "{records} records took {batches} batches ({chunks} chunks of 128)");
+    // How many records are ready at once depends on how often the log's reader gets a core (the
+    // other tests share them), but a batch never stopped at 128 before the fix.
+    let largest = sizes.iter().max().copied().unwrap_or(0);
+    assert!(largest > 128, "{records} records in batches of {sizes:?}: none larger than a chunk of 128");
 }
