@@ -39,6 +39,19 @@ fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
 }
 
+/// A node with these webhooks (no monthly report), once its delivery claims from the log:
+/// records stored after that are delivered.
+async fn start_node(log: &Arc<dyn EventLog>, views: Views, clock: &ManualClock, webhooks: Vec<WebhookConfig>) -> Node {
+    let config = NodeConfig {
+        alerts: AlertConfig { webhooks, ..AlertConfig::default() },
+        reports: whistle::reports::ReportSchedule { monthly: false, ..Default::default() },
+        ..NodeConfig::default()
+    };
+    let node = Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap();
+    tokio::time::timeout(StdDuration::from_secs(20), node.delivery.claiming()).await.expect("delivery claims");
+    node
+}
+
 /// One service with one webhook (and one receiver) per unit.
 struct Rig {
     _server: Option<nats_server::NatsServer>,
@@ -74,14 +87,7 @@ impl Rig {
         }
         let views = Views::open(dir.path().join("views")).unwrap();
         let clock = ManualClock::new(at(start));
-        let config = NodeConfig {
-            alerts: AlertConfig { webhooks, ..AlertConfig::default() },
-            reports: whistle::reports::ReportSchedule { monthly: false, ..Default::default() },
-            ..NodeConfig::default()
-        };
-        let node = Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap();
-        // Delivery sends what is stored once it claims from the log.
-        tokio::time::timeout(StdDuration::from_secs(20), node.delivery.claiming()).await.expect("delivery claims");
+        let node = start_node(&log, views, &clock, webhooks).await;
         Rig { _server: server, _dir: dir, log, node, clock, receivers }
     }
 
@@ -277,13 +283,7 @@ async fn two_instances_on_nats_send_each_notice_once() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogHandle::open(dir.path(), Some(&NatsOptions::new(server.url()))).await.unwrap().log();
         let views = Views::open(dir.path().join("views")).unwrap();
-        let config = NodeConfig {
-            alerts: AlertConfig { webhooks: webhooks.clone(), ..AlertConfig::default() },
-            reports: whistle::reports::ReportSchedule { monthly: false, ..Default::default() },
-            ..NodeConfig::default()
-        };
-        let node = Node::start(log.clone(), views, Arc::new(clock.clone()), config).await.unwrap();
-        tokio::time::timeout(StdDuration::from_secs(20), node.delivery.claiming()).await.expect("delivery claims");
+        let node = start_node(&log, views, &clock, webhooks.clone()).await;
         nodes.push(node);
         logs.push(log);
         dirs.push(dir);
@@ -343,16 +343,7 @@ async fn a_failing_group_raises_an_operator_notice_is_counted_and_does_not_hold_
         },
     ];
     let clock = ManualClock::new(at("2026-03-02T10:00:00+08:00"));
-    let config = NodeConfig {
-        alerts: AlertConfig { webhooks, ..AlertConfig::default() },
-        reports: whistle::reports::ReportSchedule { monthly: false, ..Default::default() },
-        ..NodeConfig::default()
-    };
-    let node =
-        Node::start(log.clone(), Views::open(dir.path().join("views")).unwrap(), Arc::new(clock.clone()), config)
-            .await
-            .unwrap();
-    tokio::time::timeout(StdDuration::from_secs(20), node.delivery.claiming()).await.expect("delivery claims");
+    let node = start_node(&log, Views::open(dir.path().join("views")).unwrap(), &clock, webhooks).await;
     let body = CommandBody::RaiseWhistle {
         title: "河道垃圾堆积".into(),
         description: "需协调".into(),
@@ -414,15 +405,9 @@ async fn summonses_held_while_the_outbox_cannot_be_written_still_go_out_in_the_m
     }];
     // Friday 20:00: after hours, so each summons is held for Monday morning.
     let clock = ManualClock::new(at("2026-03-06T20:00:00+08:00"));
-    let config = NodeConfig {
-        alerts: AlertConfig { webhooks, ..AlertConfig::default() },
-        reports: whistle::reports::ReportSchedule { monthly: false, ..Default::default() },
-        ..NodeConfig::default()
-    };
     // The log has room; the views (and their outbox) are on a disk about to be full.
     let views = Views::open(disk.mount.join("views")).unwrap();
-    let node = Node::start(log.clone(), views.clone(), Arc::new(clock.clone()), config).await.unwrap();
-    tokio::time::timeout(StdDuration::from_secs(20), node.delivery.claiming()).await.expect("delivery claims");
+    let node = start_node(&log, views.clone(), &clock, webhooks).await;
     disk.fill();
     // sled lays out a whole segment at a time: write until it needs a new one, which the full
     // disk refuses.

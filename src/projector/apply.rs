@@ -47,17 +47,14 @@ pub trait ViewTarget {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ViewError>;
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>);
     fn remove(&mut self, key: Vec<u8>);
-    /// The case as applied so far (a fresh, empty view if it does not exist yet).
-    fn case(&mut self, case_id: Uuid) -> Result<CaseView, ViewError>;
-    /// Stores a case's new view in place of `before`, with what is derived from it (index
-    /// entries, list memberships, statistics).
-    fn store_case(&mut self, before: &CaseView, after: CaseView) -> Result<(), ViewError>;
     /// What storing a changed case needs of it as it was: the view itself where derived keys
     /// are swapped one by one, nothing for a fold (it derives them once, from the final view).
     type Before;
-    /// The case as applied so far, to be changed and stored with [`ViewTarget::store_changed`].
+    /// The case as applied so far (a fresh, empty view if it does not exist yet), to be changed
+    /// and stored with [`ViewTarget::store_changed`].
     fn case_to_change(&mut self, case_id: Uuid) -> Result<(Self::Before, CaseView), ViewError>;
-    /// Stores a case changed since [`ViewTarget::case_to_change`].
+    /// Stores a case changed since [`ViewTarget::case_to_change`], with what is derived from it
+    /// (index entries, list memberships, statistics).
     fn store_changed(&mut self, before: Self::Before, after: CaseView) -> Result<(), ViewError>;
     /// Every case that may have a running clock: open ones, and any with a pending alert.
     fn cases_with_clocks(&mut self) -> Result<BTreeSet<Uuid>, ViewError>;
@@ -109,16 +106,6 @@ impl ViewTarget for Overlay<'_> {
         Overlay::remove(self, key);
     }
 
-    fn case(&mut self, case_id: Uuid) -> Result<CaseView, ViewError> {
-        Overlay::case(self, case_id)
-    }
-
-    fn store_case(&mut self, before: &CaseView, after: CaseView) -> Result<(), ViewError> {
-        replace_derived(self, before, &after)?;
-        self.set_case(after);
-        Ok(())
-    }
-
     type Before = CaseView;
 
     fn case_to_change(&mut self, case_id: Uuid) -> Result<(CaseView, CaseView), ViewError> {
@@ -127,7 +114,9 @@ impl ViewTarget for Overlay<'_> {
     }
 
     fn store_changed(&mut self, before: CaseView, after: CaseView) -> Result<(), ViewError> {
-        self.store_case(&before, after)
+        replace_derived(self, &before, &after)?;
+        self.set_case(after);
+        Ok(())
     }
 
     fn cases_with_clocks(&mut self) -> Result<BTreeSet<Uuid>, ViewError> {
@@ -368,11 +357,9 @@ fn publish_calendar<T: ViewTarget>(
     ctx.publications += 1;
     overlay.put_json(calendar_key(year), &schedule);
     for case_id in overlay.cases_with_clocks()? {
-        let before = overlay.case(case_id)?;
-        let mut after = before.clone();
-        after.rearm(&ctx.policy, &ctx.calendar);
-        if after != before {
-            overlay.store_case(&before, after)?;
+        let (before, mut view) = overlay.case_to_change(case_id)?;
+        if view.rearm(&ctx.policy, &ctx.calendar) {
+            overlay.store_changed(before, view)?;
         }
     }
     Ok(())

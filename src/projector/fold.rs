@@ -319,22 +319,14 @@ impl ViewTarget for Fold {
         self.writes.insert(key, None);
     }
 
-    fn case(&mut self, case_id: Uuid) -> Result<CaseView, ViewError> {
-        match self.cases.get(&case_id) {
-            Some(slot) => slot.view(case_id),
-            None => Ok(CaseView::new(case_id)),
-        }
-    }
-
-    fn store_case(&mut self, _before: &CaseView, after: CaseView) -> Result<(), ViewError> {
-        self.keep(after);
-        Ok(())
-    }
-
     type Before = ();
 
     fn case_to_change(&mut self, case_id: Uuid) -> Result<((), CaseView), ViewError> {
-        Ok(((), self.case(case_id)?))
+        let view = match self.cases.get(&case_id) {
+            Some(slot) => slot.view(case_id)?,
+            None => CaseView::new(case_id),
+        };
+        Ok(((), view))
     }
 
     fn store_changed(&mut self, (): (), after: CaseView) -> Result<(), ViewError> {

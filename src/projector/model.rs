@@ -55,10 +55,13 @@ impl CaseView {
         self.duplicates.iter().filter_map(|d| d.unit.as_deref())
     }
 
-    /// Recomputes the armed clocks. A deadline that cannot be computed (a year beyond the
-    /// calendar's range) leaves the clock unarmed rather than stopping projection.
-    pub fn rearm(&mut self, policy: &SlaPolicy, calendar: &Calendar) {
-        self.armed = armed_clocks(&self.state, policy, calendar).unwrap_or_default();
+    /// Recomputes the armed clocks; whether they changed. A deadline that cannot be computed (a
+    /// year beyond the calendar's range) leaves the clock unarmed rather than stopping projection.
+    pub fn rearm(&mut self, policy: &SlaPolicy, calendar: &Calendar) -> bool {
+        let armed = armed_clocks(&self.state, policy, calendar).unwrap_or_default();
+        let changed = armed != self.armed;
+        self.armed = armed;
+        changed
     }
 
     pub fn kind(&self) -> Option<&'static str> {
