@@ -501,9 +501,16 @@ impl InProcessServe {
             stop: Some(stopped),
             cache_bytes: crate::projector::views::VIEWS_CACHE_BYTES_DEFAULT,
         };
-        let task = tokio::spawn(async move { crate::serve::serve(options).await.map_err(|e| e.to_string()) });
+        let mut task = tokio::spawn(async move { crate::serve::serve(options).await.map_err(|e| e.to_string()) });
         let base = format!("http://127.0.0.1:{port}");
-        wait_ready(http, &base).await?;
+        tokio::select! {
+            ready = wait_ready(http, &base) => ready?,
+            ended = &mut task => return Err(format!("whistle serve ended before it was ready: {}", match ended {
+                Ok(Ok(())) => "without an error".to_owned(),
+                Ok(Err(e)) => e,
+                Err(e) => e.to_string(),
+            })),
+        }
         Ok(InProcessServe { base, stop, task })
     }
 
