@@ -55,17 +55,31 @@ impl LogHandle {
         }
     }
 
-    /// Closes the embedded log's writer cleanly when nothing else holds it.
+    /// Closes the embedded log once the service's tasks have let go of it (they are stopping:
+    /// waits up to [`CLOSE_WAIT`] for them), so that the folder is free when this returns.
     pub async fn close(self) -> Result<(), LogError> {
-        match self {
-            LogHandle::Embedded(l) => match Arc::try_unwrap(l) {
-                Ok(log) => log.close().await,
-                Err(_) => Ok(()),
-            },
-            LogHandle::Nats(_) => Ok(()),
+        let LogHandle::Embedded(mut log) = self else { return Ok(()) };
+        let waiting = std::time::Instant::now();
+        loop {
+            match Arc::try_unwrap(log) {
+                Ok(log) => return log.close().await,
+                Err(shared) if waiting.elapsed() < CLOSE_WAIT => {
+                    log = shared;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "the event log is still in use after {CLOSE_WAIT:?}: it closes when its last user stops"
+                    );
+                    return Ok(());
+                }
+            }
         }
     }
 }
+
+/// How long closing the log waits for the service's other users of it to stop.
+pub const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn views_path(data: &Path) -> PathBuf {
     data.join("views")

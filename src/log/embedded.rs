@@ -209,10 +209,12 @@ struct Shared {
     dir: PathBuf,
     file: File,
     index: RwLock<Index>,
-    consumers: Mutex<ConsumerFile>,
+    /// The consumers' file; `None` once the log is closed.
+    consumers: Mutex<Option<ConsumerFile>>,
     /// Why the last write failed, while writes are failing.
     write_failure: Mutex<Option<String>>,
-    _lock: File,
+    /// The folder's lock, held until the log is closed (or the last reader lets go).
+    lock: Mutex<Option<File>>,
 }
 
 /// The embedded event log. Cheap to share behind an `Arc`; dropping the last handle stops
@@ -257,9 +259,9 @@ impl EmbeddedLog {
             dir,
             file: file.try_clone().map_err(|e| setup(format!("cannot share the log file: {e}")))?,
             index: RwLock::new(index),
-            consumers: Mutex::new(consumers),
+            consumers: Mutex::new(Some(consumers)),
             write_failure: Mutex::new(None),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         let (durable_tx, durable) = watch::channel(head);
         let (jobs, rx) = mpsc::channel(APPENDS_QUEUED_MAX);
@@ -317,16 +319,19 @@ impl EmbeddedLog {
         Ok(schedules)
     }
 
-    /// Stops the writer after it has answered every append it took. Everything it answered is
-    /// already on stable storage.
+    /// Stops the writer after it has answered every append it took (everything it answered is
+    /// already on stable storage), closes the consumers' file and lets go of the folder: another
+    /// process, or this one, may open the log as soon as this returns. Readers and claims still
+    /// held elsewhere read no more records and store no more acknowledgements.
     pub async fn close(self) -> Result<(), LogError> {
-        let EmbeddedLog { jobs, durable, writer, .. } = self;
+        let EmbeddedLog { shared, jobs, durable, writer, .. } = self;
         drop((jobs, durable));
-        tokio::task::spawn_blocking(move || writer.join())
+        let joined = tokio::task::spawn_blocking(move || writer.join())
             .await
-            .map_err(|e| LogError::Unavailable(format!("log writer: {e}")))?
-            .map_err(|_| LogError::Unavailable("the log writer panicked".into()))?;
-        Ok(())
+            .map_err(|e| LogError::Unavailable(format!("log writer: {e}")))?;
+        *shared.consumers.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *shared.lock.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        joined.map_err(|_| LogError::Unavailable("the log writer panicked".into()))
     }
 
     /// Stores a record exactly as given, bypassing the commit format: for tests and tools
@@ -386,7 +391,7 @@ impl EventLog for EmbeddedLog {
         let head = self.durable_head();
         let shared = self.shared.clone();
         let owned = name.to_owned();
-        let start = blocking(move || lock_consumers(&shared).start(&owned, head)).await?;
+        let start = blocking(move || with_consumers(&shared, |c| c.start(&owned, head))).await?;
         let name = name.to_owned();
         let shared = self.shared.clone();
         let records = self.subscribe(start + 1).await?;
@@ -411,14 +416,14 @@ impl EventLog for EmbeddedLog {
     async fn claim_delivery(&self, key: &str) -> Result<bool, LogError> {
         let shared = self.shared.clone();
         let keys = [key.to_owned()];
-        blocking(move || lock_consumers(&shared).claim_deliveries(&keys).map(|won| won[0])).await
+        blocking(move || with_consumers(&shared, |c| c.claim_deliveries(&keys)).map(|won| won[0])).await
     }
 
     /// One synced write for all of them: a burst of notices costs one sync, not one each.
     async fn claim_deliveries(&self, keys: &[String]) -> Vec<Result<bool, LogError>> {
         let shared = self.shared.clone();
         let owned = keys.to_vec();
-        match blocking(move || lock_consumers(&shared).claim_deliveries(&owned)).await {
+        match blocking(move || with_consumers(&shared, |c| c.claim_deliveries(&owned))).await {
             Ok(won) => won.into_iter().map(Ok).collect(),
             Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
         }
@@ -466,7 +471,7 @@ impl EmbeddedAck {
     /// Records that consumer `name` has taken every record up to `position`, durably.
     pub(super) async fn ack(self, name: String, position: u64) -> Result<(), LogError> {
         let shared = self.0;
-        blocking(move || lock_consumers(&shared).ack(&name, position)).await
+        blocking(move || with_consumers(&shared, |c| c.ack(&name, position))).await
     }
 }
 
@@ -480,8 +485,12 @@ fn read_index(shared: &Shared) -> std::sync::RwLockReadGuard<'_, Index> {
     shared.index.read().unwrap_or_else(|p| p.into_inner())
 }
 
-fn lock_consumers(shared: &Shared) -> std::sync::MutexGuard<'_, ConsumerFile> {
-    shared.consumers.lock().unwrap_or_else(|p| p.into_inner())
+/// Runs `f` on the consumers' file; an error once the log is closed.
+fn with_consumers<T>(shared: &Shared, f: impl FnOnce(&mut ConsumerFile) -> Result<T, LogError>) -> Result<T, LogError> {
+    match shared.consumers.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        Some(consumers) => f(consumers),
+        None => Err(LogError::Unavailable("the log is closed".into())),
+    }
 }
 
 async fn feed_subscription(
