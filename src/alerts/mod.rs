@@ -13,8 +13,9 @@
 //! Delivery reads the log through a durable claim of its own (its own checkpoint): a new
 //! service starts after the current head, so history is never delivered, and with several
 //! instances each alert goes to one of them. A record can still reach two instances (an
-//! acknowledgement lost in a node failure), so each delivery — the subject, each webhook — is
-//! claimed in the log first (`EventLog::claim_delivery`): only the claimant sends it, once.
+//! acknowledgement lost in a node failure), so each delivery is claimed in the log first
+//! (`EventLog::claim_delivery`): only the claimant sends it, once. The subjects are claimed once
+//! per record (every notice it carries), each webhook once per notice.
 
 pub mod notice;
 
@@ -560,18 +561,23 @@ impl Delivery {
     /// records do not wait for that write to reach the disk.
     async fn deliver_records(&self, batch: Vec<crate::log::Claimed>, decided: &mpsc::Sender<Decided>) {
         let (records, acks): (Vec<StoredRecord>, Vec<_>) = batch.into_iter().map(|c| (c.record, c.ack)).unzip();
-        let mut notices = Vec::new();
+        let mut carried = Vec::new();
         for record in &records {
-            notices.extend(self.notices_of(record).await);
+            let (key, notices) = self.notices_of(record).await;
+            if !notices.is_empty() {
+                carried.push((key, notices));
+            }
         }
-        let keys: Vec<String> = notices.iter().map(|n| format!("subject/{}", n.alert_id)).collect();
+        let keys: Vec<String> = carried.iter().map(|(key, _)| key.clone()).collect();
         let won = self.claim_all(&keys).await;
         let mut outgoing = Vec::new();
-        for (notice, won) in notices.into_iter().zip(won) {
-            if won {
-                self.publish_unclaimed(&notice).await;
+        for ((_, notices), won) in carried.into_iter().zip(won) {
+            for notice in notices {
+                if won {
+                    self.publish_unclaimed(&notice).await;
+                }
+                self.dispatch(notice, &mut outgoing);
             }
-            self.dispatch(notice, &mut outgoing);
         }
         let acks = records.iter().map(|r| r.position).zip(acks).collect();
         if decided.send(Decided { outgoing, acks }).await.is_err() {
@@ -637,8 +643,10 @@ impl Delivery {
         }
     }
 
-    /// The alerts and notices one record carries.
-    async fn notices_of(&self, record: &StoredRecord) -> Vec<AlertNotice> {
+    /// The alerts and notices one record carries, and the key their publication on the subjects
+    /// is claimed under: one per record (its command id and position: unique even across a log
+    /// started afresh), so a whistle summoning five departments costs one claim, not five.
+    async fn notices_of(&self, record: &StoredRecord) -> (String, Vec<AlertNotice>) {
         match record.decode() {
             Ok(commit) => {
                 let mut out = Vec::new();
@@ -663,9 +671,12 @@ impl Delivery {
                         }
                     }
                 }
-                out
+                (format!("subject/record/{}/{}", commit.command_id, record.position), out)
             }
-            Err(reason) => vec![AlertNotice::dead_letter(record, &reason, self.clock.now())],
+            Err(reason) => {
+                let notice = AlertNotice::dead_letter(record, &reason, self.clock.now());
+                (format!("subject/{}", notice.alert_id), vec![notice])
+            }
         }
     }
 
