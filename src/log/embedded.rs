@@ -321,8 +321,8 @@ impl EmbeddedLog {
 
     /// Stops the writer after it has answered every append it took (everything it answered is
     /// already on stable storage), closes the consumers' file and lets go of the folder: another
-    /// process, or this one, may open the log as soon as this returns. Readers and claims still
-    /// held elsewhere read no more records and store no more acknowledgements.
+    /// process, or this one, may open the log as soon as this returns. Subscriptions still held
+    /// elsewhere end after the records already durable; their claims store no acknowledgement.
     pub async fn close(self) -> Result<(), LogError> {
         let EmbeddedLog { shared, jobs, durable, writer, .. } = self;
         drop((jobs, durable));
