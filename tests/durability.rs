@@ -806,3 +806,38 @@ async fn a_closed_log_opens_again_at_once_while_a_reader_is_still_subscribed() {
     assert!(again.is_ok(), "reopening right after close: {:?}", again.err());
     drop((records, claims));
 }
+
+/// Regression: `Views::flush` awaited sled's `flush_async`, which runs the flush on sled's own
+/// pool of 7 threads and blocks it there until the write it waits for is done — a write queued
+/// on that same pool. With 7 or more views flushing at once (several folds or services in one
+/// process), every pool thread waited on writes none was left to make, and the flushes never
+/// returned. The flushes run on their own thread and report back, so a hang fails the test
+/// instead of hanging it.
+#[test]
+fn many_views_flushing_at_once_all_finish() {
+    const VIEWS: usize = 12;
+    const FLUSHES: u32 = 200;
+    let dirs: Vec<tempfile::TempDir> = (0..VIEWS).map(|_| tempfile::tempdir().expect("temp dir")).collect();
+    let paths: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.path().join("views")).collect();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+        let runtime = runtime.expect("a runtime");
+        runtime.block_on(async move {
+            let views: Vec<whistle::projector::views::Views> =
+                paths.iter().map(|p| whistle::projector::views::Views::open(p).expect("open views")).collect();
+            let flushing = views.iter().map(|views| async move {
+                for i in 0..FLUSHES {
+                    let key = format!("x:{i}").into_bytes();
+                    views.apply(&std::collections::BTreeMap::from([(key, Some(vec![7u8; 100]))])).expect("write");
+                    views.flush().await.expect("flush");
+                }
+            });
+            futures::future::join_all(flushing).await;
+        });
+        let _ = done.send(());
+    });
+    let outcome = finished.recv_timeout(Duration::from_secs(90));
+    assert!(outcome.is_ok(), "{VIEWS} views flushing {FLUSHES} times each did not finish in 90 s");
+    drop(dirs);
+}

@@ -319,8 +319,15 @@ impl Views {
         slot.clone().ok_or_else(|| ViewError::Storage("the views are being reopened".into()))
     }
 
+    /// Writes everything so far to disk, on a blocking thread of the runtime. Not sled's
+    /// `flush_async`: that flush waits on sled's own small thread pool for a write queued on the
+    /// same pool, and with several flushing at once every pool thread waits and none writes.
     pub async fn flush(&self) -> Result<(), ViewError> {
-        self.inner()?.db.flush_async().await.map_err(storage)?;
+        let db = self.inner()?.db;
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| ViewError::Storage(format!("flushing the views: {e}")))?
+            .map_err(storage)?;
         Ok(())
     }
 
