@@ -324,8 +324,17 @@ impl Pace {
     }
 }
 
+/// Makes `next` no later than `at`.
+fn sooner(next: &mut Option<DateTime<Utc>>, at: DateTime<Utc>) {
+    *next = Some(next.map_or(at, |n| n.min(at)));
+}
+
 /// What the release loop did with a held notice.
 enum Released {
+    /// Already on its webhook's queue: left alone.
+    InFlight,
+    /// Not due before this time: left for then.
+    Later(DateTime<Utc>),
     /// On its webhook's queue; its entry stays until the send loop is done with it.
     Queued,
     /// Its webhook's queue is full: left for a later look.
@@ -854,26 +863,20 @@ impl Delivery {
             tracing::info!(notices = kept.len(), "held notices kept in memory are stored in the outbox now");
             return Ok(None);
         }
-        let mut next = now + UNSTORED_RETRY;
+        let mut next = Some(now + UNSTORED_RETRY);
         for (key, value) in kept {
-            if self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
-                continue;
-            }
-            // Keys this instance made: always readable.
-            let release = held_release(&key).unwrap_or(now);
-            if release > now {
-                next = next.min(release);
-                continue;
-            }
-            match self.release(&key, &value, now, queues) {
-                Released::Queued | Released::Done => {
+            match self.release_if_due(&key, &value, now, queues) {
+                Ok(Released::InFlight) => {}
+                Ok(Released::Later(at)) => sooner(&mut next, at),
+                Ok(Released::QueueFull) => sooner(&mut next, now + chrono::Duration::seconds(1)),
+                // Keys this instance made are always readable.
+                Ok(Released::Queued | Released::Done) | Err(_) => {
                     self.unstored.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 }
-                Released::QueueFull => next = next.min(now + chrono::Duration::seconds(1)),
-                Released::Stopping => return Err(()),
+                Ok(Released::Stopping) => return Err(()),
             }
         }
-        Ok(Some(next))
+        Ok(next)
     }
 
     /// The delivery entry that holds `notice` for `webhook` until `release` (the outbox's
@@ -895,40 +898,50 @@ impl Delivery {
                 let Some((last, _)) = page.last() else { break };
                 after = Some(last.clone());
                 for (key, value) in page {
-                    if self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
-                        continue;
-                    }
-                    let release = match held_release(&key) {
-                        Ok(release) => release,
+                    match self.release_if_due(&key, &value, now, &queues) {
                         Err(e) => {
                             tracing::error!("dropping an unreadable held notice: {e}");
                             let _ = self.views.delivery_forget(&key);
-                            continue;
                         }
-                    };
-                    if release > now {
-                        next = Some(next.map_or(release, |n: DateTime<Utc>| n.min(release)));
-                        break 'scan;
-                    }
-                    match self.release(&key, &value, now, &queues) {
-                        Released::Queued => {}
+                        Ok(Released::InFlight | Released::Queued) => {}
+                        // Entries are in the order of their times: the rest are later still.
+                        Ok(Released::Later(at)) => {
+                            sooner(&mut next, at);
+                            break 'scan;
+                        }
                         // Tried again in a second; meanwhile that webhook sends what it has.
-                        Released::QueueFull => {
-                            let soon = now + chrono::Duration::seconds(1);
-                            next = Some(next.map_or(soon, |n: DateTime<Utc>| n.min(soon)));
-                        }
+                        Ok(Released::QueueFull) => sooner(&mut next, now + chrono::Duration::seconds(1)),
                         // Not synced: an entry back after a crash is decided again, the same way
                         // (one held again is already stored under its new time).
-                        Released::Done => {
+                        Ok(Released::Done) => {
                             let _ = self.views.delivery_forget(&key);
                         }
-                        Released::Stopping => return,
+                        Ok(Released::Stopping) => return,
                     }
                 }
             }
             let sleep = crate::clock::sleep_until_if(self.clock.as_ref(), next);
             tokio::select! { _ = sleep => {}, _ = changed => {}, _ = stop.changed() => {} }
         }
+    }
+
+    /// What becomes of a held notice (or a send in the outbox) at `now`: left alone while it is
+    /// queued or not yet due, released otherwise. `Err`: its key cannot be read.
+    fn release_if_due(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        now: DateTime<Utc>,
+        queues: &[mpsc::Sender<Job>],
+    ) -> Result<Released, String> {
+        if self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(key) {
+            return Ok(Released::InFlight);
+        }
+        let release = held_release(key)?;
+        if release > now {
+            return Ok(Released::Later(release));
+        }
+        Ok(self.release(key, value, now, queues))
     }
 
     /// What becomes of a held notice (or a send in the outbox) whose time has come at `now`.
